@@ -1,0 +1,67 @@
+//! Linear centred kernel alignment (MATH.md §4).
+//!
+//! For activations `X ∈ R^(n×p)`, `Y ∈ R^(n×q)` on the same `n` inputs, with
+//! columns centred: `CKA = ‖Yᵀ X‖²_F / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F)`.
+
+use faer::{Mat, MatRef, Par};
+
+use crate::error::{Error, Result};
+use crate::gemm::product;
+use crate::model::Model;
+
+/// Activations with centred columns and their self term `‖XᵀX‖_F`, reusable
+/// across every pair of a matrix.
+#[derive(Clone, Debug)]
+pub struct CkaPrepared {
+    centred: Mat<f64>,
+    self_norm: f64,
+}
+
+impl CkaPrepared {
+    /// Centres the columns of an activation matrix (rows are inputs).
+    pub fn new(activations: MatRef<'_, f64>) -> Result<Self> {
+        let (n, p) = activations.shape();
+        if n < 2 {
+            return Err(Error::Invalid("CKA needs at least two inputs".into()));
+        }
+        let mut centred = activations.to_owned();
+        for j in 0..p {
+            let mean = (0..n).map(|i| centred[(i, j)]).sum::<f64>() / n as f64;
+            for i in 0..n {
+                centred[(i, j)] -= mean;
+            }
+        }
+        let gram = product(centred.transpose(), centred.as_ref(), Par::Seq);
+        let self_norm = gram.norm_l2();
+        if !(self_norm > 0.0) {
+            return Err(Error::ZeroNorm {
+                what: "the activations (constant over inputs)".into(),
+            });
+        }
+        Ok(CkaPrepared { centred, self_norm })
+    }
+
+    /// Logits of a model on `inputs`, prepared.
+    pub fn of_outputs(model: &Model, inputs: MatRef<'_, f64>) -> Result<Self> {
+        Self::new(model.forward(inputs)?.as_ref())
+    }
+
+    /// Linear CKA with another prepared activation matrix over the same inputs.
+    pub fn cka(&self, other: &Self, par: Par) -> Result<f64> {
+        if self.centred.nrows() != other.centred.nrows() {
+            return Err(Error::Mismatch {
+                what: "number of inputs",
+                a: self.centred.nrows().to_string(),
+                b: other.centred.nrows().to_string(),
+            });
+        }
+        let cross = product(other.centred.transpose(), self.centred.as_ref(), par);
+        let num = cross.norm_l2();
+        Ok((num / self.self_norm) * (num / other.self_norm))
+    }
+}
+
+/// Linear CKA of two activation matrices over the same inputs.
+pub fn linear_cka(x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> Result<f64> {
+    CkaPrepared::new(x)?.cka(&CkaPrepared::new(y)?, Par::Seq)
+}

@@ -1,0 +1,548 @@
+//! Models as sequences of polynomial layers (MATH.md §1).
+//!
+//! One weight set drives both views: [`Model::forward`] evaluates a batch of
+//! inputs, and the metrics read the same weights as a tensor network. Weights
+//! are stored in `f64`, matrices in PyTorch layout `[out, in]`.
+
+use faer::{Mat, MatRef};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+
+/// Affine map `y = W x + b`, `W ∈ R^(out×in)` (embedding, unembedding, head).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Linear {
+    pub weight: Mat<f64>,
+    pub bias: Option<Vec<f64>>,
+}
+
+/// Bilinear block `y = (1−s)·x + s·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (MATH.md §1).
+///
+/// `s = residual_scale`: 1 means no residual (a plain bilinear layer, any output
+/// width), `s < 1` mixes with the input and needs `out == in`. The single-layer
+/// classifier `y = P((Lx) ⊙ (Rx))` is one block with `down = P`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bilinear {
+    /// `L ∈ R^(hidden×in)`.
+    pub left: Mat<f64>,
+    /// `R ∈ R^(hidden×in)`.
+    pub right: Mat<f64>,
+    /// `D ∈ R^(out×hidden)`.
+    pub down: Mat<f64>,
+    pub left_bias: Option<Vec<f64>>,
+    pub right_bias: Option<Vec<f64>>,
+    pub down_bias: Option<Vec<f64>>,
+    /// Residual mixing `s ∈ [0, 1]` of `lerp(x, f(x), s)`.
+    pub residual_scale: f64,
+}
+
+/// One component of a sequential model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    Linear(Linear),
+    Bilinear(Bilinear),
+}
+
+/// The shape of one layer: what a checkpoint must contain for it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerShape {
+    Linear {
+        input: usize,
+        output: usize,
+        bias: bool,
+    },
+    Bilinear {
+        input: usize,
+        hidden: usize,
+        output: usize,
+        left_bias: bool,
+        right_bias: bool,
+        down_bias: bool,
+        residual_scale: f64,
+    },
+}
+
+/// A model's architecture: its layer shapes in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Architecture {
+    pub layers: Vec<LayerShape>,
+}
+
+/// Name and shape of one parameter tensor (`[rows, cols]` or `[len]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// A sequential model `embed → blocks → head`, as a list of layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    layers: Vec<Layer>,
+}
+
+impl LayerShape {
+    pub fn input(&self) -> usize {
+        match *self {
+            LayerShape::Linear { input, .. } | LayerShape::Bilinear { input, .. } => input,
+        }
+    }
+    pub fn output(&self) -> usize {
+        match *self {
+            LayerShape::Linear { output, .. } | LayerShape::Bilinear { output, .. } => output,
+        }
+    }
+}
+
+impl Architecture {
+    /// Input width of the first layer.
+    pub fn input_dim(&self) -> usize {
+        self.layers.first().map_or(0, LayerShape::input)
+    }
+
+    /// Output width of the last layer.
+    pub fn output_dim(&self) -> usize {
+        self.layers.last().map_or(0, LayerShape::output)
+    }
+
+    /// Number of polynomial (bilinear) layers: 0 or 1 means the model is one bilinear form.
+    pub fn bilinear_layers(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| matches!(l, LayerShape::Bilinear { .. }))
+            .count()
+    }
+
+    /// Checks that layers chain and residual blocks are square with `s ∈ [0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        if self.layers.is_empty() {
+            return Err(Error::Empty);
+        }
+        for (i, pair) in self.layers.windows(2).enumerate() {
+            if pair[0].output() != pair[1].input() {
+                return Err(Error::Chain {
+                    layer: i + 1,
+                    expected: pair[1].input(),
+                    found: pair[0].output(),
+                });
+            }
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let LayerShape::Bilinear {
+                input,
+                output,
+                residual_scale: s,
+                ..
+            } = *layer
+            {
+                if !(0.0..=1.0).contains(&s) {
+                    return Err(Error::Residual {
+                        layer: i,
+                        reason: format!("residual scale {s} is outside [0, 1]"),
+                    });
+                }
+                if s < 1.0 && input != output {
+                    return Err(Error::Residual {
+                        layer: i,
+                        reason: format!(
+                            "a residual block (scale {s} < 1) must map {input} to {input} dimensions, not to {output}"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parameter tensor, in a fixed order, with its name and shape.
+    ///
+    /// Names: `layers.{i}.weight`/`.bias` for linear layers and
+    /// `layers.{i}.{left,right,down}.weight`/`.bias` for bilinear ones.
+    pub fn parameter_specs(&self) -> Vec<ParameterSpec> {
+        let mut specs = Vec::new();
+        let mut push = |name: String, shape: Vec<usize>| specs.push(ParameterSpec { name, shape });
+        for (i, layer) in self.layers.iter().enumerate() {
+            match *layer {
+                LayerShape::Linear {
+                    input,
+                    output,
+                    bias,
+                } => {
+                    push(format!("layers.{i}.weight"), vec![output, input]);
+                    if bias {
+                        push(format!("layers.{i}.bias"), vec![output]);
+                    }
+                }
+                LayerShape::Bilinear {
+                    input,
+                    hidden,
+                    output,
+                    left_bias,
+                    right_bias,
+                    down_bias,
+                    ..
+                } => {
+                    let parts = [
+                        ("left", [hidden, input], left_bias, hidden),
+                        ("right", [hidden, input], right_bias, hidden),
+                        ("down", [output, hidden], down_bias, output),
+                    ];
+                    for (part, shape, has_bias, len) in parts {
+                        push(format!("layers.{i}.{part}.weight"), shape.to_vec());
+                        if has_bias {
+                            push(format!("layers.{i}.{part}.bias"), vec![len]);
+                        }
+                    }
+                }
+            }
+        }
+        specs
+    }
+
+    /// A model with PyTorch's default `nn.Linear` initialisation,
+    /// `U(−1/√fan_in, 1/√fan_in)` for weights and biases, from a fixed seed.
+    pub fn random_model(&self, seed: u64) -> Result<Model> {
+        self.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let specs = self.parameter_specs();
+        let mut values = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let count: usize = spec.shape.iter().product();
+            // Biases use the fan-in of the weight they belong to (the previous spec).
+            let fan_in = if spec.shape.len() == 2 {
+                spec.shape[1]
+            } else {
+                let weight: &ParameterSpec = specs
+                    .iter()
+                    .find(|s| s.name == spec.name.replace(".bias", ".weight"))
+                    .expect("every bias has a weight");
+                weight.shape[1]
+            };
+            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+            values.push(
+                (0..count)
+                    .map(|_| rng.random_range(-bound..=bound))
+                    .collect(),
+            );
+        }
+        Model::from_parameters(self, values)
+    }
+}
+
+/// Builds a `rows×cols` matrix from row-major values.
+pub fn matrix_from_row_major(rows: usize, cols: usize, values: &[f64]) -> Mat<f64> {
+    debug_assert_eq!(values.len(), rows * cols);
+    Mat::from_fn(rows, cols, |i, j| values[i * cols + j])
+}
+
+/// Row-major values of a matrix (PyTorch layout on disk).
+pub fn matrix_to_row_major(m: MatRef<'_, f64>) -> Vec<f64> {
+    let mut out = Vec::with_capacity(m.nrows() * m.ncols());
+    for i in 0..m.nrows() {
+        for j in 0..m.ncols() {
+            out.push(m[(i, j)]);
+        }
+    }
+    out
+}
+
+fn check_finite(name: &str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::NonFinite {
+            tensor: name.to_string(),
+            index,
+            value: values[index],
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Model {
+    /// Builds a model from layers, checking shapes, chaining and finiteness.
+    pub fn new(layers: Vec<Layer>) -> Result<Self> {
+        let model = Model { layers };
+        let arch = model.architecture_unchecked()?;
+        arch.validate()?;
+        for (spec, values) in arch.parameter_specs().iter().zip(model.parameters()) {
+            check_finite(&spec.name, &values)?;
+        }
+        Ok(model)
+    }
+
+    /// The single-layer classifier `y = P((L x) ⊙ (R x))` (no biases, no residual).
+    pub fn bilinear_classifier(left: Mat<f64>, right: Mat<f64>, head: Mat<f64>) -> Result<Self> {
+        Model::new(vec![Layer::Bilinear(Bilinear {
+            left,
+            right,
+            down: head,
+            left_bias: None,
+            right_bias: None,
+            down_bias: None,
+            residual_scale: 1.0,
+        })])
+    }
+
+    /// Builds a model of a given architecture from its parameter tensors, in the
+    /// order of [`Architecture::parameter_specs`], each flattened row-major.
+    pub fn from_parameters(arch: &Architecture, values: Vec<Vec<f64>>) -> Result<Self> {
+        arch.validate()?;
+        let specs = arch.parameter_specs();
+        if specs.len() != values.len() {
+            return Err(Error::Invalid(format!(
+                "architecture has {} parameter tensors, {} given",
+                specs.len(),
+                values.len()
+            )));
+        }
+        for (spec, v) in specs.iter().zip(&values) {
+            let expected: usize = spec.shape.iter().product();
+            if v.len() != expected {
+                return Err(Error::Shape {
+                    tensor: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    found: vec![v.len()],
+                });
+            }
+            check_finite(&spec.name, v)?;
+        }
+        let mut it = specs.into_iter().zip(values);
+        let mut next = move || it.next().expect("counted above");
+        let matrix = |(spec, v): (ParameterSpec, Vec<f64>)| {
+            matrix_from_row_major(spec.shape[0], spec.shape[1], &v)
+        };
+        let mut layers = Vec::with_capacity(arch.layers.len());
+        for shape in &arch.layers {
+            match *shape {
+                LayerShape::Linear { bias, .. } => {
+                    let weight = matrix(next());
+                    let bias = bias.then(|| next().1);
+                    layers.push(Layer::Linear(Linear { weight, bias }));
+                }
+                LayerShape::Bilinear {
+                    left_bias,
+                    right_bias,
+                    down_bias,
+                    residual_scale,
+                    ..
+                } => {
+                    let left = matrix(next());
+                    let left_bias = left_bias.then(|| next().1);
+                    let right = matrix(next());
+                    let right_bias = right_bias.then(|| next().1);
+                    let down = matrix(next());
+                    let down_bias = down_bias.then(|| next().1);
+                    layers.push(Layer::Bilinear(Bilinear {
+                        left,
+                        right,
+                        down,
+                        left_bias,
+                        right_bias,
+                        down_bias,
+                        residual_scale,
+                    }));
+                }
+            }
+        }
+        Model::new(layers)
+    }
+
+    /// The layers in order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Mutable access for symmetry transforms; the caller keeps shapes intact.
+    pub(crate) fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
+    fn architecture_unchecked(&self) -> Result<Architecture> {
+        let mut shapes = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let check_len = |name: &str, v: &Option<Vec<f64>>, len: usize| match v {
+                Some(v) if v.len() != len => Err(Error::Shape {
+                    tensor: format!("layers.{i}.{name}"),
+                    expected: vec![len],
+                    found: vec![v.len()],
+                }),
+                _ => Ok(()),
+            };
+            shapes.push(match layer {
+                Layer::Linear(l) => {
+                    check_len("bias", &l.bias, l.weight.nrows())?;
+                    LayerShape::Linear {
+                        input: l.weight.ncols(),
+                        output: l.weight.nrows(),
+                        bias: l.bias.is_some(),
+                    }
+                }
+                Layer::Bilinear(b) => {
+                    let (hidden, input) = b.left.shape();
+                    for (name, m) in [("right.weight", &b.right)] {
+                        if m.shape() != (hidden, input) {
+                            return Err(Error::Shape {
+                                tensor: format!("layers.{i}.{name}"),
+                                expected: vec![hidden, input],
+                                found: vec![m.nrows(), m.ncols()],
+                            });
+                        }
+                    }
+                    if b.down.ncols() != hidden {
+                        return Err(Error::Shape {
+                            tensor: format!("layers.{i}.down.weight"),
+                            expected: vec![b.down.nrows(), hidden],
+                            found: vec![b.down.nrows(), b.down.ncols()],
+                        });
+                    }
+                    check_len("left.bias", &b.left_bias, hidden)?;
+                    check_len("right.bias", &b.right_bias, hidden)?;
+                    check_len("down.bias", &b.down_bias, b.down.nrows())?;
+                    LayerShape::Bilinear {
+                        input,
+                        hidden,
+                        output: b.down.nrows(),
+                        left_bias: b.left_bias.is_some(),
+                        right_bias: b.right_bias.is_some(),
+                        down_bias: b.down_bias.is_some(),
+                        residual_scale: b.residual_scale,
+                    }
+                }
+            });
+        }
+        Ok(Architecture { layers: shapes })
+    }
+
+    /// The architecture this model instantiates.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture_unchecked()
+            .expect("a constructed model has consistent shapes")
+    }
+
+    pub fn input_dim(&self) -> usize {
+        self.architecture().input_dim()
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.architecture().output_dim()
+    }
+
+    /// Every parameter tensor flattened row-major, in [`Architecture::parameter_specs`] order.
+    pub fn parameters(&self) -> Vec<Vec<f64>> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            match layer {
+                Layer::Linear(l) => {
+                    out.push(matrix_to_row_major(l.weight.as_ref()));
+                    out.extend(l.bias.clone());
+                }
+                Layer::Bilinear(b) => {
+                    out.push(matrix_to_row_major(b.left.as_ref()));
+                    out.extend(b.left_bias.clone());
+                    out.push(matrix_to_row_major(b.right.as_ref()));
+                    out.extend(b.right_bias.clone());
+                    out.push(matrix_to_row_major(b.down.as_ref()));
+                    out.extend(b.down_bias.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A 64-bit FNV-1a hash of the architecture and every weight's bits.
+    ///
+    /// Pair metrics order their two arguments by it, so that `sim(a, b)` and
+    /// `sim(b, a)` run the same floating-point operations (bit-exact symmetry).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |x: u64| {
+            for byte in x.to_le_bytes() {
+                h ^= u64::from(byte);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for (spec, values) in self
+            .architecture()
+            .parameter_specs()
+            .iter()
+            .zip(self.parameters())
+        {
+            for &d in &spec.shape {
+                eat(d as u64);
+            }
+            for v in values {
+                eat(v.to_bits());
+            }
+        }
+        for layer in &self.layers {
+            if let Layer::Bilinear(b) = layer {
+                eat(b.residual_scale.to_bits());
+            }
+        }
+        h
+    }
+
+    /// Batched forward pass: `inputs` is `n×d_in`, the result `n×d_out` (f64).
+    pub fn forward(&self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>> {
+        if inputs.ncols() != self.input_dim() {
+            return Err(Error::Mismatch {
+                what: "input width",
+                a: format!("{} (model)", self.input_dim()),
+                b: format!("{} (inputs)", inputs.ncols()),
+            });
+        }
+        let mut x = inputs.to_owned();
+        for layer in &self.layers {
+            x = match layer {
+                Layer::Linear(l) => affine_rows(x.as_ref(), l.weight.as_ref(), l.bias.as_deref()),
+                Layer::Bilinear(b) => {
+                    let u = affine_rows(x.as_ref(), b.left.as_ref(), b.left_bias.as_deref());
+                    let v = affine_rows(x.as_ref(), b.right.as_ref(), b.right_bias.as_deref());
+                    let hidden = Mat::from_fn(u.nrows(), u.ncols(), |i, j| u[(i, j)] * v[(i, j)]);
+                    let y = affine_rows(hidden.as_ref(), b.down.as_ref(), b.down_bias.as_deref());
+                    let s = b.residual_scale;
+                    if s < 1.0 {
+                        Mat::from_fn(y.nrows(), y.ncols(), |i, j| {
+                            (1.0 - s) * x[(i, j)] + s * y[(i, j)]
+                        })
+                    } else {
+                        y
+                    }
+                }
+            };
+        }
+        Ok(x)
+    }
+}
+
+/// `X Wᵀ + 1 bᵀ` for a batch of row vectors.
+fn affine_rows(x: MatRef<'_, f64>, w: MatRef<'_, f64>, bias: Option<&[f64]>) -> Mat<f64> {
+    let mut y = crate::gemm::product_t(x, w, faer::Par::Seq);
+    if let Some(b) = bias {
+        for j in 0..y.ncols() {
+            for i in 0..y.nrows() {
+                y[(i, j)] += b[j];
+            }
+        }
+    }
+    y
+}
+
+/// FNV-1a hash of a matrix's shape and bits.
+pub(crate) fn hash_values(m: MatRef<'_, f64>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        for byte in x.to_le_bytes() {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(m.nrows() as u64);
+    eat(m.ncols() as u64);
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            eat(m[(i, j)].to_bits());
+        }
+    }
+    h
+}

@@ -1,0 +1,84 @@
+//! The symmetries that leave a bilinear network's function unchanged
+//! (MATH.md §5.3). Tensor and Gaussian similarity must be 1 across them;
+//! matrix cosine is not.
+
+use crate::error::{Error, Result};
+use crate::model::{Bilinear, Layer, Model};
+
+fn bilinear_mut(model: &mut Model, layer: usize) -> Result<&mut Bilinear> {
+    match model.layers_mut().get_mut(layer) {
+        Some(Layer::Bilinear(b)) => Ok(b),
+        _ => Err(Error::Invalid(format!(
+            "layer {layer} is not a bilinear layer"
+        ))),
+    }
+}
+
+/// Permutes the hidden units of a bilinear layer: new unit `h` is old unit
+/// `permutation[h]` (rows of `L`, `R` and their biases, columns of `D`).
+pub fn permute_hidden(model: &Model, layer: usize, permutation: &[usize]) -> Result<Model> {
+    let mut out = model.clone();
+    let b = bilinear_mut(&mut out, layer)?;
+    let hidden = b.left.nrows();
+    let mut seen = vec![false; hidden];
+    if permutation.len() != hidden
+        || !permutation
+            .iter()
+            .all(|&p| p < hidden && !std::mem::replace(&mut seen[p], true))
+    {
+        return Err(Error::Invalid(format!(
+            "not a permutation of {hidden} hidden units"
+        )));
+    }
+    let old = b.clone();
+    for (h, &p) in permutation.iter().enumerate() {
+        for j in 0..old.left.ncols() {
+            b.left[(h, j)] = old.left[(p, j)];
+            b.right[(h, j)] = old.right[(p, j)];
+        }
+        for o in 0..old.down.nrows() {
+            b.down[(o, h)] = old.down[(o, p)];
+        }
+        for (new, old) in [
+            (&mut b.left_bias, &old.left_bias),
+            (&mut b.right_bias, &old.right_bias),
+        ] {
+            if let (Some(n), Some(o)) = (new.as_mut(), old.as_ref()) {
+                n[h] = o[p];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Rescales hidden unit `h`: `L_h ← α_h L_h` (with its bias), `D_{:,h} ← D_{:,h}/α_h`.
+pub fn rescale_hidden(model: &Model, layer: usize, alphas: &[f64]) -> Result<Model> {
+    let mut out = model.clone();
+    let b = bilinear_mut(&mut out, layer)?;
+    if alphas.len() != b.left.nrows() || alphas.iter().any(|&a| a == 0.0 || !a.is_finite()) {
+        return Err(Error::Invalid(
+            "one finite, non-zero scale per hidden unit is required".into(),
+        ));
+    }
+    for (h, &a) in alphas.iter().enumerate() {
+        for j in 0..b.left.ncols() {
+            b.left[(h, j)] *= a;
+        }
+        if let Some(bias) = b.left_bias.as_mut() {
+            bias[h] *= a;
+        }
+        for o in 0..b.down.nrows() {
+            b.down[(o, h)] /= a;
+        }
+    }
+    Ok(out)
+}
+
+/// Swaps `L` and `R` (and their biases): `(Lx)⊙(Rx)` is symmetric.
+pub fn swap_left_right(model: &Model, layer: usize) -> Result<Model> {
+    let mut out = model.clone();
+    let b = bilinear_mut(&mut out, layer)?;
+    std::mem::swap(&mut b.left, &mut b.right);
+    std::mem::swap(&mut b.left_bias, &mut b.right_bias);
+    Ok(out)
+}
