@@ -309,7 +309,9 @@ impl<T: Scalar> GaussianPrepared<T> {
                     s_out[(i, j)] *= inv;
                 }
             }
-            log_c = degree * log_c + weight_log - 0.5 * alpha.ln();
+            // Stored x̂ = c·x̂_true: dividing the weights by their scale and the
+            // moment by α gives c' = c^degree / (weight scale · √α).
+            log_c = degree * log_c - weight_log - 0.5 * alpha.ln();
             dim = s_out.nrows();
             layers.push(PreparedLayer {
                 step,

@@ -1,0 +1,241 @@
+//! Gaussian functional similarity (MATH.md §3) against brute force (Isserlis
+//! on probed tensors) and Monte-Carlo, plus the properties of MATH.md §5.
+
+mod common;
+
+use common::*;
+use faer::Par;
+use tensim_core::monte_carlo::monte_carlo_similarity;
+use tensim_core::similarity::{inner_products, similarity};
+use tensim_core::symmetry::{permute_hidden, rescale_hidden, swap_left_right};
+use tensim_core::{
+    gaussian_similarity, tensor_similarity, Centring, Exactness, GaussianPrepared, Model,
+};
+
+fn prep(m: &Model) -> GaussianPrepared<f64> {
+    GaussianPrepared::new(m).unwrap()
+}
+
+#[test]
+fn one_layer_equals_isserlis_brute_force() {
+    for (name, layers) in one_bilinear_architectures() {
+        let a = model(layers.clone(), 31);
+        let b = model(layers, 32);
+        let (ta, tb) = (probe_quadratic(&a), probe_quadratic(&b));
+        let expected = brute_gaussian_inner(&ta, &tb);
+        let found = inner_products(&prep(&a), &prep(&b), Par::Seq).unwrap();
+        for (c, (f, e)) in found.iter().zip(&expected).enumerate() {
+            assert_close(*f, *e, 1e-10, &format!("{name}: E[f_a f_b] of output {c}"));
+        }
+        let (sim, exact) = gaussian_similarity(&a, &b).unwrap();
+        assert_eq!(exact, Exactness::Exact, "{name}");
+        let (aa, bb) = (
+            brute_gaussian_inner(&ta, &ta),
+            brute_gaussian_inner(&tb, &tb),
+        );
+        assert_close(
+            sim.total,
+            cosine(expected.iter().sum(), aa.iter().sum(), bb.iter().sum()),
+            1e-10,
+            name,
+        );
+    }
+}
+
+#[test]
+fn self_similarity_one_and_symmetric_bit_exact() {
+    let mut archs = one_bilinear_architectures();
+    archs.push((
+        "two layers",
+        vec![
+            linear(5, 4, true),
+            bilinear(4, 6, 4, true, 0.5),
+            bilinear(4, 5, 4, true, 0.5),
+            linear(4, 3, false),
+        ],
+    ));
+    for (name, layers) in archs {
+        let a = model(layers.clone(), 41);
+        let b = model(layers, 42);
+        let (s, _) = gaussian_similarity(&a, &a).unwrap();
+        assert_close(s.total, 1.0, 1e-12, name);
+        let (ab, _) = gaussian_similarity(&a, &b).unwrap();
+        let (ba, _) = gaussian_similarity(&b, &a).unwrap();
+        assert_eq!(ab.total.to_bits(), ba.total.to_bits(), "{name}");
+        assert_eq!(ab.per_output, ba.per_output, "{name}");
+    }
+}
+
+#[test]
+fn centred_moments_equal_tensor_similarity_without_bias() {
+    for layers in [
+        vec![bilinear(6, 5, 3, false, 1.0)],
+        vec![
+            linear(7, 4, false),
+            bilinear(4, 6, 4, false, 1.0),
+            linear(4, 3, false),
+        ],
+    ] {
+        let a = model(layers.clone(), 51);
+        let b = model(layers, 52);
+        let pa = GaussianPrepared::<f64>::with_centring(&a, Centring::Centred).unwrap();
+        let pb = GaussianPrepared::<f64>::with_centring(&b, Centring::Centred).unwrap();
+        let centred = similarity(&pa, &pb, Par::Seq).unwrap();
+        let tensor = tensor_similarity(&a, &b).unwrap();
+        assert_close(
+            centred.total,
+            tensor.total,
+            1e-10,
+            "centred gaussian = tensor",
+        );
+        for (x, y) in centred.per_output.iter().zip(&tensor.per_output) {
+            assert_close(*x, *y, 1e-10, "per class");
+        }
+    }
+}
+
+#[test]
+fn one_layer_matches_monte_carlo_within_four_standard_errors() {
+    let cases = [
+        ("no bias, no residual", vec![bilinear(6, 5, 3, false, 1.0)]),
+        ("bias", vec![bilinear(6, 5, 3, true, 1.0)]),
+        ("residual", vec![bilinear(5, 7, 5, false, 0.5)]),
+        (
+            "bias + residual + embed + head",
+            vec![
+                linear(6, 5, true),
+                bilinear(5, 7, 5, true, 0.3),
+                linear(5, 3, true),
+            ],
+        ),
+    ];
+    for (name, layers) in cases {
+        let a = model(layers.clone(), 61);
+        let b = model(layers, 62);
+        for centring in [Centring::Uncentred, Centring::Centred] {
+            let pa = GaussianPrepared::<f64>::with_centring(&a, centring).unwrap();
+            let pb = GaussianPrepared::<f64>::with_centring(&b, centring).unwrap();
+            let exact = similarity(&pa, &pb, Par::Seq).unwrap().total;
+            let mc = monte_carlo_similarity(&a, &b, 200_000, 7, centring).unwrap();
+            let z = (exact - mc.value) / mc.std_error;
+            println!(
+                "{name} {centring:?}: exact {exact:.5}, MC {:.5} ± {:.5} (z = {z:.2})",
+                mc.value, mc.std_error
+            );
+            assert!(
+                z.abs() < 4.0,
+                "{name} {centring:?}: exact {exact} vs MC {} ± {}",
+                mc.value,
+                mc.std_error
+            );
+        }
+    }
+}
+
+#[test]
+fn two_layers_gaussian_closure_error_is_small() {
+    // Two polynomial layers: moment propagation treats the hidden activations
+    // as Gaussian. Measure how far that is from the truth.
+    let layers = vec![
+        linear(6, 5, false),
+        bilinear(5, 6, 5, false, 0.5),
+        bilinear(5, 6, 5, false, 0.5),
+        linear(5, 3, false),
+    ];
+    let a = model(layers.clone(), 71);
+    let b = model(layers, 72);
+    let (sim, exactness) = gaussian_similarity(&a, &b).unwrap();
+    assert_eq!(
+        exactness,
+        Exactness::GaussianClosure {
+            polynomial_layers: 2
+        }
+    );
+    let mc = monte_carlo_similarity(&a, &b, 400_000, 9, Centring::Uncentred).unwrap();
+    let error = (sim.total - mc.value).abs();
+    println!(
+        "two bilinear layers (residual 0.5): closure {:.5}, Monte-Carlo {:.5} ± {:.5}, closure error {error:.5}",
+        sim.total, mc.value, mc.std_error
+    );
+    assert!(
+        error < 0.05,
+        "closure error {error} is larger than expected"
+    );
+}
+
+#[test]
+fn invariant_to_hidden_symmetries_in_deep_models() {
+    let layers = vec![
+        linear(6, 5, true),
+        bilinear(5, 8, 5, true, 0.7),
+        bilinear(5, 4, 5, true, 0.7),
+        linear(5, 3, true),
+    ];
+    let a = model(layers, 81);
+    for layer in [1, 2] {
+        let h = if layer == 1 { 8 } else { 4 };
+        let variants = [
+            permute_hidden(&a, layer, &random_permutation(h, 3)).unwrap(),
+            rescale_hidden(&a, layer, &random_scales(h, 4)).unwrap(),
+            swap_left_right(&a, layer).unwrap(),
+        ];
+        for v in &variants {
+            let (s, _) = gaussian_similarity(&a, v).unwrap();
+            assert_close(s.total, 1.0, 1e-10, "deep invariance");
+            for x in &s.per_output {
+                assert_close(*x, 1.0, 1e-10, "deep invariance per class");
+            }
+        }
+    }
+}
+
+#[test]
+fn f32_moments_survive_traces_beyond_1e25() {
+    let base = model(
+        vec![
+            linear(20, 16, true),
+            bilinear(16, 24, 16, true, 0.5),
+            bilinear(16, 24, 10, true, 1.0),
+        ],
+        91,
+    );
+    let scaled = Model::from_parameters(
+        &base.architecture(),
+        base.parameters()
+            .into_iter()
+            .map(|v| v.into_iter().map(|x| x * 30.0).collect())
+            .collect(),
+    )
+    .unwrap();
+    let p64 = prep(&scaled);
+    let trace: f64 = inner_products(&p64, &p64, Par::Seq).unwrap().iter().sum();
+    assert!(trace > 1e25, "the test needs huge traces, got {trace:e}");
+    let p32 = GaussianPrepared::<f32>::new(&scaled).unwrap();
+    let s = similarity(&p32, &p32, Par::Seq).unwrap();
+    assert_close(s.total, 1.0, 1e-6, "f32 self-similarity");
+    let other = model(
+        vec![
+            linear(20, 16, true),
+            bilinear(16, 24, 16, true, 0.5),
+            bilinear(16, 24, 10, true, 1.0),
+        ],
+        92,
+    );
+    let s32 = similarity(
+        &p32,
+        &GaussianPrepared::<f32>::new(&other).unwrap(),
+        Par::Seq,
+    )
+    .unwrap()
+    .total;
+    let s64 = similarity(&p64, &prep(&other), Par::Seq).unwrap().total;
+    assert!((s32 - s64).abs() < 1e-4, "f32 {s32} vs f64 {s64}");
+}
+
+#[test]
+fn different_layer_structure_is_refused() {
+    let a = model(vec![bilinear(4, 3, 2, false, 1.0)], 1);
+    let b = model(vec![linear(4, 4, false), bilinear(4, 3, 2, false, 1.0)], 1);
+    let err = gaussian_similarity(&a, &b).unwrap_err().to_string();
+    assert!(err.contains("layer kinds"), "{err}");
+}
