@@ -1,1 +1,14 @@
-pub fn x() {}
+//! # tensim-io
+//!
+//! Files of tensim: self-describing safetensors checkpoints ([`checkpoint`]),
+//! similarity matrices as CSV or NPY ([`matrix_file`]), written atomically
+//! ([`atomic`]) so that a failed run never leaves a half-written file.
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod matrix_file;
+
+pub use checkpoint::{
+    load_checkpoint, save_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
+};
+pub use matrix_file::{read_matrix, write_matrix, MatrixFileError};

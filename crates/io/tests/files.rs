@@ -1,0 +1,226 @@
+//! Checkpoints and matrix files: exact round trips and clear errors on bad input.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use faer::Mat;
+use safetensors::tensor::{Dtype, TensorView};
+use tensim_core::{Architecture, LayerShape, Model};
+use tensim_io::checkpoint::{architecture_to_json, FORMAT};
+use tensim_io::{
+    load_checkpoint, read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype,
+};
+
+fn deep_model() -> Model {
+    Architecture {
+        layers: vec![
+            LayerShape::Linear {
+                input: 6,
+                output: 4,
+                bias: true,
+            },
+            LayerShape::Bilinear {
+                input: 4,
+                hidden: 5,
+                output: 4,
+                left_bias: true,
+                right_bias: false,
+                down_bias: true,
+                residual_scale: 0.35,
+            },
+            LayerShape::Linear {
+                input: 4,
+                output: 3,
+                bias: false,
+            },
+        ],
+    }
+    .random_model(5)
+    .unwrap()
+}
+
+fn meta() -> CheckpointMeta {
+    CheckpointMeta {
+        step: Some(250),
+        phase: Some("B".into()),
+        label: Some("poisoned, step 250".into()),
+    }
+}
+
+/// Writes a safetensors file with the tensim metadata but hand-made tensors.
+fn write_raw(path: &Path, arch_json: &str, tensors: &[(&str, Vec<usize>, Vec<f64>)]) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.2.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            (
+                t.0.to_string(),
+                TensorView::new(Dtype::F64, t.1.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let mut info = HashMap::new();
+    info.insert("format".to_string(), FORMAT.to_string());
+    info.insert("architecture".to_string(), arch_json.to_string());
+    info.insert("dtype".to_string(), "f64".to_string());
+    std::fs::write(path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+}
+
+#[test]
+fn checkpoint_round_trip_is_bit_exact_in_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    let m = deep_model();
+    save_checkpoint(&path, &m, &meta(), StoredDtype::F64).unwrap();
+    let loaded = load_checkpoint(&path).unwrap();
+    assert_eq!(loaded.model, m);
+    assert_eq!(loaded.meta, meta());
+    assert_eq!(loaded.dtype, StoredDtype::F64);
+    // f32 storage rounds each weight once.
+    save_checkpoint(&path, &m, &CheckpointMeta::default(), StoredDtype::F32).unwrap();
+    let loaded = load_checkpoint(&path).unwrap();
+    for (x, y) in loaded
+        .model
+        .parameters()
+        .iter()
+        .flatten()
+        .zip(m.parameters().iter().flatten())
+    {
+        assert_eq!(*x, f64::from(*y as f32));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
+}
+
+#[test]
+fn wrong_shape_names_file_tensor_expected_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.safetensors");
+    let arch = Architecture {
+        layers: vec![LayerShape::Linear {
+            input: 3,
+            output: 2,
+            bias: false,
+        }],
+    };
+    write_raw(
+        &path,
+        &architecture_to_json(&arch),
+        &[("layers.0.weight", vec![3, 2], vec![0.0; 6])],
+    );
+    let err = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(err.contains("bad.safetensors"), "{err}");
+    assert!(
+        err.contains("layers.0.weight") && err.contains("[2, 3]") && err.contains("[3, 2]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_extra_and_non_finite_tensors_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    let arch = Architecture {
+        layers: vec![LayerShape::Linear {
+            input: 2,
+            output: 2,
+            bias: true,
+        }],
+    };
+    let json = architecture_to_json(&arch);
+    write_raw(
+        &path,
+        &json,
+        &[("layers.0.weight", vec![2, 2], vec![1.0; 4])],
+    );
+    let err = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(err.contains("`layers.0.bias` is missing"), "{err}");
+
+    write_raw(
+        &path,
+        &json,
+        &[
+            ("layers.0.weight", vec![2, 2], vec![1.0; 4]),
+            ("layers.0.bias", vec![2], vec![0.0; 2]),
+            ("layers.9.weight", vec![1], vec![0.0]),
+        ],
+    );
+    let err = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("layers.9.weight") && err.contains("not part of"),
+        "{err}"
+    );
+
+    write_raw(
+        &path,
+        &json,
+        &[
+            ("layers.0.weight", vec![2, 2], vec![1.0, f64::NAN, 0.0, 1.0]),
+            ("layers.0.bias", vec![2], vec![0.0; 2]),
+        ],
+    );
+    let err = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("c.safetensors") && err.contains("layers.0.weight") && err.contains("NaN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_and_foreign_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.safetensors");
+    save_checkpoint(&path, &deep_model(), &meta(), StoredDtype::F64).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 17]).unwrap();
+    let err = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("t.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, "hello").unwrap();
+    let err = load_checkpoint(&other).unwrap_err().to_string();
+    assert!(
+        err.contains("notes.txt") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+
+    // A real safetensors file without tensim metadata.
+    let plain = dir.path().join("plain.safetensors");
+    let data = [0u8; 8];
+    let view = TensorView::new(Dtype::F64, vec![1], &data).unwrap();
+    std::fs::write(&plain, safetensors::serialize([("w", view)], None).unwrap()).unwrap();
+    let err = load_checkpoint(&plain).unwrap_err().to_string();
+    assert!(err.contains("not a tensim checkpoint"), "{err}");
+}
+
+#[test]
+fn matrices_reload_exactly_from_csv_and_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mat::from_fn(3, 3, |i, j| {
+        1.0 / (1.0 + i as f64 + j as f64) + 1e-17 * (i * j) as f64
+    });
+    let labels: Vec<String> = vec!["step 0".into(), "a,b".into(), "say \"hi\"".into()];
+    for name in ["m.csv", "m.npy"] {
+        let path = dir.path().join(name);
+        write_matrix(&path, &labels, &m).unwrap();
+        let (read_labels, back) = read_matrix(&path).unwrap();
+        if name.ends_with("csv") {
+            assert_eq!(read_labels, labels);
+        }
+        assert_eq!(back, m, "{name}");
+    }
+    let err = write_matrix(&dir.path().join("m.xlsx"), &labels, &m)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("use .csv or .npy"), "{err}");
+    let missing_dir = dir.path().join("nope").join("m.csv");
+    assert!(write_matrix(&missing_dir, &labels, &m).is_err());
+    assert!(!missing_dir.exists());
+}
