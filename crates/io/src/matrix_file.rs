@@ -65,7 +65,8 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn write_csv(w: &mut dyn Write, labels: &[String], m: &Mat<f64>) -> std::io::Result<()> {
+/// Writes the CSV form (header of labels, one labelled row per model) to any writer.
+pub fn write_csv(w: &mut dyn Write, labels: &[String], m: &Mat<f64>) -> std::io::Result<()> {
     let header: Vec<String> = labels.iter().map(|l| csv_field(l)).collect();
     writeln!(w, "model,{}", header.join(","))?;
     for i in 0..m.nrows() {

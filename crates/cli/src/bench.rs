@@ -1,0 +1,218 @@
+//! `tensim bench`: median timings of the metrics at the paper's sizes.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::json;
+use tensim_core::pairwise::GramMatrices;
+use tensim_core::{
+    similarity, Architecture, GaussianPrepared, LayerShape, Model, Par, Scalar, TensorPrepared,
+};
+
+struct Case {
+    name: String,
+    precision: &'static str,
+    size: String,
+    median_s: f64,
+    min_s: f64,
+    flops: f64,
+}
+
+fn median_and_min(mut times: Vec<f64>) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        0.5 * (times[n / 2 - 1] + times[n / 2])
+    };
+    (median, times[0])
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f(); // warm-up
+    median_and_min(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn bilinear(input: usize, hidden: usize, output: usize) -> LayerShape {
+    LayerShape::Bilinear {
+        input,
+        hidden,
+        output,
+        left_bias: false,
+        right_bias: false,
+        down_bias: false,
+        residual_scale: 1.0,
+    }
+}
+
+fn models(arch: &Architecture, n: usize) -> Result<Vec<Model>> {
+    (0..n).map(|s| Ok(arch.random_model(s as u64)?)).collect()
+}
+
+fn tensor_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> Result<()> {
+    let (a, b) = (
+        TensorPrepared::<T>::new(&ms[0])?,
+        TensorPrepared::<T>::new(&ms[1])?,
+    );
+    let flops = a.pair_flops(&b);
+    let (median_s, min_s) = time(runs, || {
+        similarity(&a, &b, Par::rayon(0)).expect("pair");
+    });
+    out.push(Case {
+        name: "tensor, one pair (prepared)".into(),
+        precision: T::NAME,
+        size: "784→64→10".into(),
+        median_s,
+        min_s,
+        flops,
+    });
+    let n = ms.len();
+    let pairs = (n * (n + 1) / 2) as f64;
+    let (median_s, min_s) = time(runs, || {
+        let prepared: Vec<TensorPrepared<T>> = ms
+            .iter()
+            .map(|m| TensorPrepared::new(m).expect("prepare"))
+            .collect();
+        GramMatrices::compute(&prepared, &|| {})
+            .expect("gram")
+            .cosine_total()
+            .expect("cosine");
+    });
+    out.push(Case {
+        name: format!("tensor, {n}×{n} matrix (incl. prepare)"),
+        precision: T::NAME,
+        size: "784→64→10".into(),
+        median_s,
+        min_s,
+        flops: flops * pairs,
+    });
+    Ok(())
+}
+
+fn gaussian_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> Result<()> {
+    let (a, b) = (
+        GaussianPrepared::<T>::new(&ms[0])?,
+        GaussianPrepared::<T>::new(&ms[1])?,
+    );
+    let flops = a.pair_flops(&b);
+    let (median_s, min_s) = time(runs, || {
+        similarity(&a, &b, Par::rayon(0)).expect("pair");
+    });
+    out.push(Case {
+        name: "gaussian, one pair (prepared)".into(),
+        precision: T::NAME,
+        size: "784→128, bilinear 256, →10".into(),
+        median_s,
+        min_s,
+        flops,
+    });
+    let (median_s, min_s) = time(runs, || {
+        GaussianPrepared::<T>::new(&ms[0]).expect("prepare");
+    });
+    out.push(Case {
+        name: "gaussian, prepare one model".into(),
+        precision: T::NAME,
+        size: "784→128, bilinear 256, →10".into(),
+        median_s,
+        min_s,
+        flops: a.pair_flops(&a),
+    });
+    let n = ms.len();
+    let pairs = (n * (n + 1) / 2) as f64;
+    let (median_s, min_s) = time(runs, || {
+        let prepared: Vec<GaussianPrepared<T>> = ms
+            .iter()
+            .map(|m| GaussianPrepared::new(m).expect("prepare"))
+            .collect();
+        GramMatrices::compute(&prepared, &|| {})
+            .expect("gram")
+            .cosine_total()
+            .expect("cosine");
+    });
+    out.push(Case {
+        name: format!("gaussian, {n}×{n} matrix (incl. prepare)"),
+        precision: T::NAME,
+        size: "784→128, bilinear 256, →10".into(),
+        median_s,
+        min_s,
+        flops: flops * pairs,
+    });
+    Ok(())
+}
+
+pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
+    let classifier = Architecture {
+        layers: vec![bilinear(784, 64, 10)],
+    };
+    let deep = Architecture {
+        layers: vec![
+            LayerShape::Linear {
+                input: 784,
+                output: 128,
+                bias: false,
+            },
+            bilinear(128, 256, 128),
+            LayerShape::Linear {
+                input: 128,
+                output: 10,
+                bias: false,
+            },
+        ],
+    };
+    eprintln!(
+        "building {n} models of each architecture; {runs} timed runs per case (median reported)…"
+    );
+    let small = models(&classifier, n)?;
+    let deep_models = models(&deep, n)?;
+    let mut cases = Vec::new();
+    tensor_cases::<f64>(runs, &small, &mut cases)?;
+    tensor_cases::<f32>(runs, &small, &mut cases)?;
+    gaussian_cases::<f64>(runs, &deep_models, &mut cases)?;
+    gaussian_cases::<f32>(runs, &deep_models, &mut cases)?;
+    let threads = rayon::current_num_threads();
+    if json_out {
+        let doc = json!({
+            "threads": threads,
+            "runs": runs,
+            "cases": cases.iter().map(|c| json!({
+                "case": c.name, "precision": c.precision, "size": c.size,
+                "median_seconds": c.median_s, "min_seconds": c.min_s,
+                "gflop": c.flops / 1e9, "gflops_per_second": c.flops / c.median_s / 1e9,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("tensim bench: {threads} threads, median of {runs} runs (GFLOP/s from the GEMM flop count)\n");
+    println!(
+        "{:<40} {:>5} {:>28} {:>12} {:>10} {:>9}",
+        "case", "prec", "model", "median", "GFLOP", "GFLOP/s"
+    );
+    println!("{}", "-".repeat(110));
+    for c in &cases {
+        let t = if c.median_s < 1e-2 {
+            format!("{:.3} ms", c.median_s * 1e3)
+        } else {
+            format!("{:.3} s", c.median_s)
+        };
+        println!(
+            "{:<40} {:>5} {:>28} {:>12} {:>10.3} {:>9.2}",
+            c.name,
+            c.precision,
+            c.size,
+            t,
+            c.flops / 1e9,
+            c.flops / c.median_s / 1e9
+        );
+    }
+    Ok(())
+}

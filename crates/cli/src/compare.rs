@@ -1,0 +1,231 @@
+//! `tensim compare A B`: every applicable metric for one pair.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use tensim_core::cka::linear_cka;
+use tensim_core::monte_carlo::monte_carlo_similarity;
+use tensim_core::output_cosine::output_cosine;
+use tensim_core::{
+    similarity, weight_cosine, Centring, GaussianPrepared, Model, Par, Scalar, Similarity,
+    TensorPrepared,
+};
+
+use crate::load;
+use crate::Precision;
+
+pub struct Options {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub inputs: Option<PathBuf>,
+    pub samples: usize,
+    pub seed: u64,
+    pub precision: Precision,
+    pub json: bool,
+}
+
+/// One row of the comparison: a value, or why the metric does not apply.
+struct Row {
+    key: &'static str,
+    name: String,
+    value: Result<f64, String>,
+    note: String,
+}
+
+fn tensor<T: Scalar>(a: &Model, b: &Model) -> tensim_core::Result<Similarity> {
+    similarity(
+        &TensorPrepared::<T>::new(a)?,
+        &TensorPrepared::<T>::new(b)?,
+        Par::rayon(0),
+    )
+}
+
+fn gaussian<T: Scalar>(
+    a: &Model,
+    b: &Model,
+    centring: Centring,
+) -> tensim_core::Result<(Similarity, String)> {
+    let (pa, pb) = (
+        GaussianPrepared::<T>::with_centring(a, centring)?,
+        GaussianPrepared::<T>::with_centring(b, centring)?,
+    );
+    let exactness = pa.exactness().combine(pb.exactness()).describe();
+    Ok((similarity(&pa, &pb, Par::rayon(0))?, exactness))
+}
+
+fn by_precision<R>(p: Precision, f64_path: impl FnOnce() -> R, f32_path: impl FnOnce() -> R) -> R {
+    match p {
+        Precision::F64 => f64_path(),
+        Precision::F32 => f32_path(),
+    }
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    let (la, lb) = (load::checkpoint(&opts.a)?, load::checkpoint(&opts.b)?);
+    let (a, b) = (la.model(), lb.model());
+    if a.output_dim() != b.output_dim() {
+        bail!(
+            "{} has {} outputs but {} has {}: similarity compares models with the same output space",
+            opts.a.display(),
+            a.output_dim(),
+            opts.b.display(),
+            b.output_dim()
+        );
+    }
+    if a.input_dim() != b.input_dim() {
+        bail!(
+            "{} takes {} inputs but {} takes {}: the models must share their input space",
+            opts.a.display(),
+            a.input_dim(),
+            opts.b.display(),
+            b.input_dim()
+        );
+    }
+    let p = opts.precision;
+    let tensor_sim = by_precision(p, || tensor::<f64>(a, b), || tensor::<f32>(a, b));
+    let gauss = by_precision(
+        p,
+        || gaussian::<f64>(a, b, Centring::Uncentred),
+        || gaussian::<f32>(a, b, Centring::Uncentred),
+    );
+    let gauss_c = by_precision(
+        p,
+        || gaussian::<f64>(a, b, Centring::Centred),
+        || gaussian::<f32>(a, b, Centring::Centred),
+    );
+    let weights = weight_cosine(a, b);
+    let mut rows = vec![
+        Row {
+            key: "tensor",
+            name: "tensor (weight space, centred form)".into(),
+            value: tensor_sim
+                .as_ref()
+                .map(|s| s.total)
+                .map_err(ToString::to_string),
+            note: "MATH.md §2, exact".into(),
+        },
+        Row {
+            key: "gaussian",
+            name: "gaussian (functional, uncentred)".into(),
+            value: gauss
+                .as_ref()
+                .map(|s| s.0.total)
+                .map_err(ToString::to_string),
+            note: gauss
+                .as_ref()
+                .map_or_else(|_| String::new(), |s| s.1.clone()),
+        },
+        Row {
+            key: "gaussian_centred",
+            name: "gaussian (functional, centred)".into(),
+            value: gauss_c
+                .as_ref()
+                .map(|s| s.0.total)
+                .map_err(ToString::to_string),
+            note: gauss_c
+                .as_ref()
+                .map_or_else(|_| String::new(), |s| s.1.clone()),
+        },
+        Row {
+            key: "matrix_cosine",
+            name: "matrix cosine (all weights)".into(),
+            value: weights.as_ref().map(|w| w.all).map_err(ToString::to_string),
+            note: "not invariant to any symmetry".into(),
+        },
+    ];
+    if let Ok(w) = &weights {
+        for (i, v) in w.per_layer.iter().enumerate() {
+            rows.push(Row {
+                key: "matrix_cosine_layer",
+                name: format!("  matrix cosine, layer {i}"),
+                value: Ok(*v),
+                note: String::new(),
+            });
+        }
+    }
+    let mut monte_carlo = None;
+    if opts.samples >= 2 {
+        let est = monte_carlo_similarity(a, b, opts.samples, opts.seed, Centring::Uncentred);
+        rows.push(Row {
+            key: "monte_carlo",
+            name: "monte-carlo gaussian (uncentred)".into(),
+            value: est.as_ref().map(|e| e.value).map_err(ToString::to_string),
+            note: est.as_ref().map_or_else(
+                |_| String::new(),
+                |e| format!("± {:.4} (1 s.e., {} samples)", e.std_error, e.samples),
+            ),
+        });
+        monte_carlo = est.ok();
+    }
+    if let Some(path) = &opts.inputs {
+        let x = load::inputs(path, a.input_dim())?;
+        let note = format!("{} inputs from {}", x.nrows(), path.display());
+        rows.push(Row {
+            key: "output_cosine",
+            name: "output cosine on data".into(),
+            value: output_cosine(a, b, x.as_ref()).map_err(|e| e.to_string()),
+            note: note.clone(),
+        });
+        let cka = a
+            .forward(x.as_ref())
+            .and_then(|ya| linear_cka(ya.as_ref(), b.forward(x.as_ref())?.as_ref()));
+        rows.push(Row {
+            key: "cka",
+            name: "linear CKA of logits".into(),
+            value: cka.map_err(|e| e.to_string()),
+            note,
+        });
+    }
+    let classes = a.output_dim();
+    let per_class = |r: &Result<Similarity, _>| -> Vec<Option<f64>> {
+        match r {
+            Ok(s) => s.per_output.iter().map(|v| Some(*v)).collect(),
+            Err(_) => vec![None; classes],
+        }
+    };
+    let tensor_classes = per_class(&tensor_sim);
+    let gauss_classes = per_class(&gauss.as_ref().map(|s| s.0.clone()).map_err(|e| e.clone()));
+
+    if opts.json {
+        let metrics: Vec<Value> = rows
+            .iter()
+            .map(|r| match &r.value {
+                Ok(v) => json!({"metric": r.key, "name": r.name.trim(), "value": v, "note": r.note}),
+                Err(e) => json!({"metric": r.key, "name": r.name.trim(), "value": null, "not_applicable": e}),
+            })
+            .collect();
+        let doc = json!({
+            "a": {"file": opts.a, "label": la.label(), "architecture": la.describe()},
+            "b": {"file": opts.b, "label": lb.label(), "architecture": lb.describe()},
+            "precision": format!("{p:?}").to_lowercase(),
+            "metrics": metrics,
+            "monte_carlo_std_error": monte_carlo.map(|e| e.std_error),
+            "per_class": {"tensor": tensor_classes, "gaussian": gauss_classes},
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("A: {}  {}", opts.a.display(), la.describe());
+    println!("B: {}  {}", opts.b.display(), lb.describe());
+    println!();
+    println!("{:<38} {:>9}  note", "metric", "value");
+    for r in &rows {
+        match &r.value {
+            Ok(v) => println!("{:<38} {:>9.6}  {}", r.name, v, r.note),
+            Err(e) => println!("{:<38} {:>9}  {}", r.name, "n/a", e),
+        }
+    }
+    println!();
+    println!("{:<8} {:>12} {:>12}", "class", "tensor", "gaussian");
+    let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.6}"));
+    for c in 0..classes {
+        println!(
+            "{:<8} {:>12} {:>12}",
+            c,
+            show(tensor_classes[c]),
+            show(gauss_classes[c])
+        );
+    }
+    Ok(())
+}
