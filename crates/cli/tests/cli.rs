@@ -1,0 +1,192 @@
+//! End-to-end tests of the `tensim` binary: real checkpoints on disk, real
+//! output files, and the errors a user meets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tensim_core::symmetry::permute_hidden;
+use tensim_core::{Architecture, LayerShape, Model};
+use tensim_io::{read_matrix, save_checkpoint, CheckpointMeta, StoredDtype};
+
+fn tensim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tensim"))
+        .args(args)
+        .output()
+        .expect("run tensim")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON document on stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn classifier(outputs: usize, seed: u64) -> Model {
+    Architecture {
+        layers: vec![LayerShape::Bilinear {
+            input: 12,
+            hidden: 6,
+            output: outputs,
+            left_bias: false,
+            right_bias: false,
+            down_bias: false,
+            residual_scale: 1.0,
+        }],
+    }
+    .random_model(seed)
+    .unwrap()
+}
+
+fn save(dir: &Path, name: &str, model: &Model, step: u64) -> PathBuf {
+    let path = dir.join(name);
+    let meta = CheckpointMeta {
+        step: Some(step),
+        phase: Some("A".into()),
+        label: None,
+    };
+    save_checkpoint(&path, model, &meta, StoredDtype::F64).unwrap();
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn demo_shows_invariance_that_matrix_cosine_misses() {
+    let doc = stdout_json(&tensim(&["demo", "--json"]));
+    let variants = doc["variants"].as_array().unwrap();
+    assert!(variants.len() >= 5);
+    for v in variants {
+        if v["same_function"].as_bool().unwrap() {
+            assert!((v["tensor"].as_f64().unwrap() - 1.0).abs() < 1e-10, "{v}");
+            assert!((v["gaussian"].as_f64().unwrap() - 1.0).abs() < 1e-10, "{v}");
+            assert!(v["matrix_cosine"].as_f64().unwrap() < 0.5, "{v}");
+        }
+    }
+    let text = tensim(&["demo"]);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("hidden units permuted"));
+}
+
+#[test]
+fn compare_reports_every_metric_with_exactness() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = classifier(4, 1);
+    let b = permute_hidden(&a, 0, &[5, 4, 3, 2, 1, 0]).unwrap();
+    let (pa, pb) = (save(dir.path(), "a.safetensors", &a, 0), save(dir.path(), "b.safetensors", &b, 250));
+    let doc = stdout_json(&tensim(&["compare", s(&pa), s(&pb), "--json", "--samples", "5000"]));
+    let metric = |key: &str| doc["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == key).cloned().unwrap();
+    assert!((metric("tensor")["value"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    assert!((metric("gaussian")["value"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    assert_eq!(metric("gaussian")["note"], "exact");
+    assert!(metric("matrix_cosine")["value"].as_f64().unwrap() < 0.9);
+    assert!((metric("monte_carlo")["value"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert_eq!(doc["per_class"]["tensor"].as_array().unwrap().len(), 4);
+    let text = tensim(&["compare", s(&pa), s(&pb)]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains("tensor (weight space") && out.contains("class"), "{out}");
+}
+
+#[test]
+fn matrix_writes_symmetric_unit_diagonal_csv_and_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..5)
+        .map(|i| save(dir.path(), &format!("ckpt{i}.safetensors"), &classifier(3, 10 + i), 250 * i))
+        .collect();
+    let mut args: Vec<&str> = vec!["matrix"];
+    args.extend(paths.iter().map(|p| s(p)));
+    for (metric, file) in [("tensor", "t.csv"), ("slice:2", "s.npy"), ("gaussian", "g.npy"), ("matrix-cosine", "w.csv")] {
+        let out_path = dir.path().join(file);
+        let mut a = args.clone();
+        a.extend(["--metric", metric, "-o", s(&out_path), "--json"]);
+        let doc = stdout_json(&tensim(&a));
+        let (labels, m) = read_matrix(&out_path).unwrap();
+        if file.ends_with("csv") {
+            assert_eq!(labels[1], "step 250");
+        }
+        let rows = doc["matrix"].as_array().unwrap();
+        for i in 0..5 {
+            assert!((m[(i, i)] - 1.0).abs() < 1e-12, "{metric} diagonal");
+            for j in 0..5 {
+                assert_eq!(m[(i, j)], m[(j, i)], "{metric} symmetric");
+                assert_eq!(m[(i, j)], rows[i][j].as_f64().unwrap(), "{metric}: file equals JSON");
+            }
+        }
+    }
+    // f32 path agrees with f64 to f32 accuracy.
+    let mut a = args.clone();
+    a.extend(["--json", "--precision", "f32"]);
+    let f32_doc = stdout_json(&tensim(&a));
+    let mut b = args.clone();
+    b.push("--json");
+    let f64_doc = stdout_json(&tensim(&b));
+    for i in 0..5 {
+        for j in 0..5 {
+            let (x, y) = (f32_doc["matrix"][i][j].as_f64().unwrap(), f64_doc["matrix"][i][j].as_f64().unwrap());
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_errors_and_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(dir.path(), "a.safetensors", &classifier(4, 1), 0);
+    let five = save(dir.path(), "five.safetensors", &classifier(5, 2), 0);
+    let out_file = dir.path().join("out.csv");
+
+    let r = tensim(&["compare", s(&a), s(&five)]);
+    assert!(!r.status.success());
+    let e = stderr(&r);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("a.safetensors") && e.contains("five.safetensors") && e.contains("4 outputs"), "{e}");
+
+    let r = tensim(&["matrix", s(&a), s(&five), "-o", s(&out_file)]);
+    assert!(!r.status.success());
+    let e = stderr(&r);
+    assert!(e.contains("five.safetensors") && e.contains("output dimension"), "{e}");
+    assert!(!out_file.exists(), "no output on failure");
+
+    let truncated = dir.path().join("trunc.safetensors");
+    let bytes = std::fs::read(&a).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let r = tensim(&["matrix", s(&a), s(&truncated), "-o", s(&out_file)]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("trunc.safetensors"), "{}", stderr(&r));
+    assert!(!out_file.exists());
+
+    let r = tensim(&["matrix", s(&a), s(&a), "--metric", "bogus"]);
+    assert!(stderr(&r).contains("unknown metric `bogus`"), "{}", stderr(&r));
+    let r = tensim(&["matrix", s(&a), s(&a), "--metric", "slice:7"]);
+    assert!(stderr(&r).contains("class 7 does not exist"), "{}", stderr(&r));
+    let r = tensim(&["matrix", s(&a), s(&a), "--metric", "cka"]);
+    assert!(stderr(&r).contains("needs --inputs"), "{}", stderr(&r));
+}
+
+#[test]
+fn output_cosine_and_cka_on_given_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(dir.path(), "a.safetensors", &classifier(3, 1), 0);
+    let b = save(dir.path(), "b.safetensors", &classifier(3, 2), 1);
+    let x = faer::Mat::from_fn(40, 12, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
+    let inputs = dir.path().join("x.npy");
+    tensim_io::write_matrix(&inputs, &[], &x).unwrap();
+    let doc = stdout_json(&tensim(&["compare", s(&a), s(&b), "--inputs", s(&inputs), "--json", "--samples", "0"]));
+    let metrics = doc["metrics"].as_array().unwrap();
+    let value = |k: &str| metrics.iter().find(|m| m["metric"] == k).unwrap()["value"].as_f64().unwrap();
+    let expected = tensim_core::output_cosine::output_cosine(
+        &tensim_io::load_checkpoint(&a).unwrap().model,
+        &tensim_io::load_checkpoint(&b).unwrap().model,
+        x.as_ref(),
+    )
+    .unwrap();
+    assert_eq!(value("output_cosine"), expected);
+    assert!((0.0..=1.0).contains(&value("cka")));
+    let doc = stdout_json(&tensim(&["matrix", s(&a), s(&b), "--metric", "cka", "--inputs", s(&inputs), "--json"]));
+    assert!((doc["matrix"][0][0].as_f64().unwrap() - 1.0).abs() < 1e-12);
+}
