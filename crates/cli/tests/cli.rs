@@ -17,7 +17,11 @@ fn tensim(args: &[&str]) -> Output {
 }
 
 fn stdout_json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON document on stdout")
 }
 
@@ -78,9 +82,27 @@ fn compare_reports_every_metric_with_exactness() {
     let dir = tempfile::tempdir().unwrap();
     let a = classifier(4, 1);
     let b = permute_hidden(&a, 0, &[5, 4, 3, 2, 1, 0]).unwrap();
-    let (pa, pb) = (save(dir.path(), "a.safetensors", &a, 0), save(dir.path(), "b.safetensors", &b, 250));
-    let doc = stdout_json(&tensim(&["compare", s(&pa), s(&pb), "--json", "--samples", "5000"]));
-    let metric = |key: &str| doc["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == key).cloned().unwrap();
+    let (pa, pb) = (
+        save(dir.path(), "a.safetensors", &a, 0),
+        save(dir.path(), "b.safetensors", &b, 250),
+    );
+    let doc = stdout_json(&tensim(&[
+        "compare",
+        s(&pa),
+        s(&pb),
+        "--json",
+        "--samples",
+        "5000",
+    ]));
+    let metric = |key: &str| {
+        doc["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == key)
+            .cloned()
+            .unwrap()
+    };
     assert!((metric("tensor")["value"].as_f64().unwrap() - 1.0).abs() < 1e-12);
     assert!((metric("gaussian")["value"].as_f64().unwrap() - 1.0).abs() < 1e-12);
     assert_eq!(metric("gaussian")["note"], "exact");
@@ -89,18 +111,33 @@ fn compare_reports_every_metric_with_exactness() {
     assert_eq!(doc["per_class"]["tensor"].as_array().unwrap().len(), 4);
     let text = tensim(&["compare", s(&pa), s(&pb)]);
     let out = String::from_utf8_lossy(&text.stdout);
-    assert!(out.contains("tensor (weight space") && out.contains("class"), "{out}");
+    assert!(
+        out.contains("tensor (weight space") && out.contains("class"),
+        "{out}"
+    );
 }
 
 #[test]
 fn matrix_writes_symmetric_unit_diagonal_csv_and_npy() {
     let dir = tempfile::tempdir().unwrap();
     let paths: Vec<PathBuf> = (0..5)
-        .map(|i| save(dir.path(), &format!("ckpt{i}.safetensors"), &classifier(3, 10 + i), 250 * i))
+        .map(|i| {
+            save(
+                dir.path(),
+                &format!("ckpt{i}.safetensors"),
+                &classifier(3, 10 + i),
+                250 * i,
+            )
+        })
         .collect();
     let mut args: Vec<&str> = vec!["matrix"];
     args.extend(paths.iter().map(|p| s(p)));
-    for (metric, file) in [("tensor", "t.csv"), ("slice:2", "s.npy"), ("gaussian", "g.npy"), ("matrix-cosine", "w.csv")] {
+    for (metric, file) in [
+        ("tensor", "t.csv"),
+        ("slice:2", "s.npy"),
+        ("gaussian", "g.npy"),
+        ("matrix-cosine", "w.csv"),
+    ] {
         let out_path = dir.path().join(file);
         let mut a = args.clone();
         a.extend(["--metric", metric, "-o", s(&out_path), "--json"]);
@@ -114,7 +151,11 @@ fn matrix_writes_symmetric_unit_diagonal_csv_and_npy() {
             assert!((m[(i, i)] - 1.0).abs() < 1e-12, "{metric} diagonal");
             for j in 0..5 {
                 assert_eq!(m[(i, j)], m[(j, i)], "{metric} symmetric");
-                assert_eq!(m[(i, j)], rows[i][j].as_f64().unwrap(), "{metric}: file equals JSON");
+                assert_eq!(
+                    m[(i, j)],
+                    rows[i][j].as_f64().unwrap(),
+                    "{metric}: file equals JSON"
+                );
             }
         }
     }
@@ -127,7 +168,10 @@ fn matrix_writes_symmetric_unit_diagonal_csv_and_npy() {
     let f64_doc = stdout_json(&tensim(&b));
     for i in 0..5 {
         for j in 0..5 {
-            let (x, y) = (f32_doc["matrix"][i][j].as_f64().unwrap(), f64_doc["matrix"][i][j].as_f64().unwrap());
+            let (x, y) = (
+                f32_doc["matrix"][i][j].as_f64().unwrap(),
+                f64_doc["matrix"][i][j].as_f64().unwrap(),
+            );
             assert!((x - y).abs() < 1e-5);
         }
     }
@@ -144,12 +188,18 @@ fn bad_input_gives_one_line_errors_and_no_output_file() {
     assert!(!r.status.success());
     let e = stderr(&r);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
-    assert!(e.contains("a.safetensors") && e.contains("five.safetensors") && e.contains("4 outputs"), "{e}");
+    assert!(
+        e.contains("a.safetensors") && e.contains("five.safetensors") && e.contains("4 outputs"),
+        "{e}"
+    );
 
     let r = tensim(&["matrix", s(&a), s(&five), "-o", s(&out_file)]);
     assert!(!r.status.success());
     let e = stderr(&r);
-    assert!(e.contains("five.safetensors") && e.contains("output dimension"), "{e}");
+    assert!(
+        e.contains("five.safetensors") && e.contains("output dimension"),
+        "{e}"
+    );
     assert!(!out_file.exists(), "no output on failure");
 
     let truncated = dir.path().join("trunc.safetensors");
@@ -161,9 +211,17 @@ fn bad_input_gives_one_line_errors_and_no_output_file() {
     assert!(!out_file.exists());
 
     let r = tensim(&["matrix", s(&a), s(&a), "--metric", "bogus"]);
-    assert!(stderr(&r).contains("unknown metric `bogus`"), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("unknown metric `bogus`"),
+        "{}",
+        stderr(&r)
+    );
     let r = tensim(&["matrix", s(&a), s(&a), "--metric", "slice:7"]);
-    assert!(stderr(&r).contains("class 7 does not exist"), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("class 7 does not exist"),
+        "{}",
+        stderr(&r)
+    );
     let r = tensim(&["matrix", s(&a), s(&a), "--metric", "cka"]);
     assert!(stderr(&r).contains("needs --inputs"), "{}", stderr(&r));
 }
@@ -176,9 +234,22 @@ fn output_cosine_and_cka_on_given_inputs() {
     let x = faer::Mat::from_fn(40, 12, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
     let inputs = dir.path().join("x.npy");
     tensim_io::write_matrix(&inputs, &[], &x).unwrap();
-    let doc = stdout_json(&tensim(&["compare", s(&a), s(&b), "--inputs", s(&inputs), "--json", "--samples", "0"]));
+    let doc = stdout_json(&tensim(&[
+        "compare",
+        s(&a),
+        s(&b),
+        "--inputs",
+        s(&inputs),
+        "--json",
+        "--samples",
+        "0",
+    ]));
     let metrics = doc["metrics"].as_array().unwrap();
-    let value = |k: &str| metrics.iter().find(|m| m["metric"] == k).unwrap()["value"].as_f64().unwrap();
+    let value = |k: &str| {
+        metrics.iter().find(|m| m["metric"] == k).unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
     let expected = tensim_core::output_cosine::output_cosine(
         &tensim_io::load_checkpoint(&a).unwrap().model,
         &tensim_io::load_checkpoint(&b).unwrap().model,
@@ -187,6 +258,15 @@ fn output_cosine_and_cka_on_given_inputs() {
     .unwrap();
     assert_eq!(value("output_cosine"), expected);
     assert!((0.0..=1.0).contains(&value("cka")));
-    let doc = stdout_json(&tensim(&["matrix", s(&a), s(&b), "--metric", "cka", "--inputs", s(&inputs), "--json"]));
+    let doc = stdout_json(&tensim(&[
+        "matrix",
+        s(&a),
+        s(&b),
+        "--metric",
+        "cka",
+        "--inputs",
+        s(&inputs),
+        "--json",
+    ]));
     assert!((doc["matrix"][0][0].as_f64().unwrap() - 1.0).abs() < 1e-12);
 }

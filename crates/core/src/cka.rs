@@ -33,7 +33,7 @@ impl CkaPrepared {
         }
         let gram = product(centred.transpose(), centred.as_ref(), Par::Seq);
         let self_norm = gram.norm_l2();
-        if !(self_norm > 0.0) {
+        if self_norm.is_nan() || self_norm <= 0.0 {
             return Err(Error::ZeroNorm {
                 what: "the activations (constant over inputs)".into(),
             });

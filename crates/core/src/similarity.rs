@@ -56,7 +56,7 @@ pub struct Similarity {
 
 /// `x / (sqrt(y) · sqrt(z))`: never forms `y·z`, which could overflow (MATH.md §3).
 pub fn cosine_of(xy: f64, xx: f64, yy: f64, what: impl Fn() -> String) -> Result<f64> {
-    if !(xx > 0.0) || !(yy > 0.0) {
+    if xx.is_nan() || yy.is_nan() || xx <= 0.0 || yy <= 0.0 {
         return Err(Error::ZeroNorm { what: what() });
     }
     let value = xy / (xx.sqrt() * yy.sqrt());
