@@ -1,0 +1,114 @@
+//! Candle parameters of a tensim architecture and their forward pass.
+//!
+//! Layer semantics are those of [`tensim_core::Model::forward`] (MATH.md §1):
+//! linear `y = x Wᵀ + b`; bilinear block
+//! `y = (1−s)·x + s·(((x L̂ᵀ) ⊙ (x R̂ᵀ)) Dᵀ + b_D)`. Training runs in f32.
+
+use candle_core::{DType, Device, Tensor, Var};
+use tensim_core::{Architecture, LayerShape, Model};
+
+use crate::Result;
+
+/// Trainable parameters, one [`Var`] per tensor of
+/// [`Architecture::parameter_specs`], in that order.
+pub struct Network {
+    arch: Architecture,
+    vars: Vec<Var>,
+    device: Device,
+}
+
+impl Network {
+    /// Parameters initialised like PyTorch's `nn.Linear` from `seed`
+    /// (the core's initialiser, so CPU and GPU runs start identically).
+    pub fn init(arch: &Architecture, seed: u64, device: &Device) -> Result<Self> {
+        Self::from_model(&arch.random_model(seed)?, device)
+    }
+
+    /// Parameters copied from a core model (rounded to f32).
+    pub fn from_model(model: &Model, device: &Device) -> Result<Self> {
+        let arch = model.architecture();
+        let vars = arch
+            .parameter_specs()
+            .iter()
+            .zip(model.parameters())
+            .map(|(spec, values)| {
+                let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                Ok(Var::from_tensor(&Tensor::from_vec(data, spec.shape.as_slice(), device)?)?)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Network {
+            arch,
+            vars,
+            device: device.clone(),
+        })
+    }
+
+    pub fn architecture(&self) -> &Architecture {
+        &self.arch
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The variables the optimiser updates.
+    pub fn vars(&self) -> Vec<Var> {
+        self.vars.clone()
+    }
+
+    /// The weights as a core model (f64).
+    pub fn to_model(&self) -> Result<Model> {
+        let values = self
+            .vars
+            .iter()
+            .map(|v| Ok(v.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Model::from_parameters(&self.arch, values)?)
+    }
+
+    /// Logits for a batch `x` of shape `(n, d_in)`, f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut vars = self.vars.iter().map(Var::as_tensor);
+        let mut next = || vars.next().expect("one variable per parameter spec");
+        let mut x = x.clone();
+        for layer in &self.arch.layers {
+            x = match *layer {
+                LayerShape::Linear { bias, .. } => {
+                    let w = next();
+                    affine(&x, w, bias.then(&mut next))?
+                }
+                LayerShape::Bilinear {
+                    left_bias,
+                    right_bias,
+                    down_bias,
+                    residual_scale,
+                    ..
+                } => {
+                    let l = next();
+                    let lb = left_bias.then(&mut next);
+                    let r = next();
+                    let rb = right_bias.then(&mut next);
+                    let d = next();
+                    let db = down_bias.then(&mut next);
+                    let hidden = (affine(&x, l, lb)? * affine(&x, r, rb)?)?;
+                    let y = affine(&hidden, d, db)?;
+                    if residual_scale < 1.0 {
+                        (x.affine(1.0 - residual_scale, 0.0)? + y.affine(residual_scale, 0.0)?)?
+                    } else {
+                        y
+                    }
+                }
+            };
+        }
+        Ok(x)
+    }
+}
+
+/// `x Wᵀ + b`.
+fn affine(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.matmul(&w.t()?)?;
+    Ok(match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
