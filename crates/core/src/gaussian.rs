@@ -29,7 +29,7 @@
 use faer::{Mat, MatRef, Par};
 
 use crate::error::{Error, Result};
-use crate::gemm::{cast_scaled, congruence, max_abs, product, product_t};
+use crate::gemm::{cast_scaled, congruence, product, product_t, scale_of};
 use crate::model::{Layer, Linear, Model};
 use crate::padded::{pad_layer, PaddedLayer};
 use crate::scalar::Scalar;
@@ -218,14 +218,6 @@ fn propagate<T: Scalar>(a: &Step<T>, b: &Step<T>, s_ab: Option<MatRef<'_, T>>, p
     }
 }
 
-fn positive_or_one(x: f64) -> f64 {
-    if x > 0.0 && x.is_finite() {
-        x
-    } else {
-        1.0
-    }
-}
-
 impl<T: Scalar> GaussianPrepared<T> {
     /// Prepares a model for the `gaussian` metric (uncentred outputs).
     pub fn new(model: &Model) -> Result<Self> {
@@ -267,7 +259,7 @@ impl<T: Scalar> GaussianPrepared<T> {
             let s_in = s_self.as_ref().map(|m| m.as_ref());
             let (step, weight_log, degree) = match pad_layer(layer) {
                 PaddedLayer::Affine(w) => {
-                    let sw = positive_or_one(max_abs(w.as_ref()));
+                    let sw = scale_of(w.as_ref());
                     (
                         Step::Affine(cast_scaled(w.as_ref(), 1.0 / sw)),
                         sw.ln(),
@@ -276,9 +268,9 @@ impl<T: Scalar> GaussianPrepared<T> {
                 }
                 PaddedLayer::Bilinear { left, right, down } => {
                     let (sl, sr, sd) = (
-                        positive_or_one(max_abs(left.as_ref())),
-                        positive_or_one(max_abs(right.as_ref())),
-                        positive_or_one(max_abs(down.as_ref())),
+                        scale_of(left.as_ref()),
+                        scale_of(right.as_ref()),
+                        scale_of(down.as_ref()),
                     );
                     let hidden = left.nrows();
                     let l = cast_scaled::<T>(left.as_ref(), 1.0 / sl);
@@ -301,7 +293,7 @@ impl<T: Scalar> GaussianPrepared<T> {
                 }
             };
             let mut s_out = propagate(&step, &step, s_in, Par::Seq);
-            let alpha = positive_or_one(max_abs_t(s_out.as_ref()));
+            let alpha = scale_of(s_out.as_ref());
             // The same factor a pair (a, a) applies, so self-similarity is 1 to rounding.
             let inv = T::of(1.0 / (alpha.sqrt() * alpha.sqrt()));
             for j in 0..s_out.ncols() {
@@ -442,16 +434,6 @@ impl<T: Scalar> GaussianPrepared<T> {
             })
             .collect()
     }
-}
-
-fn max_abs_t<T: Scalar>(m: MatRef<'_, T>) -> f64 {
-    let mut best = 0.0f64;
-    for j in 0..m.ncols() {
-        for i in 0..m.nrows() {
-            best = best.max(m[(i, j)].to_f64().abs());
-        }
-    }
-    best
 }
 
 impl<T: Scalar> InnerProductSpace for GaussianPrepared<T> {

@@ -35,13 +35,24 @@ pub(crate) fn cast_scaled<T: Scalar>(m: MatRef<'_, f64>, scale: f64) -> Mat<T> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| T::of(m[(i, j)] * scale))
 }
 
-/// Largest absolute entry (0 for an empty matrix).
-pub(crate) fn max_abs(m: MatRef<'_, f64>) -> f64 {
+/// Largest absolute entry, in f64 (0 for an empty matrix).
+pub(crate) fn max_abs<T: Scalar>(m: MatRef<'_, T>) -> f64 {
     let mut best = 0.0f64;
     for j in 0..m.ncols() {
         for i in 0..m.nrows() {
-            best = best.max(m[(i, j)].abs());
+            best = best.max(m[(i, j)].to_f64().abs());
         }
     }
     best
+}
+
+/// The factor a metric divides a matrix by: its largest absolute entry, or 1
+/// when that is zero (an all-zero factor stays zero either way).
+pub(crate) fn scale_of<T: Scalar>(m: MatRef<'_, T>) -> f64 {
+    let s = max_abs(m);
+    if s > 0.0 && s.is_finite() {
+        s
+    } else {
+        1.0
+    }
 }

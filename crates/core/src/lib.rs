@@ -12,6 +12,7 @@
 //!
 //! Pure functions, no I/O. Reference path f64; every metric also runs in f32.
 
+pub mod blocks;
 pub mod cka;
 pub mod error;
 pub mod folded;

@@ -454,13 +454,7 @@ impl Model {
     /// Pair metrics order their two arguments by it, so that `sim(a, b)` and
     /// `sim(b, a)` run the same floating-point operations (bit-exact symmetry).
     pub fn fingerprint(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |x: u64| {
-            for byte in x.to_le_bytes() {
-                h ^= u64::from(byte);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
+        let mut h = Fnv::new();
         for (spec, values) in self
             .architecture()
             .parameter_specs()
@@ -468,18 +462,18 @@ impl Model {
             .zip(self.parameters())
         {
             for &d in &spec.shape {
-                eat(d as u64);
+                h.eat(d as u64);
             }
             for v in values {
-                eat(v.to_bits());
+                h.eat(v.to_bits());
             }
         }
         for layer in &self.layers {
             if let Layer::Bilinear(b) = layer {
-                eat(b.residual_scale.to_bits());
+                h.eat(b.residual_scale.to_bits());
             }
         }
-        h
+        h.finish()
     }
 
     /// Batched forward pass: `inputs` is `n×d_in`, the result `n×d_out` (f64).
@@ -528,21 +522,33 @@ fn affine_rows(x: MatRef<'_, f64>, w: MatRef<'_, f64>, bias: Option<&[f64]>) -> 
     y
 }
 
-/// FNV-1a hash of a matrix's shape and bits.
-pub(crate) fn hash_values(m: MatRef<'_, f64>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
+/// 64-bit FNV-1a over a stream of words.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn eat(&mut self, x: u64) {
         for byte in x.to_le_bytes() {
-            h ^= u64::from(byte);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(m.nrows() as u64);
-    eat(m.ncols() as u64);
-    for j in 0..m.ncols() {
-        for i in 0..m.nrows() {
-            eat(m[(i, j)].to_bits());
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    h
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// FNV-1a hash of a matrix's shape and bits.
+pub(crate) fn hash_values(m: MatRef<'_, f64>) -> u64 {
+    let mut h = Fnv::new();
+    h.eat(m.nrows() as u64);
+    h.eat(m.ncols() as u64);
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            h.eat(m[(i, j)].to_bits());
+        }
+    }
+    h.finish()
 }

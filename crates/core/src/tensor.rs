@@ -17,7 +17,7 @@ use faer::{Mat, MatRef, Par};
 
 use crate::error::{Error, Result};
 use crate::folded::BilinearForm;
-use crate::gemm::{cast_scaled, max_abs, product, product_t};
+use crate::gemm::{cast_scaled, product, product_t, scale_of};
 use crate::model::Model;
 use crate::scalar::Scalar;
 use crate::similarity::InnerProductSpace;
@@ -33,15 +33,6 @@ pub struct TensorPrepared<T: Scalar> {
     log_scale: f64,
     self_inner: Vec<f64>,
     fingerprint: u64,
-}
-
-fn unit_scale(m: MatRef<'_, f64>) -> f64 {
-    let s = max_abs(m);
-    if s > 0.0 {
-        s
-    } else {
-        1.0
-    }
 }
 
 impl<T: Scalar> TensorPrepared<T> {
@@ -73,9 +64,9 @@ impl<T: Scalar> TensorPrepared<T> {
     /// Prepares an already folded form.
     pub fn from_form(form: &BilinearForm, fingerprint: u64) -> Self {
         let (sl, sr, sd) = (
-            unit_scale(form.left.as_ref()),
-            unit_scale(form.right.as_ref()),
-            unit_scale(form.down.as_ref()),
+            scale_of(form.left.as_ref()),
+            scale_of(form.right.as_ref()),
+            scale_of(form.down.as_ref()),
         );
         let hidden = form.hidden();
         let left = cast_scaled::<T>(form.left.as_ref(), 1.0 / sl);
