@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod cka;
 pub mod error;
 pub mod folded;
+pub mod frequencies;
 pub mod gaussian;
 mod gemm;
 pub mod model;
