@@ -11,6 +11,7 @@
 //! * [`schedule`]: checkpoint steps (every k, a list, power- or log-spaced);
 //! * [`evaluate`]: batched loss, accuracy and logits on a data set.
 
+pub mod curriculum;
 pub mod evaluate;
 pub mod network;
 pub mod schedule;
