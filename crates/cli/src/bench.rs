@@ -149,6 +149,45 @@ fn gaussian_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> 
     Ok(())
 }
 
+/// Training throughput: AdamW steps of batch 512 on the 784→64→10 classifier (candle, f32).
+fn training_case(runs: usize, arch: &Architecture, out: &mut Vec<Case>) -> Result<()> {
+    use tensim_train::{Batch, Network, TrainConfig, Trainer};
+    let device = tensim_train::default_device();
+    let config = TrainConfig {
+        learning_rate: 1e-3,
+        weight_decay: 1e-3,
+        batch_size: 512,
+        input_noise: 0.05,
+        cosine_decay: false,
+        seed: 0,
+    };
+    let mut trainer = Trainer::new(Network::init(arch, 0, &device)?, config)?;
+    let batch = Batch {
+        inputs: (0..512 * 784)
+            .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+            .collect(),
+        labels: (0..512).map(|i| (i % 10) as u32).collect(),
+        dim: 784,
+    };
+    const STEPS: usize = 20;
+    let (median_s, min_s) = time(runs, || {
+        for _ in 0..STEPS {
+            trainer.step(&batch, 1e-3).expect("training step");
+        }
+    });
+    // Forward and backward: about 3× the forward GEMMs (2·b·d·2h + 2·b·h·o).
+    let forward = 2.0 * 512.0 * 784.0 * 128.0 + 2.0 * 512.0 * 64.0 * 10.0;
+    out.push(Case {
+        name: format!("training, {STEPS} AdamW steps (batch 512)"),
+        precision: "f32",
+        size: "784→64→10".into(),
+        median_s,
+        min_s,
+        flops: 3.0 * forward * STEPS as f64,
+    });
+    Ok(())
+}
+
 pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
     let classifier = Architecture {
         layers: vec![bilinear(784, 64, 10)],
@@ -178,6 +217,7 @@ pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
     tensor_cases::<f32>(runs, &small, &mut cases)?;
     gaussian_cases::<f64>(runs, &deep_models, &mut cases)?;
     gaussian_cases::<f32>(runs, &deep_models, &mut cases)?;
+    training_case(runs, &classifier, &mut cases)?;
     let threads = rayon::current_num_threads();
     if json_out {
         let doc = json!({
@@ -193,6 +233,9 @@ pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
         return Ok(());
     }
     println!("tensim bench: {threads} threads, median of {runs} runs (GFLOP/s from the GEMM flop count)\n");
+    if let Some(c) = cases.iter().find(|c| c.name.starts_with("training")) {
+        println!("training throughput: {:.1} steps/s\n", 20.0 / c.median_s);
+    }
     println!(
         "{:<40} {:>5} {:>28} {:>12} {:>10} {:>9}",
         "case", "prec", "model", "median", "GFLOP", "GFLOP/s"

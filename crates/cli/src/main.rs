@@ -3,6 +3,8 @@
 mod bench;
 mod compare;
 mod demo;
+mod diff;
+mod experiment;
 mod load;
 mod matrix;
 mod metric;
@@ -74,6 +76,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Similarity of updates: consecutive checkpoint differences, or each
+    /// update against a reference update (MATH.md §2, difference similarity).
+    Diff {
+        #[arg(required = true, num_args = 2..)]
+        checkpoints: Vec<PathBuf>,
+        /// tensor | gaussian
+        #[arg(long, default_value = "tensor")]
+        metric: String,
+        /// Reference update FROM TO (e.g. a fine-tune on one digit).
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+        reference: Option<Vec<PathBuf>>,
+        /// One output class (slice) instead of all outputs.
+        #[arg(long)]
+        class: Option<usize>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Precision::F64)]
+        precision: Precision,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show, with no files, that tensor similarity sees through symmetries.
     Demo {
         #[arg(long, default_value_t = 1337)]
@@ -81,6 +104,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reproduce an experiment of the paper into a run directory.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// Time the metrics at the sizes of the paper's experiments.
     Bench {
         /// Repetitions per case (the median is reported).
@@ -92,6 +118,78 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ExperimentCommand {
+    /// Backdoor insertion with the trigger unknown to the detector (EXPERIMENTS §1).
+    Backdoor {
+        /// Run directory (refused if it holds a run, unless --force).
+        #[arg(long, default_value = "runs/backdoor")]
+        out: PathBuf,
+        /// Overwrite an existing run directory.
+        #[arg(long)]
+        force: bool,
+        /// Reduced run (about a minute) for tests and a first look.
+        #[arg(long)]
+        quick: bool,
+        /// mnist (bundled), digits (bundled) or svhn (needs --svhn-dir).
+        #[arg(long, default_value = "mnist")]
+        data: String,
+        /// Folder with SVHN's train_32x32.mat and test_32x32.mat.
+        #[arg(long)]
+        svhn_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        /// Print the measured outcome as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Class-incremental curriculum and forgetting, with update diffing (EXPERIMENTS §2).
+    Forgetting {
+        #[arg(long, default_value = "runs/forgetting")]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        quick: bool,
+        /// Epochs per stage (default 2; the paper used 20).
+        #[arg(long)]
+        epochs: Option<f64>,
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grokking modular addition, frequencies from weights (EXPERIMENTS §3).
+    Grokking {
+        #[arg(long, default_value = "runs/grokking")]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        quick: bool,
+        /// Training steps (default 100,000).
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_outcome<T: serde::Serialize>(
+    json: bool,
+    outcome: &T,
+    summary: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(outcome)?);
+    } else {
+        println!("{}", summary());
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -132,7 +230,109 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             precision,
             json,
         }),
+        Command::Diff {
+            checkpoints,
+            metric,
+            reference,
+            class,
+            output,
+            precision,
+            json,
+        } => diff::run(&diff::Options {
+            checkpoints,
+            metric,
+            reference: reference.map(|v| (v[0].clone(), v[1].clone())),
+            class,
+            output,
+            precision,
+            json,
+        }),
         Command::Demo { seed, json } => demo::run(seed, json),
+        Command::Experiment(ExperimentCommand::Backdoor {
+            out,
+            force,
+            quick,
+            data,
+            svhn_dir,
+            seed,
+            json,
+        }) => {
+            let outcome = experiment::backdoor::run(&experiment::backdoor::Options {
+                out,
+                force,
+                quick,
+                data,
+                svhn_dir,
+                seed,
+            })?;
+            print_outcome(json, &outcome, || {
+                format!(
+                    "backdoor run written to {}: test accuracy {:.1}%, attack success {:.1}% (end of phase A: {:.1}%); \
+                     detected change at step {} in class {} (report.md)",
+                    outcome.run_dir.display(),
+                    100.0 * outcome.final_test_accuracy,
+                    100.0 * outcome.attack_success_after,
+                    100.0 * outcome.attack_success_before,
+                    outcome.detected_boundary_step,
+                    outcome.detected_class
+                )
+            })
+        }
+        Command::Experiment(ExperimentCommand::Forgetting {
+            out,
+            force,
+            quick,
+            epochs,
+            seed,
+            json,
+        }) => {
+            let o = experiment::forgetting::run(&experiment::forgetting::Options {
+                out,
+                force,
+                quick,
+                epochs,
+                seed,
+            })?;
+            print_outcome(json, &o, || {
+                format!(
+                    "forgetting run written to {}: remove 9 vs add 8 {:.3} (vs add 9 {:.3}); re-add 9 vs add 9 {:.3}; \
+                     largest class change at remove 9: class {} (report.md)",
+                    o.run_dir.display(),
+                    o.remove9_vs_add8,
+                    o.remove9_vs_add9,
+                    o.readd9_vs_add9,
+                    o.remove9_class_change[0].0
+                )
+            })
+        }
+        Command::Experiment(ExperimentCommand::Grokking {
+            out,
+            force,
+            quick,
+            steps,
+            seed,
+            json,
+        }) => {
+            let o = experiment::grokking::run(&experiment::grokking::Options {
+                out,
+                force,
+                quick,
+                steps,
+                seed,
+            })?;
+            print_outcome(json, &o, || {
+                format!(
+                    "grokking run written to {}: validation accuracy {:.3} (≥0.5 at {:?}, ≥0.99 at {:?}); \
+                     similarity phase change at step {}; dominant frequencies {:?} (report.md)",
+                    o.run_dir.display(),
+                    o.final_validation_accuracy,
+                    o.validation_crosses_05,
+                    o.validation_crosses_099,
+                    o.detected_phase_change_step,
+                    o.dominant_frequencies.iter().map(|f| f.0).collect::<Vec<_>>()
+                )
+            })
+        }
         Command::Bench { runs, models, json } => bench::run(runs.max(1), models.max(2), json),
     }
 }

@@ -270,3 +270,59 @@ fn output_cosine_and_cka_on_given_inputs() {
     ]));
     assert!((doc["matrix"][0][0].as_f64().unwrap() - 1.0).abs() < 1e-12);
 }
+
+#[test]
+fn diff_equals_the_four_product_formula() {
+    use tensim_core::similarity::difference_similarity;
+    use tensim_core::TensorPrepared;
+    let dir = tempfile::tempdir().unwrap();
+    let models: Vec<Model> = (0..4).map(|i| classifier(3, 40 + i)).collect();
+    let paths: Vec<PathBuf> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| save(dir.path(), &format!("c{i}.safetensors"), m, 100 * i as u64))
+        .collect();
+    let prepared: Vec<TensorPrepared<f64>> = models
+        .iter()
+        .map(|m| TensorPrepared::new(m).unwrap())
+        .collect();
+    let direct = |a: usize, b: usize, c: usize, d: usize| {
+        difference_similarity(
+            &prepared[a],
+            &prepared[b],
+            &prepared[c],
+            &prepared[d],
+            faer::Par::Seq,
+        )
+        .unwrap()
+    };
+    let doc = stdout_json(&tensim(&[
+        "diff",
+        s(&paths[0]),
+        s(&paths[1]),
+        s(&paths[2]),
+        s(&paths[3]),
+        "--json",
+    ]));
+    let sim = doc["similarity"].as_array().unwrap();
+    assert_eq!(sim.len(), 3);
+    assert!((sim[0][2].as_f64().unwrap() - direct(0, 1, 2, 3).total).abs() < 1e-10);
+    assert!((sim[1][1].as_f64().unwrap() - 1.0).abs() < 1e-10);
+    // Against a reference update, one class slice.
+    let doc = stdout_json(&tensim(&[
+        "diff",
+        s(&paths[0]),
+        s(&paths[1]),
+        s(&paths[2]),
+        "--reference",
+        s(&paths[2]),
+        s(&paths[3]),
+        "--class",
+        "1",
+        "--json",
+    ]));
+    let sim = doc["similarity"].as_array().unwrap();
+    assert_eq!(sim.len(), 2);
+    assert!((sim[0][0].as_f64().unwrap() - direct(0, 1, 2, 3).per_output[1]).abs() < 1e-10);
+    assert!((sim[1][0].as_f64().unwrap() - direct(1, 2, 2, 3).per_output[1]).abs() < 1e-10);
+}

@@ -89,6 +89,50 @@ pub fn rank_by_change(slices: &[MatRef<'_, f64>], index: usize) -> Vec<(usize, f
     ranked
 }
 
+/// A boundary where one class changed more than the others.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassSpecificSplit {
+    /// First checkpoint of the second block.
+    pub index: usize,
+    /// The class whose slice changed most across the boundary.
+    pub class: usize,
+    /// Its contrast minus the median contrast over all classes.
+    pub excess: f64,
+}
+
+/// Boundaries ranked by how *class-specific* the change across them is:
+/// for each split, the largest class-slice contrast minus the median one.
+///
+/// A change that concerns every class alike (early training, learning-rate
+/// effects) scores near zero; a change confined to one class (a backdoor that
+/// relabels to it, a forgotten digit) stands out. Uses only the slice matrices.
+pub fn rank_class_specific_splits(
+    slices: &[MatRef<'_, f64>],
+    min_block: usize,
+) -> Vec<ClassSpecificSplit> {
+    let Some(first) = slices.first() else {
+        return Vec::new();
+    };
+    let n = first.nrows();
+    let min_block = min_block.max(1);
+    let mut out: Vec<ClassSpecificSplit> = (min_block..=n.saturating_sub(min_block))
+        .filter_map(|index| {
+            let ranked = rank_by_change(slices, index);
+            let mut values: Vec<f64> = ranked.iter().map(|r| r.1).collect();
+            values.sort_by(f64::total_cmp);
+            let median = values[values.len() / 2];
+            let excess = ranked[0].1 - median;
+            excess.is_finite().then_some(ClassSpecificSplit {
+                index,
+                class: ranked[0].0,
+                excess,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.excess.total_cmp(&a.excess));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +168,32 @@ mod tests {
         let ranked = rank_by_change(&slices, 6);
         assert_eq!(ranked[0].0, 1);
         assert!(ranked[0].1 > ranked[1].1 + 0.5);
+    }
+
+    #[test]
+    fn class_specific_boundary_beats_a_global_change() {
+        // Every class changes a lot at checkpoint 2 (early training); only
+        // class 3 changes at checkpoint 8 (the attack).
+        let n = 12;
+        let global = |i: usize, j: usize| if (i < 2) != (j < 2) { 0.3 } else { 0.95 };
+        let make = |attacked: bool| {
+            Mat::from_fn(n, n, move |i, j| {
+                let base = global(i, j);
+                if attacked && (i < 8) != (j < 8) {
+                    base - 0.3
+                } else {
+                    base
+                }
+            })
+        };
+        let (plain, hit) = (make(false), make(true));
+        let slices: Vec<MatRef<'_, f64>> = (0..6)
+            .map(|c| if c == 3 { hit.as_ref() } else { plain.as_ref() })
+            .collect();
+        let best = rank_class_specific_splits(&slices, 2)[0];
+        assert_eq!((best.index, best.class), (8, 3));
+        assert!(best.excess > 0.2);
+        // The plain total-matrix split is fooled by the global change.
+        assert_eq!(rank_splits(plain.as_ref(), 2)[0].index, 2);
     }
 }

@@ -48,7 +48,10 @@ mod tests {
         let names: Vec<&str> = s.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(
             names,
-            ["base 0-4", "add 5", "add 6", "add 7", "add 8", "add 9", "control", "remove 9", "re-add 9"]
+            [
+                "base 0-4", "add 5", "add 6", "add 7", "add 8", "add 9", "control", "remove 9",
+                "re-add 9"
+            ]
         );
         assert_eq!(s[0].classes, vec![0, 1, 2, 3, 4]);
         assert_eq!(s[3].classes, (0..=7).collect::<Vec<u8>>());

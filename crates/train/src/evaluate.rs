@@ -13,7 +13,11 @@ pub fn logits(net: &Network, inputs: &[f32], dim: usize) -> Result<Vec<f32>> {
     let mut out = Vec::new();
     for start in (0..n).step_by(EVAL_BATCH) {
         let rows = EVAL_BATCH.min(n - start);
-        let x = Tensor::from_slice(&inputs[start * dim..(start + rows) * dim], (rows, dim), net.device())?;
+        let x = Tensor::from_slice(
+            &inputs[start * dim..(start + rows) * dim],
+            (rows, dim),
+            net.device(),
+        )?;
         out.extend(net.forward(&x)?.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
@@ -32,11 +36,23 @@ pub fn evaluate(net: &Network, inputs: &[f32], labels: &[u32], dim: usize) -> Re
     let (mut loss, mut correct) = (0.0f64, 0.0f64);
     for start in (0..n).step_by(EVAL_BATCH) {
         let rows = EVAL_BATCH.min(n - start);
-        let x = Tensor::from_slice(&inputs[start * dim..(start + rows) * dim], (rows, dim), net.device())?;
+        let x = Tensor::from_slice(
+            &inputs[start * dim..(start + rows) * dim],
+            (rows, dim),
+            net.device(),
+        )?;
         let y = Tensor::from_slice(&labels[start..start + rows], rows, net.device())?;
         let logits = net.forward(&x)?;
-        loss += f64::from(candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?) * rows as f64;
-        correct += f64::from(logits.argmax(1)?.eq(&y)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?);
+        loss += f64::from(candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?)
+            * rows as f64;
+        correct += f64::from(
+            logits
+                .argmax(1)?
+                .eq(&y)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?,
+        );
     }
     let n = n.max(1) as f64;
     Ok(Evaluation {
@@ -54,7 +70,13 @@ pub fn predictions(net: &Network, inputs: &[f32], dim: usize) -> Result<Vec<u32>
         .map(|row| {
             row.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
                 .0 as u32
         })
         .collect())

@@ -33,7 +33,11 @@ impl Network {
             .zip(model.parameters())
             .map(|(spec, values)| {
                 let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-                Ok(Var::from_tensor(&Tensor::from_vec(data, spec.shape.as_slice(), device)?)?)
+                Ok(Var::from_tensor(&Tensor::from_vec(
+                    data,
+                    spec.shape.as_slice(),
+                    device,
+                )?)?)
             })
             .collect::<Result<_>>()?;
         Ok(Network {
@@ -61,7 +65,12 @@ impl Network {
         let values = self
             .vars
             .iter()
-            .map(|v| Ok(v.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?))
+            .map(|v| {
+                Ok(v.as_tensor()
+                    .to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Model::from_parameters(&self.arch, values)?)
     }

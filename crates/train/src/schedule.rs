@@ -20,7 +20,11 @@ impl Schedule {
     /// Sorted, deduplicated checkpoint steps within `0..=total`.
     pub fn steps(&self, total: u64) -> Result<Vec<u64>> {
         let mut steps: Vec<u64> = match self {
-            Schedule::Every(0) => return Err(TrainError::Invalid("checkpoint interval must be positive".into())),
+            Schedule::Every(0) => {
+                return Err(TrainError::Invalid(
+                    "checkpoint interval must be positive".into(),
+                ))
+            }
             Schedule::Every(k) => (0..=total).step_by(*k as usize).collect(),
             Schedule::List(list) => list.iter().copied().filter(|&s| s <= total).collect(),
             Schedule::Power { count, exponent } => {
@@ -33,7 +37,10 @@ impl Schedule {
                 let n = (*count).max(2);
                 let top = (total.max(1) as f64).ln();
                 std::iter::once(0)
-                    .chain((0..n - 1).map(|i| (top * i as f64 / (n - 2).max(1) as f64).exp().round() as u64))
+                    .chain(
+                        (0..n - 1)
+                            .map(|i| (top * i as f64 / (n - 2).max(1) as f64).exp().round() as u64),
+                    )
                     .collect()
             }
         };

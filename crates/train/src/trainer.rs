@@ -85,6 +85,9 @@ pub struct Trainer {
     config: TrainConfig,
     rng: StdRng,
     step: u64,
+    /// The last step handed to a checkpoint callback (a stage's start is the
+    /// previous stage's end: it is saved once).
+    last_checkpoint: Option<u64>,
 }
 
 impl Trainer {
@@ -105,6 +108,7 @@ impl Trainer {
             config,
             rng,
             step: 0,
+            last_checkpoint: None,
         })
     }
 
@@ -159,7 +163,8 @@ impl Trainer {
 
     /// Runs `steps` steps of one stage. `sample` draws each batch; at every
     /// global step in `checkpoints` (before the step is taken, and after the
-    /// last one) `on_checkpoint` sees the network; `progress` sees every step.
+    /// last one; never twice for the same step) `on_checkpoint` sees the
+    /// network; `progress` sees every step.
     pub fn run_stage(
         &mut self,
         steps: u64,
@@ -171,11 +176,14 @@ impl Trainer {
         let start = self.step;
         let end = start + steps;
         for t in 0..steps {
-            if checkpoints.contains(&self.step) {
+            if checkpoints.contains(&self.step) && self.last_checkpoint != Some(self.step) {
                 on_checkpoint(self.step, &self.net)?;
+                self.last_checkpoint = Some(self.step);
             }
             let lr = if self.config.cosine_decay {
-                self.config.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / steps as f64).cos())
+                self.config.learning_rate
+                    * 0.5
+                    * (1.0 + (std::f64::consts::PI * t as f64 / steps as f64).cos())
             } else {
                 self.config.learning_rate
             };
@@ -190,8 +198,9 @@ impl Trainer {
             progress(self.step, stats);
         }
         debug_assert_eq!(self.step, end);
-        if checkpoints.contains(&end) {
+        if checkpoints.contains(&end) && self.last_checkpoint != Some(end) {
             on_checkpoint(end, &self.net)?;
+            self.last_checkpoint = Some(end);
         }
         Ok(())
     }

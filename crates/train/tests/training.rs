@@ -9,7 +9,11 @@ use tensim_train::{Batch, Device, Network, Schedule, TrainConfig, Trainer};
 fn deep_arch() -> Architecture {
     Architecture {
         layers: vec![
-            LayerShape::Linear { input: 6, output: 8, bias: true },
+            LayerShape::Linear {
+                input: 6,
+                output: 8,
+                bias: true,
+            },
             LayerShape::Bilinear {
                 input: 8,
                 hidden: 12,
@@ -19,7 +23,11 @@ fn deep_arch() -> Architecture {
                 down_bias: true,
                 residual_scale: 0.6,
             },
-            LayerShape::Linear { input: 8, output: 2, bias: false },
+            LayerShape::Linear {
+                input: 8,
+                output: 2,
+                bias: false,
+            },
         ],
     }
 }
@@ -62,7 +70,10 @@ fn learns_xor_and_checkpoints_give_identical_logits() {
             |rng| {
                 let idx = shuffler.next_indices(128, rng);
                 Batch {
-                    inputs: idx.iter().flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied()).collect(),
+                    inputs: idx
+                        .iter()
+                        .flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied())
+                        .collect(),
                     labels: idx.iter().map(|&i| y[i]).collect(),
                     dim: 6,
                 }
@@ -76,34 +87,58 @@ fn learns_xor_and_checkpoints_give_identical_logits() {
         .unwrap();
     assert_eq!(seen, vec![0, 200, 400, 600]);
     let after = evaluate(trainer.network(), &tx, &ty, 6).unwrap();
-    assert!(after.accuracy > 0.93, "test accuracy {} (before {})", after.accuracy, before.accuracy);
+    assert!(
+        after.accuracy > 0.93,
+        "test accuracy {} (before {})",
+        after.accuracy,
+        before.accuracy
+    );
     assert!(after.loss < before.loss);
 
     // The saved weights, loaded into the core model, give the same logits.
     let model = trainer.network().to_model().unwrap();
     let candle_logits = logits(trainer.network(), &tx, 6).unwrap();
-    let core_logits = model.forward(Mat::from_fn(512, 6, |i, j| f64::from(tx[i * 6 + j])).as_ref()).unwrap();
+    let core_logits = model
+        .forward(Mat::from_fn(512, 6, |i, j| f64::from(tx[i * 6 + j])).as_ref())
+        .unwrap();
     for i in 0..512 {
         for j in 0..2 {
             let (a, b) = (f64::from(candle_logits[i * 2 + j]), core_logits[(i, j)]);
-            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "row {i}: candle {a} vs core {b}");
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "row {i}: candle {a} vs core {b}"
+            );
         }
     }
     // And a round trip through the core model keeps every weight.
-    let again = Network::from_model(&model, &Device::Cpu).unwrap().to_model().unwrap();
+    let again = Network::from_model(&model, &Device::Cpu)
+        .unwrap()
+        .to_model()
+        .unwrap();
     assert_eq!(again, model);
 }
 
 #[test]
 fn checkpoint_schedules() {
-    assert_eq!(Schedule::Every(250).steps(1000).unwrap(), vec![0, 250, 500, 750, 1000]);
-    let power = Schedule::Power { count: 100, exponent: 5.0 }.steps(100_000).unwrap();
+    assert_eq!(
+        Schedule::Every(250).steps(1000).unwrap(),
+        vec![0, 250, 500, 750, 1000]
+    );
+    let power = Schedule::Power {
+        count: 100,
+        exponent: 5.0,
+    }
+    .steps(100_000)
+    .unwrap();
     assert_eq!(power.len(), 90, "EXPERIMENTS §3: 90 distinct steps");
     assert_eq!((power[0], *power.last().unwrap()), (0, 100_000));
     let log = Schedule::Log { count: 20 }.steps(10_000).unwrap();
     assert_eq!((log[0], log[1], *log.last().unwrap()), (0, 1, 10_000));
     assert!(log.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(Schedule::List(vec![5, 1, 5, 99]).steps(10).unwrap(), vec![1, 5]);
+    assert_eq!(
+        Schedule::List(vec![5, 1, 5, 99]).steps(10).unwrap(),
+        vec![1, 5]
+    );
     assert!(Schedule::Every(0).steps(10).is_err());
 }
 
@@ -128,7 +163,10 @@ fn same_seed_same_training() {
             |rng| {
                 let idx = s.next_indices(64, rng);
                 Batch {
-                    inputs: idx.iter().flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied()).collect(),
+                    inputs: idx
+                        .iter()
+                        .flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied())
+                        .collect(),
                     labels: idx.iter().map(|&i| y[i]).collect(),
                     dim: 6,
                 }
