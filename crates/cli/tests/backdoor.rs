@@ -138,3 +138,68 @@ fn bad_data_arguments_fail_clearly_and_write_nothing() {
     assert!(!r.status.success() && e.contains("train_32x32.mat"), "{e}");
     assert!(!Path::new(&out).exists(), "nothing written on bad input");
 }
+
+#[test]
+fn quick_forgetting_and_grokking_runs_write_their_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("forgetting");
+    let r = tensim(&[
+        "experiment",
+        "forgetting",
+        "--quick",
+        "--out",
+        f.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        r.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let o: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(o["stage_names"].as_array().unwrap().len(), 9);
+    assert_eq!(o["remove9_class_change"].as_array().unwrap().len(), 10);
+    for file in [
+        "report.md",
+        "figures/forgetting.png",
+        "figures/per-digit-accuracy.png",
+        "matrices/gaussian.npy",
+        "matrices/stage-updates.csv",
+    ] {
+        assert!(f.join(file).is_file(), "missing {file}");
+    }
+    let (_, g) = read_matrix(&f.join("matrices/gaussian.npy")).unwrap();
+    assert_eq!(g.nrows(), o["checkpoints"].as_u64().unwrap() as usize);
+
+    let k = dir.path().join("grokking");
+    let r = tensim(&[
+        "experiment",
+        "grokking",
+        "--quick",
+        "--steps",
+        "600",
+        "--out",
+        k.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        r.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let o: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(
+        o["final_train_accuracy"].as_f64().unwrap() > 0.2,
+        "the model learns the training pairs"
+    );
+    assert_eq!(o["dominant_frequencies"].as_array().unwrap().len(), 5);
+    for file in [
+        "report.md",
+        "figures/grokking.png",
+        "matrices/tensor.csv",
+        "matrices/frequencies.csv",
+        "metrics.jsonl",
+    ] {
+        assert!(k.join(file).is_file(), "missing {file}");
+    }
+}

@@ -7,7 +7,8 @@ pub enum ColourScale {
     /// 99th percentile of the off-diagonal entries (all entries when not
     /// square). White sits at 0 when the range straddles 0, else at its midpoint.
     Diverging,
-    /// White (0) to dark blue (maximum), for magnitudes such as frequency shares.
+    /// White to dark blue, linear between the 1st and 99th percentile, for
+    /// magnitudes such as frequency shares.
     Sequential,
 }
 

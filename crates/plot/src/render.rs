@@ -110,22 +110,8 @@ fn draw_heatmap(area: &Area, h: &Heatmap) -> DrawResult {
     let (lo, hi) = percentile_range(&h.values, square.then_some(h.rows));
     let title = match h.scale {
         ColourScale::Diverging => format!("{}  [{lo:.3} … {hi:.3}]", h.title),
-        ColourScale::Sequential => {
-            let max = h
-                .values
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(0.0, f64::max);
-            format!("{}  [0 … {max:.3}]", h.title)
-        }
+        ColourScale::Sequential => format!("{}  [{lo:.3} … {hi:.3}]", h.title),
     };
-    let max = h
-        .values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
     let mid = if lo < 0.0 && hi > 0.0 {
         0.0
     } else {
@@ -137,7 +123,7 @@ fn draw_heatmap(area: &Area, h: &Heatmap) -> DrawResult {
         }
         let (r, g, b) = match h.scale {
             ColourScale::Diverging => diverging(v.clamp(lo, hi), lo, hi, mid),
-            ColourScale::Sequential => sequential(v.max(0.0), max),
+            ColourScale::Sequential => sequential((v.clamp(lo, hi) - lo).max(0.0), hi - lo),
         };
         RGBColor(r, g, b)
     };

@@ -511,7 +511,11 @@ fn report(o: &Outcome, s: &Settings, quick: bool, stage_steps: &[u64], total: u6
     for (a, row) in o.stage_similarity.iter().enumerate() {
         let _ = write!(md, "| {} |", o.stage_names[a]);
         for v in row {
-            let _ = write!(md, " {v:.3} |");
+            if v.is_finite() {
+                let _ = write!(md, " {v:.3} |");
+            } else {
+                let _ = write!(md, " — |");
+            }
         }
         let _ = writeln!(md);
     }

@@ -269,7 +269,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let loss = lines(
         "loss",
         "step (log)",
-        "cross-entropy",
+        "log10 cross-entropy",
         vec![
             series(
                 "train",
