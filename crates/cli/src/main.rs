@@ -153,7 +153,7 @@ enum ExperimentCommand {
         force: bool,
         #[arg(long)]
         quick: bool,
-        /// Epochs per stage (default 2; the paper used 20).
+        /// Epochs per stage (default 5; the paper used 20).
         #[arg(long)]
         epochs: Option<f64>,
         #[arg(long, default_value_t = 1337)]

@@ -13,7 +13,6 @@ use serde::Serialize;
 use tensim_core::blocks::{phase_delta, rank_by_change, rank_class_specific_splits, rank_splits};
 use tensim_core::{Architecture, LayerShape, Mat, Model};
 use tensim_data::{ImageSet, Split};
-use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 use tensim_plot::{ColourScale, Heatmap, ImagePanel, LinePlot, Panel, Series};
 use tensim_train::evaluate::{evaluate, predictions};
 use tensim_train::trainer::Shuffler;
@@ -227,15 +226,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 .filter(|&&p| p == u32::from(target))
                 .count();
             let model = net.to_model()?;
-            let file = format!("checkpoints/step-{step:06}.safetensors");
             let phase_here = if step <= s.steps_clean { "A" } else { "B" };
-            let meta = CheckpointMeta {
-                step: Some(step),
-                phase: Some(phase_here.to_string()),
-                label: Some(format!("step {step}")),
-            };
-            save_checkpoint(&run.path(&file), &model, &meta, StoredDtype::F32)
-                .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+            let file = run.save_checkpoint(
+                &model,
+                step,
+                Some(phase_here.to_string()),
+                format!("step {step}"),
+            )?;
             records.push(Record {
                 step,
                 phase: phase_here,
@@ -247,12 +244,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 checkpoint: file,
             });
             models.push(model);
-            let lines: Vec<String> = records
-                .iter()
-                .map(|r| serde_json::to_string(r).expect("plain data"))
-                .collect();
-            run.write_text("metrics.jsonl", &(lines.join("\n") + "\n"))
-                .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+            run.write_metrics(&records)?;
             Ok(())
         };
         trainer

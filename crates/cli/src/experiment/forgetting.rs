@@ -12,7 +12,6 @@ use serde::Serialize;
 use tensim_core::blocks::block_mean;
 use tensim_core::{Architecture, LayerShape, Mat, Model};
 use tensim_data::ImageSet;
-use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 use tensim_train::curriculum::class_incremental;
 use tensim_train::evaluate::predictions;
 use tensim_train::trainer::Shuffler;
@@ -86,7 +85,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let data = tensim_data::load_dataset("mnist", None)?;
     let run = RunDir::create(&opts.out, opts.force)?;
     let s = Settings {
-        epochs_per_stage: opts.epochs.unwrap_or(if opts.quick { 0.25 } else { 2.0 }),
+        epochs_per_stage: opts.epochs.unwrap_or(if opts.quick { 0.25 } else { 5.0 }),
         batch_size: 248,
         learning_rate: 1e-3,
         weight_decay: 0.5,
@@ -194,14 +193,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 }
             }
             let model = net.to_model()?;
-            let file = format!("checkpoints/step-{step:06}.safetensors");
-            let meta = CheckpointMeta {
-                step: Some(step),
-                phase: Some(stage.name.clone()),
-                label: Some(format!("{} @{step}", stage.name)),
-            };
-            save_checkpoint(&run.path(&file), &model, &meta, StoredDtype::F32)
-                .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+            let file = run.save_checkpoint(
+                &model,
+                step,
+                Some(stage.name.clone()),
+                format!("{} @{step}", stage.name),
+            )?;
             records.push(Record {
                 step,
                 stage: k,
@@ -213,12 +210,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 checkpoint: file,
             });
             models.push(model);
-            let lines: Vec<String> = records
-                .iter()
-                .map(|r| serde_json::to_string(r).expect("plain data"))
-                .collect();
-            run.write_text("metrics.jsonl", &(lines.join("\n") + "\n"))
-                .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+            run.write_metrics(&records)?;
             Ok(())
         };
         trainer

@@ -14,7 +14,6 @@ use serde::Serialize;
 use tensim_core::blocks::rank_splits;
 use tensim_core::frequencies::frequency_marginal;
 use tensim_core::{Architecture, BilinearForm, LayerShape, Mat, Model};
-use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 use tensim_plot::{ColourScale, Heatmap, Panel};
 use tensim_train::evaluate::evaluate;
 use tensim_train::trainer::Shuffler;
@@ -171,14 +170,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 let train = evaluate(net, &train_x, &train_y, dim)?;
                 let val = evaluate(net, &val_x, &val_y, dim)?;
                 let model = net.to_model()?;
-                let file = format!("checkpoints/step-{step:06}.safetensors");
-                let meta = CheckpointMeta {
-                    step: Some(step),
-                    phase: None,
-                    label: Some(format!("step {step}")),
-                };
-                save_checkpoint(&run.path(&file), &model, &meta, StoredDtype::F32)
-                    .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+                let file = run.save_checkpoint(&model, step, None, format!("step {step}"))?;
                 records.push(Record {
                     step,
                     train_loss: train.loss,
@@ -188,12 +180,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                     checkpoint: file,
                 });
                 models.push(model);
-                let lines: Vec<String> = records
-                    .iter()
-                    .map(|r| serde_json::to_string(r).expect("plain data"))
-                    .collect();
-                run.write_text("metrics.jsonl", &(lines.join("\n") + "\n"))
-                    .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+                run.write_metrics(&records)?;
                 Ok(())
             },
             |_, st| {
