@@ -34,7 +34,9 @@ pub use error::{Error, Result};
 pub use faer::{Mat, MatRef, Par};
 pub use folded::BilinearForm;
 pub use gaussian::{gaussian_similarity, Centring, Exactness, GaussianPrepared};
-pub use model::{Architecture, Bilinear, Layer, LayerShape, Linear, Model, ParameterSpec};
+pub use model::{
+    matrix_from_row_major, Architecture, Bilinear, Layer, LayerShape, Linear, Model, ParameterSpec,
+};
 pub use scalar::Scalar;
 pub use similarity::{
     difference_similarity, inner_products, similarity, InnerProductSpace, Similarity,

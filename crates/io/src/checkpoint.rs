@@ -63,6 +63,8 @@ pub struct Checkpoint {
     pub model: Model,
     pub meta: CheckpointMeta,
     pub dtype: StoredDtype,
+    /// Where the weights came from: "tensim safetensors (f32)", "PyTorch .pt (f16, converted to f64)", …
+    pub source: String,
 }
 
 /// Why a checkpoint could not be read or written; always names the file.
@@ -379,5 +381,6 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
             label: info.get("label").cloned(),
         },
         dtype,
+        source: format!("tensim safetensors ({})", dtype.name()),
     })
 }

@@ -1,0 +1,406 @@
+//! Architecture specs: how a foreign checkpoint's tensors map onto tensim's
+//! layers. A small TOML file, e.g. for the paper's classifier (fused `[L; R]`
+//! weight `w` of shape `[2h, d]`, head `p`):
+//!
+//! ```toml
+//! [[layers]]
+//! kind = "bilinear"
+//! fused = "w"        # rows 0..h are L, rows h..2h are R
+//! [[layers]]
+//! kind = "linear"
+//! weight = "p"
+//! ```
+//!
+//! Keys: top-level `key` (a nested state dict in a pickle, e.g. `"state_dict"`)
+//! and `prefix` (prepended to every tensor name). Linear layers: `weight`,
+//! optional `bias`. Bilinear layers: `left` + `right` or `fused`, optional
+//! `left_bias`/`right_bias` or `fused_bias`, optional `down` (identity when
+//! absent, so the layer outputs `(Lx) ⊙ (Rx)`), optional `down_bias`, and
+//! `residual_scale` (default 1: no residual). Weights are in PyTorch layout
+//! `[out, in]`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tensim_core::{matrix_from_row_major, Bilinear, Layer, Linear, Mat, Model};
+
+use crate::checkpoint::{
+    load_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
+};
+use crate::foreign::{read_tensor_sets, NamedTensor, TensorSet};
+
+/// A parsed architecture spec.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchSpec {
+    /// Nested state dict to read in a pickle (`state_dict`, `model`, …).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Prepended to every tensor name of the spec.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    pub layers: Vec<LayerSpec>,
+}
+
+/// One layer of a spec.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    Linear {
+        weight: String,
+        #[serde(default)]
+        bias: Option<String>,
+    },
+    Bilinear {
+        #[serde(default)]
+        left: Option<String>,
+        #[serde(default)]
+        right: Option<String>,
+        #[serde(default)]
+        fused: Option<String>,
+        #[serde(default)]
+        left_bias: Option<String>,
+        #[serde(default)]
+        right_bias: Option<String>,
+        #[serde(default)]
+        fused_bias: Option<String>,
+        #[serde(default)]
+        down: Option<String>,
+        #[serde(default)]
+        down_bias: Option<String>,
+        #[serde(default = "no_residual")]
+        residual_scale: f64,
+    },
+}
+
+fn no_residual() -> f64 {
+    1.0
+}
+
+/// A spec that cannot be read, or does not fit a file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl ArchSpec {
+    /// Reads a TOML spec file.
+    pub fn from_file(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            path: path.to_path_buf(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text).map_err(|reason| SpecError {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses TOML text and checks that every bilinear layer names its factors once.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let spec: ArchSpec =
+            toml::from_str(text).map_err(|e| format!("invalid architecture spec: {e}"))?;
+        if spec.layers.is_empty() {
+            return Err("the spec has no [[layers]]".into());
+        }
+        for (i, layer) in spec.layers.iter().enumerate() {
+            if let LayerSpec::Bilinear {
+                left,
+                right,
+                fused,
+                fused_bias,
+                left_bias,
+                right_bias,
+                ..
+            } = layer
+            {
+                match (left, right, fused) {
+                    (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+                    _ => {
+                        return Err(format!(
+                            "layer {i}: give either `left` and `right`, or `fused`"
+                        ))
+                    }
+                }
+                if fused_bias.is_some()
+                    && (left_bias.is_some() || right_bias.is_some() || fused.is_none())
+                {
+                    return Err(format!("layer {i}: `fused_bias` goes with `fused`, not with `left_bias`/`right_bias`"));
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    fn full(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix.as_deref().unwrap_or(""))
+    }
+
+    /// What each tensor of the file is, by full name (for `tensim inspect`).
+    pub fn roles(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut add = |name: &Option<String>, role: &str| {
+                if let Some(n) = name {
+                    out.push((self.full(n), format!("layer {i}: {role}")));
+                }
+            };
+            match layer {
+                LayerSpec::Linear { weight, bias } => {
+                    add(&Some(weight.clone()), "linear weight W");
+                    add(bias, "linear bias b");
+                }
+                LayerSpec::Bilinear {
+                    left,
+                    right,
+                    fused,
+                    left_bias,
+                    right_bias,
+                    fused_bias,
+                    down,
+                    down_bias,
+                    ..
+                } => {
+                    add(left, "bilinear L");
+                    add(right, "bilinear R");
+                    add(fused, "bilinear [L; R] (fused, split in halves)");
+                    add(left_bias, "bilinear b_L");
+                    add(right_bias, "bilinear b_R");
+                    add(fused_bias, "bilinear [b_L; b_R] (fused)");
+                    add(down, "bilinear D");
+                    add(down_bias, "bilinear b_D");
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds a model from one set of tensors, checking every name and shape.
+    pub fn build(&self, set: &TensorSet, path: &Path) -> Result<Model, CheckpointError> {
+        let fail = |reason: String| CheckpointError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let get = |name: &str, role: &str| -> Result<&NamedTensor, CheckpointError> {
+            let full = self.full(name);
+            set.get(&full).ok_or_else(|| {
+                let mut names: Vec<&str> = set.tensors.iter().map(|t| t.name.as_str()).collect();
+                names.truncate(12);
+                fail(format!(
+                    "tensor `{full}` ({role} in the spec) is missing; the file has: {}",
+                    names.join(", ")
+                ))
+            })
+        };
+        let matrix = |name: &str, role: &str| -> Result<Mat<f64>, CheckpointError> {
+            let t = get(name, role)?;
+            match t.shape[..] {
+                [r, c] => Ok(matrix_from_row_major(r, c, &t.values)),
+                _ => Err(fail(format!(
+                    "tensor `{}` ({role}): expected a 2-D [out, in] matrix, found shape {:?}",
+                    t.name, t.shape
+                ))),
+            }
+        };
+        let vector = |name: &Option<String>,
+                      role: &str,
+                      len: usize|
+         -> Result<Option<Vec<f64>>, CheckpointError> {
+            let Some(name) = name else { return Ok(None) };
+            let t = get(name, role)?;
+            if t.shape != [len] {
+                return Err(fail(format!(
+                    "tensor `{}` ({role}): expected shape [{len}], found {:?}",
+                    t.name, t.shape
+                )));
+            }
+            Ok(Some(t.values.clone()))
+        };
+        let mut layers = Vec::with_capacity(self.layers.len());
+        let mut width: Option<(usize, String)> = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let check_input = |input: usize,
+                               name: &str,
+                               width: &Option<(usize, String)>|
+             -> Result<(), CheckpointError> {
+                match width {
+                    Some((w, prev)) if *w != input => Err(fail(format!(
+                        "layer {i}: tensor `{}` takes {input} inputs but `{prev}` gives {w}",
+                        self.full(name)
+                    ))),
+                    _ => Ok(()),
+                }
+            };
+            match layer {
+                LayerSpec::Linear { weight, bias } => {
+                    let w = matrix(weight, &format!("layer {i} weight"))?;
+                    check_input(w.ncols(), weight, &width)?;
+                    let b = vector(bias, &format!("layer {i} bias"), w.nrows())?;
+                    width = Some((w.nrows(), self.full(weight)));
+                    layers.push(Layer::Linear(Linear { weight: w, bias: b }));
+                }
+                LayerSpec::Bilinear {
+                    left,
+                    right,
+                    fused,
+                    left_bias,
+                    right_bias,
+                    fused_bias,
+                    down,
+                    down_bias,
+                    residual_scale,
+                } => {
+                    let (l, r, first_name) = match (left, right, fused) {
+                        (Some(ln), Some(rn), _) => {
+                            let l = matrix(ln, &format!("layer {i} L"))?;
+                            let r = matrix(rn, &format!("layer {i} R"))?;
+                            if l.shape() != r.shape() {
+                                return Err(fail(format!(
+                                    "layer {i}: L `{}` is {:?} but R `{}` is {:?}; they must match",
+                                    self.full(ln),
+                                    l.shape(),
+                                    self.full(rn),
+                                    r.shape()
+                                )));
+                            }
+                            (l, r, ln.clone())
+                        }
+                        (_, _, Some(f)) => {
+                            let m = matrix(f, &format!("layer {i} fused [L; R]"))?;
+                            if m.nrows() % 2 != 0 {
+                                return Err(fail(format!(
+                                    "tensor `{}` (layer {i} fused [L; R]) has {} rows; a fused weight has an even number",
+                                    self.full(f),
+                                    m.nrows()
+                                )));
+                            }
+                            let h = m.nrows() / 2;
+                            let l = Mat::from_fn(h, m.ncols(), |a, b| m[(a, b)]);
+                            let r = Mat::from_fn(h, m.ncols(), |a, b| m[(h + a, b)]);
+                            (l, r, f.clone())
+                        }
+                        _ => unreachable!("checked when parsing"),
+                    };
+                    check_input(l.ncols(), &first_name, &width)?;
+                    let h = l.nrows();
+                    let (lb, rb) = match fused_bias {
+                        Some(_) => {
+                            let both = vector(fused_bias, &format!("layer {i} fused bias"), 2 * h)?
+                                .expect("named");
+                            (Some(both[..h].to_vec()), Some(both[h..].to_vec()))
+                        }
+                        None => (
+                            vector(left_bias, &format!("layer {i} b_L"), h)?,
+                            vector(right_bias, &format!("layer {i} b_R"), h)?,
+                        ),
+                    };
+                    let d = match down {
+                        Some(dn) => {
+                            let d = matrix(dn, &format!("layer {i} D"))?;
+                            if d.ncols() != h {
+                                return Err(fail(format!(
+                                    "layer {i}: D `{}` has {} columns but the layer has {h} hidden units",
+                                    self.full(dn),
+                                    d.ncols()
+                                )));
+                            }
+                            d
+                        }
+                        None => Mat::identity(h, h),
+                    };
+                    let db = vector(down_bias, &format!("layer {i} b_D"), d.nrows())?;
+                    width = Some((d.nrows(), self.full(down.as_ref().unwrap_or(&first_name))));
+                    layers.push(Layer::Bilinear(Bilinear {
+                        left: l,
+                        right: r,
+                        down: d,
+                        left_bias: lb,
+                        right_bias: rb,
+                        down_bias: db,
+                        residual_scale: *residual_scale,
+                    }));
+                }
+            }
+        }
+        Model::new(layers).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The number in a file name that most likely is its step (the last run of digits).
+pub fn step_from_name(path: &Path) -> Option<u64> {
+    let stem = path.file_stem()?.to_string_lossy();
+    let mut last = None;
+    let mut current = String::new();
+    for c in stem.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            current.push(c);
+        } else if !current.is_empty() {
+            last = current.parse().ok();
+            current.clear();
+        }
+    }
+    last
+}
+
+/// Loads every model a file holds: a tensim checkpoint directly; any other
+/// file (PyTorch, npz, safetensors without tensim metadata) through a spec.
+pub fn load_models(
+    path: &Path,
+    spec: Option<&ArchSpec>,
+) -> Result<Vec<Checkpoint>, CheckpointError> {
+    if let Some(spec) = spec {
+        let sets = read_tensor_sets(path, spec.key.as_deref())?;
+        let many = sets.len() > 1;
+        return sets
+            .iter()
+            .map(|set| {
+                let model = spec.build(set, path)?;
+                let step = set.step.or_else(|| step_from_name(path));
+                let dtypes = set.dtypes();
+                let converted = dtypes.iter().any(|d| d != "f64");
+                Ok(Checkpoint {
+                    model,
+                    meta: CheckpointMeta {
+                        step,
+                        phase: None,
+                        label: many.then(|| format!("step {}", step.unwrap_or(0))),
+                    },
+                    dtype: if dtypes.iter().all(|d| d == "f64") {
+                        StoredDtype::F64
+                    } else {
+                        StoredDtype::F32
+                    },
+                    source: format!(
+                        "{} ({}{})",
+                        set.format,
+                        dtypes.join("/"),
+                        if converted { ", converted to f64" } else { "" }
+                    ),
+                })
+            })
+            .collect();
+    }
+    match load_checkpoint(path) {
+        Ok(c) => Ok(vec![c]),
+        Err(e)
+            if e.reason.contains("not a tensim checkpoint")
+                || e.reason.contains("not a valid safetensors") =>
+        {
+            // Say what it is and what to do.
+            match read_tensor_sets(path, None) {
+                Ok(sets) => Err(CheckpointError {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "a {} file without tensim architecture metadata ({} tensors); pass --arch SPEC.toml to map its tensors (README: Loading other checkpoints)",
+                        sets[0].format,
+                        sets.iter().map(|s| s.tensors.len()).sum::<usize>()
+                    ),
+                }),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}

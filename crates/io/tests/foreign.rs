@@ -1,0 +1,193 @@
+//! Foreign checkpoints (PyTorch .pt, .npz, plain safetensors) through an
+//! architecture spec. Fixtures: `tests/fixtures/make_fixtures.py` (a faithful
+//! writer of torch's zip + pickle layout, no torch needed).
+
+use std::path::{Path, PathBuf};
+
+use tensim_core::{tensor_similarity, Model};
+use tensim_io::{load_models, read_tensor_sets, ArchSpec};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The fixtures' weight formula (exact in f16, bf16, f32 and f64).
+fn value(name: &str, i: usize) -> f64 {
+    (((i * 37 + name.len() * 11) % 101) as f64 - 50.0) / 64.0
+}
+
+const PAPER_SPEC: &str = r#"
+[[layers]]
+kind = "bilinear"
+fused = "w"
+[[layers]]
+kind = "linear"
+weight = "p"
+"#;
+
+fn spec(text: &str) -> ArchSpec {
+    ArchSpec::parse(text).unwrap()
+}
+
+fn one(path: &Path, spec: &ArchSpec) -> Model {
+    let mut models = load_models(path, Some(spec)).unwrap();
+    assert_eq!(models.len(), 1);
+    models.remove(0).model
+}
+
+/// Parameters of the expected model: L, R (halves of `w`), identity D, head `p`.
+fn expected_parameters(w: &str, p: &str) -> Vec<Vec<f64>> {
+    let fused: Vec<f64> = (0..24).map(|i| value(w, i)).collect();
+    let identity: Vec<f64> = (0..9).map(|k| if k % 4 == 0 { 1.0 } else { 0.0 }).collect();
+    vec![
+        fused[..12].to_vec(),
+        fused[12..].to_vec(),
+        identity,
+        (0..6).map(|i| value(p, i)).collect(),
+    ]
+}
+
+#[test]
+fn pytorch_files_load_bit_exactly_in_every_float_dtype() {
+    let s = spec(PAPER_SPEC);
+    for (file, dtype) in [
+        ("classifier_f32.pt", "f32"),
+        ("classifier_f16.pt", "f16"),
+        ("classifier_bf16.pt", "bf16"),
+        ("classifier_f64.pt", "f64"),
+    ] {
+        let loaded = load_models(&fixture(file), Some(&s)).unwrap().remove(0);
+        assert_eq!(
+            loaded.model.parameters(),
+            expected_parameters("w", "p"),
+            "{file}"
+        );
+        assert!(
+            loaded.source.contains("PyTorch") && loaded.source.contains(dtype),
+            "{}",
+            loaded.source
+        );
+        if dtype != "f64" {
+            assert!(loaded.source.contains("converted"), "{}", loaded.source);
+        }
+    }
+}
+
+#[test]
+fn the_same_weights_from_pt_npz_and_safetensors_give_identical_similarities() {
+    let s = spec(PAPER_SPEC);
+    let other = load_models(&fixture("steps.pt"), Some(&s))
+        .unwrap()
+        .remove(1)
+        .model;
+    let reference = tensor_similarity(&one(&fixture("classifier_f32.pt"), &s), &other).unwrap();
+    for file in [
+        "classifier.npz",
+        "classifier.safetensors",
+        "classifier_f64.pt",
+    ] {
+        let m = one(&fixture(file), &s);
+        assert_eq!(m.parameters(), expected_parameters("w", "p"), "{file}");
+        let sim = tensor_similarity(&m, &other).unwrap();
+        assert_eq!(sim.total.to_bits(), reference.total.to_bits(), "{file}");
+    }
+}
+
+#[test]
+fn nested_state_dicts_and_step_dictionaries() {
+    let nested = spec(&format!("key = \"state_dict\"\n{PAPER_SPEC}"));
+    assert_eq!(
+        one(&fixture("nested.pt"), &nested).parameters(),
+        expected_parameters("w", "p")
+    );
+    let err = load_models(&fixture("nested.pt"), Some(&spec(PAPER_SPEC)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nested.pt") && err.contains("tensor `w`") && err.contains("state_dict.w"),
+        "{err}"
+    );
+    let prefixed = spec(&format!("prefix = \"state_dict.\"\n{PAPER_SPEC}"));
+    assert_eq!(
+        one(&fixture("nested.pt"), &prefixed).parameters(),
+        expected_parameters("w", "p")
+    );
+
+    let steps = load_models(&fixture("steps.pt"), Some(&spec(PAPER_SPEC))).unwrap();
+    assert_eq!(
+        steps.iter().map(|c| c.meta.step).collect::<Vec<_>>(),
+        vec![Some(0), Some(250)]
+    );
+    assert_eq!(steps[1].model.parameters(), expected_parameters("w2", "p2"));
+    let err = load_models(
+        &fixture("nested.pt"),
+        Some(&spec(&format!("key = \"model\"\n{PAPER_SPEC}"))),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("no entry `model`") && err.contains("state_dict"),
+        "{err}"
+    );
+}
+
+#[test]
+fn foreign_pickle_objects_are_refused_never_run() {
+    let err = read_tensor_sets(&fixture("evil.pt"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("evil.pt") && err.contains("os.system") && err.contains("never executes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn spec_errors_name_the_file_tensor_and_expectation() {
+    let err = ArchSpec::parse("[[layers]]\nkind = \"bilinear\"\nleft = \"a\"\n").unwrap_err();
+    assert!(
+        err.contains("either `left` and `right`, or `fused`"),
+        "{err}"
+    );
+    assert!(ArchSpec::parse("[[layers]]\nkind = \"conv\"\n").is_err());
+
+    let wrong_name = spec("[[layers]]\nkind = \"bilinear\"\nfused = \"weights\"\n");
+    let err = load_models(&fixture("classifier_f32.pt"), Some(&wrong_name))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("classifier_f32.pt")
+            && err.contains("`weights`")
+            && err.contains("missing")
+            && err.contains("the file has: p, w"),
+        "{err}"
+    );
+
+    // L and R of different shapes.
+    let mismatch = spec("[[layers]]\nkind = \"bilinear\"\nleft = \"w\"\nright = \"p\"\n");
+    let err = load_models(&fixture("classifier_f32.pt"), Some(&mismatch))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("(6, 4)") && err.contains("(2, 3)") && err.contains("must match"),
+        "{err}"
+    );
+
+    // A head that does not fit the bilinear layer's output.
+    let chain = spec("[[layers]]\nkind = \"bilinear\"\nfused = \"w\"\ndown = \"p\"\n[[layers]]\nkind = \"linear\"\nweight = \"p\"\n");
+    let err = load_models(&fixture("classifier_f32.pt"), Some(&chain))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("takes 3 inputs") && err.contains("gives 2"),
+        "{err}"
+    );
+
+    // Without a spec, a foreign file says what it is and what to pass.
+    let err = load_models(&fixture("classifier_f32.pt"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PyTorch") && err.contains("--arch"), "{err}");
+}
