@@ -18,6 +18,7 @@ use crate::Precision;
 pub struct Options {
     pub a: PathBuf,
     pub b: PathBuf,
+    pub arch: Option<PathBuf>,
     pub inputs: Option<PathBuf>,
     pub samples: usize,
     pub seed: u64,
@@ -62,7 +63,11 @@ fn by_precision<R>(p: Precision, f64_path: impl FnOnce() -> R, f32_path: impl Fn
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let (la, lb) = (load::checkpoint(&opts.a)?, load::checkpoint(&opts.b)?);
+    let spec = load::spec(opts.arch.as_deref())?;
+    let (la, lb) = (
+        load::checkpoint(&opts.a, spec.as_ref())?,
+        load::checkpoint(&opts.b, spec.as_ref())?,
+    );
     let (a, b) = (la.model(), lb.model());
     if a.output_dim() != b.output_dim() {
         bail!(

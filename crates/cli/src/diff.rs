@@ -18,6 +18,7 @@ use crate::{progress, Precision};
 
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,
+    pub arch: Option<PathBuf>,
     /// `tensor` or `gaussian`.
     pub metric: String,
     /// Compare every consecutive update with the update `FROM → TO`.
@@ -59,17 +60,17 @@ fn gram_for<T: Scalar>(
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    if opts.checkpoints.len() < 2 {
+    let spec = load::spec(opts.arch.as_deref())?;
+    let mut loaded = load::checkpoints(&opts.checkpoints, spec.as_ref())?;
+    let n = loaded.len();
+    if n < 2 {
         bail!("diff needs at least two checkpoints (one update)");
     }
-    let mut paths = opts.checkpoints.clone();
     if let Some((from, to)) = &opts.reference {
-        paths.push(from.clone());
-        paths.push(to.clone());
+        loaded.push(load::checkpoint(from, spec.as_ref())?);
+        loaded.push(load::checkpoint(to, spec.as_ref())?);
     }
-    let loaded = load::checkpoints(&paths)?;
     let models: Vec<&Model> = loaded.iter().map(Loaded::model).collect();
-    let n = opts.checkpoints.len();
     let bar = progress::bar((models.len() * (models.len() + 1) / 2) as u64, "pairs");
     let gram = match opts.precision {
         Precision::F64 => gram_for::<f64>(&opts.metric, &models, &|| bar.inc(1)),

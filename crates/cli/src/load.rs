@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use tensim_core::{Mat, Model};
-use tensim_io::{load_checkpoint, read_matrix, Checkpoint};
+use tensim_io::{load_models, read_matrix, step_from_name, ArchSpec, Checkpoint};
 
 use crate::progress;
 
@@ -81,27 +81,125 @@ impl Loaded {
     }
 }
 
-/// Loads one checkpoint.
-pub fn checkpoint(path: &Path) -> Result<Loaded> {
-    Ok(Loaded {
-        path: path.to_path_buf(),
-        checkpoint: load_checkpoint(path)?,
+/// Reads the `--arch` spec, if given.
+pub fn spec(path: Option<&Path>) -> Result<Option<ArchSpec>> {
+    Ok(match path {
+        Some(p) => Some(ArchSpec::from_file(p)?),
+        None => None,
     })
 }
 
-/// Loads many checkpoints in parallel with a progress bar; the first failure wins.
-pub fn checkpoints(paths: &[PathBuf]) -> Result<Vec<Loaded>> {
-    let bar = progress::bar(paths.len() as u64, "loading");
-    let loaded = paths
+/// Loads one file that must hold exactly one checkpoint.
+pub fn checkpoint(path: &Path, spec: Option<&ArchSpec>) -> Result<Loaded> {
+    let mut all = load_models(path, spec)?;
+    if all.len() != 1 {
+        bail!(
+            "{}: holds {} checkpoints (a step → state dict file); use `tensim matrix` or `tensim convert`",
+            path.display(),
+            all.len()
+        );
+    }
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        checkpoint: all.remove(0),
+    })
+}
+
+const CHECKPOINT_EXTENSIONS: [&str; 5] = ["safetensors", "pt", "pth", "bin", "npz"];
+
+/// Files named by the arguments: files as given; a directory's checkpoint
+/// files and a glob pattern's matches sorted by step (metadata or name).
+fn expand(args: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for arg in args {
+        let text = arg.to_string_lossy();
+        if arg.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(arg)
+                .with_context(|| format!("reading directory {}", arg.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension()
+                            .and_then(|e| e.to_str())
+                            .is_some_and(|e| CHECKPOINT_EXTENSIONS.contains(&e))
+                })
+                .collect();
+            if files.is_empty() {
+                bail!(
+                    "{}: no checkpoint files (*.{}) in this directory",
+                    arg.display(),
+                    CHECKPOINT_EXTENSIONS.join(", *.")
+                );
+            }
+            files.sort();
+            out.extend(files.into_iter().map(|f| (f, true)));
+        } else if !arg.exists() && text.contains(['*', '?', '[']) {
+            let mut files: Vec<PathBuf> = glob::glob(&text)
+                .with_context(|| format!("bad pattern {text}"))?
+                .filter_map(std::result::Result::ok)
+                .collect();
+            if files.is_empty() {
+                bail!("{text}: the pattern matches no file");
+            }
+            files.sort();
+            out.extend(files.into_iter().map(|f| (f, true)));
+        } else {
+            out.push((arg.clone(), false));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads every checkpoint the arguments name (files, directories, globs), in
+/// parallel with a progress bar. Checkpoints from a directory, a glob or a
+/// step → state dict file are ordered by step; explicit files keep their order.
+pub fn checkpoints(args: &[PathBuf], spec: Option<&ArchSpec>) -> Result<Vec<Loaded>> {
+    let files = expand(args)?;
+    let bar = progress::bar(files.len() as u64, "loading");
+    let loaded: Result<Vec<Vec<(Loaded, bool)>>> = files
         .par_iter()
-        .map(|p| {
-            let l = checkpoint(p);
+        .map(|(p, sort)| {
+            let models = load_models(p, spec)?;
+            let many = models.len() > 1;
             bar.inc(1);
-            l
+            Ok(models
+                .into_iter()
+                .map(|checkpoint| {
+                    (
+                        Loaded {
+                            path: p.clone(),
+                            checkpoint,
+                        },
+                        *sort || many,
+                    )
+                })
+                .collect())
         })
-        .collect::<Result<Vec<_>>>();
+        .collect();
     bar.finish_and_clear();
-    loaded
+    let loaded: Vec<(Loaded, bool)> = loaded?.into_iter().flatten().collect();
+    // Sort each maximal run of sortable entries by step; explicit files stay put.
+    let mut out: Vec<Loaded> = Vec::with_capacity(loaded.len());
+    let mut run: Vec<Loaded> = Vec::new();
+    let step_of = |l: &Loaded| {
+        l.checkpoint
+            .meta
+            .step
+            .or_else(|| step_from_name(&l.path))
+            .unwrap_or(u64::MAX)
+    };
+    for (l, sortable) in loaded {
+        if sortable {
+            run.push(l);
+        } else {
+            run.sort_by_key(step_of);
+            out.append(&mut run);
+            out.push(l);
+        }
+    }
+    run.sort_by_key(step_of);
+    out.append(&mut run);
+    Ok(out)
 }
 
 /// Reads an `n × d` input matrix (`.npy` of f64, or `.csv`) and checks its width.

@@ -2,9 +2,11 @@
 
 mod bench;
 mod compare;
+mod convert;
 mod demo;
 mod diff;
 mod experiment;
+mod inspect;
 mod load;
 mod matrix;
 mod metric;
@@ -39,6 +41,9 @@ enum Command {
     Compare {
         a: PathBuf,
         b: PathBuf,
+        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
+        #[arg(long)]
+        arch: Option<PathBuf>,
         /// Inputs (n×d f64 .npy) for output cosine and CKA on data.
         #[arg(long)]
         inputs: Option<PathBuf>,
@@ -55,8 +60,12 @@ enum Command {
     },
     /// N×N matrix of one metric over checkpoints.
     Matrix {
+        /// Checkpoint files, directories or quoted glob patterns.
         #[arg(required = true, num_args = 1..)]
         checkpoints: Vec<PathBuf>,
+        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
+        #[arg(long)]
+        arch: Option<PathBuf>,
         /// tensor | gaussian | gaussian-centred | matrix-cosine | slice:<class> |
         /// gaussian-slice:<class> | output-cosine | cka | monte-carlo
         #[arg(long, default_value = "tensor")]
@@ -79,8 +88,12 @@ enum Command {
     /// Similarity of updates: consecutive checkpoint differences, or each
     /// update against a reference update (MATH.md §2, difference similarity).
     Diff {
-        #[arg(required = true, num_args = 2..)]
+        /// Checkpoint files, directories or quoted glob patterns.
+        #[arg(required = true, num_args = 1..)]
         checkpoints: Vec<PathBuf>,
+        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
+        #[arg(long)]
+        arch: Option<PathBuf>,
         /// tensor | gaussian
         #[arg(long, default_value = "tensor")]
         metric: String,
@@ -96,6 +109,28 @@ enum Command {
         precision: Precision,
         #[arg(long)]
         json: bool,
+    },
+    /// List a checkpoint's tensors, shapes, dtypes and what the spec maps them to.
+    Inspect {
+        file: PathBuf,
+        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
+        #[arg(long)]
+        arch: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write any loadable checkpoint in tensim's self-describing safetensors format.
+    Convert {
+        input: PathBuf,
+        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
+        #[arg(long)]
+        arch: Option<PathBuf>,
+        /// Output file (a directory when the input holds several checkpoints).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Store f32 instead of f64.
+        #[arg(long)]
+        f32: bool,
     },
     /// Show, with no files, that tensor similarity sees through symmetries.
     Demo {
@@ -197,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare {
             a,
             b,
+            arch,
             inputs,
             samples,
             seed,
@@ -205,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => compare::run(&compare::Options {
             a,
             b,
+            arch,
             inputs,
             samples,
             seed,
@@ -213,6 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Matrix {
             checkpoints,
+            arch,
             metric,
             output,
             inputs,
@@ -222,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => matrix::run(&matrix::Options {
             checkpoints,
+            arch,
             metric,
             output,
             inputs,
@@ -232,6 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Diff {
             checkpoints,
+            arch,
             metric,
             reference,
             class,
@@ -240,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => diff::run(&diff::Options {
             checkpoints,
+            arch,
             metric,
             reference: reference.map(|v| (v[0].clone(), v[1].clone())),
             class,
@@ -247,6 +288,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             precision,
             json,
         }),
+        Command::Inspect { file, arch, json } => inspect::run(&file, arch.as_deref(), json),
+        Command::Convert {
+            input,
+            arch,
+            output,
+            f32,
+        } => convert::run(&input, arch.as_deref(), &output, f32),
         Command::Demo { seed, json } => demo::run(seed, json),
         Command::Experiment(ExperimentCommand::Backdoor {
             out,

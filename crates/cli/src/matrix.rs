@@ -15,6 +15,7 @@ use crate::{progress, Precision};
 
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,
+    pub arch: Option<PathBuf>,
     pub metric: String,
     pub output: Option<PathBuf>,
     pub inputs: Option<PathBuf>,
@@ -45,7 +46,8 @@ pub fn run(opts: &Options) -> Result<()> {
             opts.metric
         );
     }
-    let loaded = load::checkpoints(&opts.checkpoints)?;
+    let arch = load::spec(opts.arch.as_deref())?;
+    let loaded = load::checkpoints(&opts.checkpoints, arch.as_ref())?;
     let models: Vec<&Model> = loaded.iter().map(Loaded::model).collect();
     let inputs = match &opts.inputs {
         Some(p) => Some(load::inputs(p, models[0].input_dim())?),
@@ -76,7 +78,7 @@ pub fn run(opts: &Options) -> Result<()> {
             "metric": opts.metric,
             "description": spec.describe(),
             "precision": format!("{:?}", opts.precision).to_lowercase(),
-            "files": opts.checkpoints,
+            "files": loaded.iter().map(|l| l.path.display().to_string()).collect::<Vec<_>>(),
             "labels": labels,
             "matrix": rows,
             "output": opts.output,

@@ -326,3 +326,117 @@ fn diff_equals_the_four_product_formula() {
     assert!((sim[0][0].as_f64().unwrap() - direct(0, 1, 2, 3).per_output[1]).abs() < 1e-10);
     assert!((sim[1][0].as_f64().unwrap() - direct(1, 2, 2, 3).per_output[1]).abs() < 1e-10);
 }
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../io/tests/fixtures")
+        .join(name)
+}
+
+fn paper_spec(dir: &Path) -> PathBuf {
+    let p = dir.join("paper.toml");
+    std::fs::write(&p, "[[layers]]\nkind = \"bilinear\"\nfused = \"w\"\n[[layers]]\nkind = \"linear\"\nweight = \"p\"\n").unwrap();
+    p
+}
+
+#[test]
+fn foreign_formats_give_identical_numbers_and_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = paper_spec(dir.path());
+    let other = fixture("steps.pt");
+    let value_for = |a: &Path| -> Vec<Value> {
+        let m = stdout_json(&tensim(&[
+            "matrix",
+            s(a),
+            s(&other),
+            "--arch",
+            s(&spec),
+            "--json",
+        ]));
+        m["matrix"].as_array().unwrap().clone()
+    };
+    let reference = value_for(&fixture("classifier_f32.pt"));
+    assert_eq!(reference.len(), 3, "the step file holds two checkpoints");
+    for f in [
+        "classifier.npz",
+        "classifier.safetensors",
+        "classifier_f64.pt",
+        "classifier_bf16.pt",
+    ] {
+        assert_eq!(value_for(&fixture(f)), reference, "{f}");
+    }
+    // Converted to tensim's format, the numbers stay the same and need no spec.
+    let out = dir.path().join("steps");
+    let r = tensim(&["convert", s(&other), "--arch", s(&spec), "-o", s(&out)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let single = dir.path().join("c.safetensors");
+    assert!(tensim(&[
+        "convert",
+        s(&fixture("classifier_f32.pt")),
+        "--arch",
+        s(&spec),
+        "-o",
+        s(&single)
+    ])
+    .status
+    .success());
+    let m = stdout_json(&tensim(&["matrix", s(&single), s(&out), "--json"]));
+    assert_eq!(m["matrix"].as_array().unwrap().clone(), reference);
+    assert_eq!(m["labels"][1], "step 0");
+    assert_eq!(m["labels"][2], "step 250");
+
+    let doc = stdout_json(&tensim(&[
+        "inspect",
+        s(&fixture("classifier_f16.pt")),
+        "--arch",
+        s(&spec),
+        "--json",
+    ]));
+    let tensors = doc["sets"][0]["tensors"].as_array().unwrap();
+    assert!(tensors.iter().any(|t| t["name"] == "w"
+        && t["dtype"] == "f16"
+        && t["maps_to"].as_str().unwrap().contains("fused")));
+    assert!(doc["models"][0]["source"]
+        .as_str()
+        .unwrap()
+        .contains("converted"));
+}
+
+#[test]
+fn foreign_bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = paper_spec(dir.path());
+    let r = tensim(&[
+        "compare",
+        s(&fixture("evil.pt")),
+        s(&fixture("classifier.npz")),
+        "--arch",
+        s(&spec),
+    ]);
+    assert!(!r.status.success());
+    assert!(stderr(&r).contains("os.system"), "{}", stderr(&r));
+    let r = tensim(&[
+        "compare",
+        s(&fixture("classifier_f32.pt")),
+        s(&fixture("classifier.npz")),
+    ]);
+    assert!(stderr(&r).contains("--arch"), "{}", stderr(&r));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let r = tensim(&["matrix", s(&empty)]);
+    assert!(stderr(&r).contains("no checkpoint files"), "{}", stderr(&r));
+    let bad_spec = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_spec,
+        "[[layers]]\nkind = \"bilinear\"\nfused = \"nope\"\n",
+    )
+    .unwrap();
+    let r = tensim(&[
+        "inspect",
+        s(&fixture("classifier_f32.pt")),
+        "--arch",
+        s(&bad_spec),
+    ]);
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("`nope`") && out.contains("missing"), "{out}");
+}

@@ -328,20 +328,21 @@ impl ArchSpec {
     }
 }
 
-/// The number in a file name that most likely is its step (the last run of digits).
+/// The step in a file name: the digits that end its stem, when they stand
+/// alone or after a separator (`step-000250`, `ckpt_1000`, `250`), not when
+/// they are part of a word (`classifier_f16`).
 pub fn step_from_name(path: &Path) -> Option<u64> {
-    let stem = path.file_stem()?.to_string_lossy();
-    let mut last = None;
-    let mut current = String::new();
-    for c in stem.chars().chain(std::iter::once(' ')) {
-        if c.is_ascii_digit() {
-            current.push(c);
-        } else if !current.is_empty() {
-            last = current.parse().ok();
-            current.clear();
-        }
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return None;
     }
-    last
+    let before = stem[..stem.len() - digits].chars().last();
+    match before {
+        None => stem.parse().ok(),
+        Some(c) if !c.is_alphanumeric() => stem[stem.len() - digits..].parse().ok(),
+        Some(_) => None,
+    }
 }
 
 /// Loads every model a file holds: a tensim checkpoint directly; any other
@@ -402,5 +403,24 @@ pub fn load_models(
             }
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_from_file_names() {
+        for (name, step) in [
+            ("step-000250.pt", Some(250)),
+            ("ckpt_1000.safetensors", Some(1000)),
+            ("250.npz", Some(250)),
+            ("model.v2.300.pt", Some(300)),
+            ("classifier_f16.pt", None),
+            ("final.pt", None),
+        ] {
+            assert_eq!(step_from_name(Path::new(name)), step, "{name}");
+        }
     }
 }

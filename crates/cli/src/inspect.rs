@@ -1,0 +1,96 @@
+//! `tensim inspect FILE`: what a checkpoint holds and what tensim makes of it.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::json;
+use tensim_io::{load_models, read_tensor_sets, ArchSpec};
+
+use crate::load::{self, Loaded};
+
+pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
+    let spec = load::spec(arch)?;
+    let tensim_file = tensim_io::load_checkpoint(path).ok();
+    let sets = match &tensim_file {
+        Some(_) => Vec::new(),
+        None => read_tensor_sets(path, spec.as_ref().and_then(|s| s.key.as_deref()))?,
+    };
+    let roles: Vec<(String, String)> = spec.as_ref().map(ArchSpec::roles).unwrap_or_default();
+    let role_of = |name: &str| roles.iter().find(|r| r.0 == name).map(|r| r.1.clone());
+    // What the file becomes: the models, or why not.
+    let models = match (&tensim_file, &spec) {
+        (Some(c), _) => Ok(vec![c.clone()]),
+        (None, Some(s)) => load_models(path, Some(s)).map_err(|e| e.to_string()),
+        (None, None) => {
+            Err("no tensim metadata: pass --arch SPEC.toml to map the tensors".to_string())
+        }
+    };
+    if json_out {
+        let doc = json!({
+            "file": path,
+            "tensim_checkpoint": tensim_file.is_some(),
+            "sets": sets.iter().map(|s| json!({
+                "step": s.step,
+                "format": s.format,
+                "tensors": s.tensors.iter().map(|t| json!({
+                    "name": t.name, "shape": t.shape, "dtype": t.dtype, "maps_to": role_of(&t.name),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "models": match &models {
+                Ok(ms) => json!(ms.iter().map(|c| json!({
+                    "step": c.meta.step, "source": c.source,
+                    "architecture": Loaded { path: path.to_path_buf(), checkpoint: c.clone() }.describe(),
+                })).collect::<Vec<_>>()),
+                Err(e) => json!({"error": e}),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("{}", path.display());
+    if let Some(c) = &tensim_file {
+        println!("  tensim checkpoint, {}", c.source);
+        let arch = c.model.architecture();
+        for (spec, values) in arch.parameter_specs().iter().zip(c.model.parameters()) {
+            println!(
+                "  {:<28} {:>14} {} values",
+                spec.name,
+                format!("{:?}", spec.shape),
+                values.len()
+            );
+        }
+    }
+    for set in &sets {
+        match set.step {
+            Some(step) => println!("  {} checkpoint at step {step}:", set.format),
+            None => println!("  {}:", set.format),
+        }
+        println!("  {:<32} {:>14} {:>6}  maps to", "tensor", "shape", "dtype");
+        for t in &set.tensors {
+            println!(
+                "  {:<32} {:>14} {:>6}  {}",
+                t.name,
+                format!("{:?}", t.shape),
+                t.dtype,
+                role_of(&t.name).unwrap_or_else(|| if spec.is_some() {
+                    "(unused)".into()
+                } else {
+                    "-".into()
+                })
+            );
+        }
+    }
+    match &models {
+        Ok(ms) => {
+            for c in ms {
+                let l = Loaded {
+                    path: path.to_path_buf(),
+                    checkpoint: c.clone(),
+                };
+                println!("  model: {}  ({})", l.describe(), c.source);
+            }
+        }
+        Err(e) => println!("  model: {e}"),
+    }
+    Ok(())
+}
