@@ -191,3 +191,53 @@ fn spec_errors_name_the_file_tensor_and_expectation() {
         .to_string();
     assert!(err.contains("PyTorch") && err.contains("--arch"), "{err}");
 }
+
+/// The README's second worked spec, verbatim.
+const README_DEEP_SPEC: &str = r#"
+key = "state_dict"          # the nested state dict to read
+prefix = "model."           # prepended to every name below
+[[layers]]
+kind = "linear"
+weight = "embed.weight"
+[[layers]]
+kind = "bilinear"
+left = "mlp.left.weight"
+right = "mlp.right.weight"
+down = "mlp.down.weight"    # absent: identity, the layer outputs (Lx) ⊙ (Rx)
+down_bias = "mlp.down.bias" # also left_bias, right_bias, fused_bias
+residual_scale = 0.35       # y = (1 − s)·x + s·f(x); default 1 (no residual)
+[[layers]]
+kind = "linear"
+weight = "head.weight"
+bias = "head.bias"
+"#;
+
+#[test]
+fn readme_deep_spec_loads_an_embed_mlp_head_model() {
+    let m = one(&fixture("deep.pt"), &spec(README_DEEP_SPEC));
+    let arch = m.architecture();
+    assert_eq!(
+        (arch.input_dim(), arch.output_dim(), arch.bilinear_layers()),
+        (5, 3, 1)
+    );
+    match &arch.layers[1] {
+        tensim_core::LayerShape::Bilinear {
+            hidden,
+            residual_scale,
+            down_bias,
+            ..
+        } => {
+            assert_eq!((*hidden, *residual_scale, *down_bias), (6, 0.35, true));
+        }
+        other => panic!("{other:?}"),
+    }
+    let params = m.parameters();
+    assert_eq!(
+        params[0],
+        (0..20).map(|i| value("embed", i)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        params.last().unwrap(),
+        &(0..3).map(|i| value("hbias", i)).collect::<Vec<_>>()
+    );
+}
