@@ -551,8 +551,21 @@ fn report(o: &Outcome, s: &Settings, quick: bool, stage_steps: &[u64], total: u6
     for ((name, v), steps) in o.update_similarity_to_add9.iter().zip(stage_steps) {
         let _ = writeln!(md, "| {name} | {steps} | {v:.3} |");
     }
-    let sim_of = |name: &str| o.update_similarity_to_add9.iter().find(|u| u.0 == name).map_or(f64::NAN, |u| u.1);
-    let direction = |v: f64| if v < -0.1 { "against" } else if v > 0.1 { "along" } else { "roughly orthogonal to" };
+    let sim_of = |name: &str| {
+        o.update_similarity_to_add9
+            .iter()
+            .find(|u| u.0 == name)
+            .map_or(f64::NAN, |u| u.1)
+    };
+    let direction = |v: f64| {
+        if v < -0.1 {
+            "against"
+        } else if v > 0.1 {
+            "along"
+        } else {
+            "roughly orthogonal to"
+        }
+    };
     let (remove, readd) = (sim_of("remove 9"), sim_of("re-add 9"));
     let _ = writeln!(
         md,

@@ -1,0 +1,362 @@
+//! `import tensim`: tensor similarity of bilinear networks from Python.
+//!
+//! Models are built from numpy arrays (PyTorch layout `[out, in]`) or loaded
+//! from files (tensim safetensors; PyTorch, npz or safetensors with an
+//! architecture spec). Similarities run in Rust with the GIL released.
+
+use std::path::PathBuf;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tensim_core::pairwise::{pairwise_values, GramMatrices};
+use tensim_core::{
+    similarity, weight_cosine, Bilinear, Centring, GaussianPrepared, InnerProductSpace, Layer,
+    Linear, Mat, Model, Par, TensorPrepared,
+};
+
+fn value_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn to_mat(a: &PyReadonlyArray2<'_, f64>) -> Mat<f64> {
+    let v = a.as_array();
+    Mat::from_fn(v.nrows(), v.ncols(), |i, j| v[[i, j]])
+}
+
+fn to_vec(a: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
+    a.as_array().to_vec()
+}
+
+/// A bilinear network (f64 weights).
+#[pyclass(name = "Model", module = "tensim", frozen)]
+struct PyModel {
+    inner: Model,
+}
+
+#[pymethods]
+impl PyModel {
+    /// Input width.
+    #[getter]
+    fn input_dim(&self) -> usize {
+        self.inner.input_dim()
+    }
+
+    /// Output width.
+    #[getter]
+    fn output_dim(&self) -> usize {
+        self.inner.output_dim()
+    }
+
+    /// The architecture as tensim's checkpoint JSON.
+    #[getter]
+    fn architecture(&self) -> String {
+        tensim_io::checkpoint::architecture_to_json(&self.inner.architecture())
+    }
+
+    /// Logits for a batch `x` of shape `(n, input_dim)`.
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let x = to_mat(&x);
+        let y = py
+            .detach(|| self.inner.forward(x.as_ref()))
+            .map_err(value_error)?;
+        let rows: Vec<f64> = (0..y.nrows())
+            .flat_map(|i| (0..y.ncols()).map(move |j| (i, j)))
+            .map(|(i, j)| y[(i, j)])
+            .collect();
+        let array = Array2::from_shape_vec((y.nrows(), y.ncols()), rows).map_err(value_error)?;
+        Ok(array.into_pyarray(py))
+    }
+
+    /// Saves the model as a self-describing tensim safetensors checkpoint (f64).
+    #[pyo3(signature = (path, step = None))]
+    fn save(&self, path: PathBuf, step: Option<u64>) -> PyResult<()> {
+        let meta = tensim_io::CheckpointMeta {
+            step,
+            ..Default::default()
+        };
+        tensim_io::save_checkpoint(&path, &self.inner, &meta, tensim_io::StoredDtype::F64)
+            .map_err(value_error)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("tensim.Model({})", self.architecture())
+    }
+}
+
+/// The single-layer classifier `y = P((L x) ⊙ (R x))` from `[h, d]`, `[h, d]`, `[o, h]` arrays.
+#[pyfunction]
+fn bilinear_classifier(
+    left: PyReadonlyArray2<'_, f64>,
+    right: PyReadonlyArray2<'_, f64>,
+    head: PyReadonlyArray2<'_, f64>,
+) -> PyResult<PyModel> {
+    let inner = Model::bilinear_classifier(to_mat(&left), to_mat(&right), to_mat(&head))
+        .map_err(value_error)?;
+    Ok(PyModel { inner })
+}
+
+fn optional_vec(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Vec<f64>>> {
+    match d.get_item(key)? {
+        Some(v) if !v.is_none() => Ok(Some(to_vec(&v.extract::<PyReadonlyArray1<'_, f64>>()?))),
+        _ => Ok(None),
+    }
+}
+
+fn required_mat(d: &Bound<'_, PyDict>, key: &str, layer: usize) -> PyResult<Mat<f64>> {
+    let v = d
+        .get_item(key)?
+        .ok_or_else(|| PyValueError::new_err(format!("layer {layer}: missing `{key}`")))?;
+    Ok(to_mat(&v.extract::<PyReadonlyArray2<'_, f64>>()?))
+}
+
+/// A model from a list of layer dicts:
+/// `{"kind": "linear", "weight": W, "bias": b}` or
+/// `{"kind": "bilinear", "left": L, "right": R, "down": D, "left_bias": …,
+/// "right_bias": …, "down_bias": …, "residual_scale": 1.0}`.
+#[pyfunction]
+fn model(layers: Vec<Bound<'_, PyDict>>) -> PyResult<PyModel> {
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, d) in layers.iter().enumerate() {
+        let kind: String = d
+            .get_item("kind")?
+            .ok_or_else(|| PyValueError::new_err(format!("layer {i}: missing `kind`")))?
+            .extract()?;
+        out.push(match kind.as_str() {
+            "linear" => Layer::Linear(Linear {
+                weight: required_mat(d, "weight", i)?,
+                bias: optional_vec(d, "bias")?,
+            }),
+            "bilinear" => Layer::Bilinear(Bilinear {
+                left: required_mat(d, "left", i)?,
+                right: required_mat(d, "right", i)?,
+                down: required_mat(d, "down", i)?,
+                left_bias: optional_vec(d, "left_bias")?,
+                right_bias: optional_vec(d, "right_bias")?,
+                down_bias: optional_vec(d, "down_bias")?,
+                residual_scale: match d.get_item("residual_scale")? {
+                    Some(v) => v.extract()?,
+                    None => 1.0,
+                },
+            }),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "layer {i}: unknown kind `{other}` (linear or bilinear)"
+                )))
+            }
+        });
+    }
+    Ok(PyModel {
+        inner: Model::new(out).map_err(value_error)?,
+    })
+}
+
+/// Loads a checkpoint: a tensim safetensors file, or with `arch` (a TOML spec)
+/// a PyTorch `.pt`, `.npz` or safetensors file. A file holding several
+/// checkpoints (step → state dict) gives a list ordered by step.
+#[pyfunction]
+#[pyo3(signature = (path, arch = None))]
+fn load(py: Python<'_>, path: PathBuf, arch: Option<PathBuf>) -> PyResult<Py<PyAny>> {
+    let spec = match arch {
+        Some(a) => Some(tensim_io::ArchSpec::from_file(&a).map_err(value_error)?),
+        None => None,
+    };
+    let mut models = tensim_io::load_models(&path, spec.as_ref()).map_err(value_error)?;
+    if models.len() == 1 {
+        let m = Py::new(
+            py,
+            PyModel {
+                inner: models.remove(0).model,
+            },
+        )?;
+        return Ok(m.into_any());
+    }
+    let list: Vec<Py<PyModel>> = models
+        .into_iter()
+        .map(|c| Py::new(py, PyModel { inner: c.model }))
+        .collect::<PyResult<_>>()?;
+    Ok(list.into_pyobject(py)?.into_any().unbind())
+}
+
+/// A parsed metric name.
+enum Metric {
+    Tensor(Option<usize>),
+    Gaussian(Centring, Option<usize>),
+    MatrixCosine,
+}
+
+fn parse_metric(text: &str) -> PyResult<Metric> {
+    let class = |rest: &str| -> PyResult<usize> {
+        rest.parse().map_err(|_| {
+            PyValueError::new_err(format!(
+                "`{text}`: the class after `:` must be a non-negative integer"
+            ))
+        })
+    };
+    Ok(match text {
+        "tensor" => Metric::Tensor(None),
+        "gaussian" => Metric::Gaussian(Centring::Uncentred, None),
+        "gaussian-centred" | "gaussian-centered" => Metric::Gaussian(Centring::Centred, None),
+        "matrix-cosine" => Metric::MatrixCosine,
+        _ => {
+            if let Some(rest) = text.strip_prefix("slice:") {
+                Metric::Tensor(Some(class(rest)?))
+            } else if let Some(rest) = text.strip_prefix("gaussian-slice:") {
+                Metric::Gaussian(Centring::Uncentred, Some(class(rest)?))
+            } else {
+                return Err(PyValueError::new_err(format!(
+                    "unknown metric `{text}`: tensor, gaussian, gaussian-centred, matrix-cosine, slice:<class>, gaussian-slice:<class>"
+                )));
+            }
+        }
+    })
+}
+
+fn check_class(class: Option<usize>, outputs: usize) -> tensim_core::Result<()> {
+    match class {
+        Some(c) if c >= outputs => Err(tensim_core::Error::Invalid(format!(
+            "class {c} does not exist: the models have {outputs} outputs"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn pick(sim: tensim_core::Similarity, class: Option<usize>) -> f64 {
+    class.map_or(sim.total, |c| sim.per_output[c])
+}
+
+fn pair_similarity(a: &Model, b: &Model, metric: &Metric) -> tensim_core::Result<(f64, Vec<f64>)> {
+    match metric {
+        Metric::Tensor(class) => {
+            let s = similarity(
+                &TensorPrepared::<f64>::new(a)?,
+                &TensorPrepared::<f64>::new(b)?,
+                Par::Seq,
+            )?;
+            check_class(*class, s.per_output.len())?;
+            Ok((pick(s.clone(), *class), s.per_output))
+        }
+        Metric::Gaussian(centring, class) => {
+            let s = similarity(
+                &GaussianPrepared::<f64>::with_centring(a, *centring)?,
+                &GaussianPrepared::<f64>::with_centring(b, *centring)?,
+                Par::Seq,
+            )?;
+            check_class(*class, s.per_output.len())?;
+            Ok((pick(s.clone(), *class), s.per_output))
+        }
+        Metric::MatrixCosine => {
+            let w = weight_cosine(a, b)?;
+            Ok((w.all, w.per_layer))
+        }
+    }
+}
+
+/// Similarity of two models: `metric` is "tensor", "gaussian",
+/// "gaussian-centred", "matrix-cosine", "slice:<class>" or "gaussian-slice:<class>".
+#[pyfunction]
+#[pyo3(name = "similarity", signature = (a, b, metric = "tensor"))]
+fn similarity_of(py: Python<'_>, a: &PyModel, b: &PyModel, metric: &str) -> PyResult<f64> {
+    let metric = parse_metric(metric)?;
+    py.detach(|| pair_similarity(&a.inner, &b.inner, &metric))
+        .map(|r| r.0)
+        .map_err(value_error)
+}
+
+/// Per-class similarities (tensor or gaussian), or per-layer matrix cosines.
+#[pyfunction]
+#[pyo3(signature = (a, b, metric = "tensor"))]
+fn slices<'py>(
+    py: Python<'py>,
+    a: &PyModel,
+    b: &PyModel,
+    metric: &str,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let metric = parse_metric(metric)?;
+    let (_, per) = py
+        .detach(|| pair_similarity(&a.inner, &b.inner, &metric))
+        .map_err(value_error)?;
+    Ok(per.into_pyarray(py))
+}
+
+fn gram_cosine<P: InnerProductSpace>(
+    prepared: &[P],
+    class: Option<usize>,
+) -> tensim_core::Result<Mat<f64>> {
+    let gram = GramMatrices::compute(prepared, &|| {})
+        .map_err(|e| tensim_core::Error::Invalid(e.to_string()))?;
+    check_class(class, gram.outputs())?;
+    match class {
+        Some(c) => gram.cosine_output(c),
+        None => gram.cosine_total(),
+    }
+    .map_err(|e| tensim_core::Error::Invalid(e.to_string()))
+}
+
+fn matrix_of(models: &[&Model], metric: &Metric) -> tensim_core::Result<Mat<f64>> {
+    match metric {
+        Metric::Tensor(class) => {
+            let p: Vec<TensorPrepared<f64>> = models
+                .iter()
+                .map(|m| TensorPrepared::new(m))
+                .collect::<Result<_, _>>()?;
+            gram_cosine(&p, *class)
+        }
+        Metric::Gaussian(centring, class) => {
+            let p: Vec<GaussianPrepared<f64>> = models
+                .iter()
+                .map(|m| GaussianPrepared::with_centring(m, *centring))
+                .collect::<Result<_, _>>()?;
+            gram_cosine(&p, *class)
+        }
+        Metric::MatrixCosine => {
+            pairwise_values(models, |a, b| Ok(vec![weight_cosine(a, b)?.all]), &|| {})
+                .map(|mut v| v.remove(0))
+                .map_err(|e| tensim_core::Error::Invalid(e.to_string()))
+        }
+    }
+}
+
+/// The N×N matrix of a metric over models (pairs in parallel, GIL released).
+#[pyfunction]
+#[pyo3(signature = (models, metric = "tensor"))]
+fn matrix<'py>(
+    py: Python<'py>,
+    models: Vec<PyRef<'py, PyModel>>,
+    metric: &str,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let metric = parse_metric(metric)?;
+    if models.is_empty() {
+        return Err(PyValueError::new_err("no models"));
+    }
+    let refs: Vec<&Model> = models.iter().map(|m| &m.inner).collect();
+    let m = py
+        .detach(|| matrix_of(&refs, &metric))
+        .map_err(value_error)?;
+    let n = m.nrows();
+    let values: Vec<f64> = (0..n)
+        .flat_map(|i| (0..n).map(move |j| (i, j)))
+        .map(|(i, j)| m[(i, j)])
+        .collect();
+    Ok(Array2::from_shape_vec((n, n), values)
+        .map_err(value_error)?
+        .into_pyarray(py))
+}
+
+#[pymodule]
+fn tensim(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyModel>()?;
+    m.add_function(wrap_pyfunction!(bilinear_classifier, m)?)?;
+    m.add_function(wrap_pyfunction!(model, m)?)?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(similarity_of, m)?)?;
+    m.add_function(wrap_pyfunction!(slices, m)?)?;
+    m.add_function(wrap_pyfunction!(matrix, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+"""Tests of the Python package against the CLI's numbers and the core properties."""
+import json
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+
+import tensim
+
+TENSIM_BIN = os.environ.get("TENSIM_BIN", "tensim")
+
+
+def classifier(seed, d=12, h=6, o=4):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(h, d)), rng.normal(size=(h, d)), rng.normal(size=(o, h))
+
+
+def cli(*args):
+    out = subprocess.run([TENSIM_BIN, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def test_self_similarity_symmetry_and_invariance():
+    L, R, P = classifier(0)
+    a = tensim.bilinear_classifier(L, R, P)
+    b = tensim.bilinear_classifier(*classifier(1))
+    assert abs(tensim.similarity(a, a) - 1.0) < 1e-12
+    assert tensim.similarity(a, b) == tensim.similarity(b, a)
+    perm = np.random.default_rng(2).permutation(L.shape[0])
+    permuted = tensim.bilinear_classifier(L[perm], R[perm], P[:, perm])
+    swapped = tensim.bilinear_classifier(R, L, P)
+    for v in (permuted, swapped):
+        assert abs(tensim.similarity(a, v) - 1.0) < 1e-10
+        assert abs(tensim.similarity(a, v, metric="gaussian") - 1.0) < 1e-10
+        assert tensim.similarity(a, v, metric="matrix-cosine") < 0.99
+    assert tensim.slices(a, b).shape == (4,)
+
+
+def test_matrix_is_symmetric_with_unit_diagonal():
+    models = [tensim.bilinear_classifier(*classifier(s)) for s in range(5)]
+    m = tensim.matrix(models)
+    assert m.shape == (5, 5)
+    assert np.allclose(np.diag(m), 1.0, atol=1e-12)
+    assert np.array_equal(m, m.T)
+
+
+def test_forward_and_general_models():
+    W = np.random.default_rng(3).normal(size=(5, 7))
+    L, R, D = (np.random.default_rng(4 + k).normal(size=s) for k, s in enumerate([(6, 5), (6, 5), (5, 6)]))
+    m = tensim.model([
+        {"kind": "linear", "weight": W, "bias": np.ones(5)},
+        {"kind": "bilinear", "left": L, "right": R, "down": D, "residual_scale": 0.5},
+    ])
+    x = np.random.default_rng(9).normal(size=(3, 7))
+    e = x @ W.T + 1.0
+    expected = 0.5 * e + 0.5 * (((e @ L.T) * (e @ R.T)) @ D.T)
+    assert np.allclose(m.forward(x), expected, rtol=1e-12)
+    assert m.input_dim == 7 and m.output_dim == 5
+    assert "bilinear" in m.architecture
+
+
+def test_numbers_equal_the_cli():
+    with tempfile.TemporaryDirectory() as d:
+        models = [tensim.bilinear_classifier(*classifier(s)) for s in range(3)]
+        paths = [os.path.join(d, f"m{s}.safetensors") for s in range(3)]
+        for m, p in zip(models, paths):
+            m.save(p)
+        doc = cli("compare", paths[0], paths[1], "--json", "--samples", "0")
+        values = {m["metric"]: m["value"] for m in doc["metrics"]}
+        assert values["tensor"] == tensim.similarity(models[0], models[1])
+        assert values["gaussian"] == tensim.similarity(models[0], models[1], metric="gaussian")
+        assert values["matrix_cosine"] == tensim.similarity(models[0], models[1], metric="matrix-cosine")
+        assert doc["per_class"]["tensor"] == list(tensim.slices(models[0], models[1]))
+        for metric in ("tensor", "gaussian", "slice:2"):
+            cli_matrix = np.array(cli("matrix", *paths, "--metric", metric, "--json")["matrix"])
+            assert np.array_equal(cli_matrix, tensim.matrix(models, metric=metric)), metric
+        loaded = tensim.load(paths[0])
+        assert tensim.similarity(loaded, models[0]) == tensim.similarity(models[0], models[0])
+
+
+def test_foreign_checkpoints_load_through_a_spec():
+    fixtures = os.path.join(os.path.dirname(__file__), "..", "..", "io", "tests", "fixtures")
+    with tempfile.TemporaryDirectory() as d:
+        spec = os.path.join(d, "paper.toml")
+        with open(spec, "w") as f:
+            f.write('[[layers]]\nkind = "bilinear"\nfused = "w"\n[[layers]]\nkind = "linear"\nweight = "p"\n')
+        pt = tensim.load(os.path.join(fixtures, "classifier_f16.pt"), arch=spec)
+        npz = tensim.load(os.path.join(fixtures, "classifier.npz"), arch=spec)
+        steps = tensim.load(os.path.join(fixtures, "steps.pt"), arch=spec)
+        assert isinstance(steps, list) and len(steps) == 2
+        assert tensim.similarity(pt, steps[1]) == tensim.similarity(npz, steps[1])
+
+
+def test_bad_input_raises_value_error():
+    a = tensim.bilinear_classifier(*classifier(0, o=4))
+    b = tensim.bilinear_classifier(*classifier(0, o=3))
+    with pytest.raises(ValueError, match="output dimension"):
+        tensim.similarity(a, b)
+    with pytest.raises(ValueError, match="unknown metric"):
+        tensim.similarity(a, a, metric="nope")
+    with pytest.raises(ValueError, match="class 9 does not exist"):
+        tensim.similarity(a, a, metric="slice:9")
+    with pytest.raises(ValueError, match="not finite|non-finite"):
+        L, R, P = classifier(0)
+        L[0, 0] = np.nan
+        tensim.bilinear_classifier(L, R, P)
