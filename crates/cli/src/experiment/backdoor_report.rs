@@ -186,7 +186,7 @@ pub fn render(r: &ReportInput) -> String {
     let _ = writeln!(md, "## Timing\n");
     let _ = writeln!(
         md,
-        "| stage | seconds |\n|---|---|\n| training ({:.1} steps/s, incl. checkpoint evaluation) | {:.1} |\n| matrices | {:.1} |\n| figures | {:.1} |\n| total | {:.1} |\n",
+        "| stage | seconds |\n|---|---|\n| training ({:.1} steps/s, incl. checkpoint evaluation) | {:.1} |\n| matrices | {:.1} |\n| figures | {:.2} |\n| total | {:.1} |\n",
         o.steps_per_second, o.seconds_training, o.seconds_matrices, o.seconds_figures, r.wall_seconds
     );
     let _ = writeln!(md, "## Settings\n\n```json\n{}\n```", r.settings_json);

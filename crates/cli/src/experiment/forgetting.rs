@@ -605,7 +605,7 @@ fn report(o: &Outcome, s: &Settings, quick: bool, stage_steps: &[u64], total: u6
     );
     let _ = writeln!(
         md,
-        "## Timing\n\n| stage | seconds |\n|---|---|\n| training | {:.1} |\n| matrices | {:.1} |\n| figures | {:.1} |\n| total | {:.1} |",
+        "## Timing\n\n| stage | seconds |\n|---|---|\n| training | {:.1} |\n| matrices | {:.1} |\n| figures | {:.2} |\n| total | {:.1} |",
         o.seconds_training, o.seconds_matrices, o.seconds_figures, o.seconds_total
     );
     md
