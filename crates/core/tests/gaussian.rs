@@ -239,3 +239,38 @@ fn different_layer_structure_is_refused() {
     let err = gaussian_similarity(&a, &b).unwrap_err().to_string();
     assert!(err.contains("layer kinds"), "{err}");
 }
+
+#[test]
+fn absolute_inner_products_track_scale_through_deep_models() {
+    // Scaling the head by c scales E[f_a f_b] by c: the log-scale bookkeeping
+    // through two bilinear layers and per-layer normalisation must keep that.
+    let layers = vec![
+        linear(5, 4, true),
+        bilinear(4, 6, 4, true, 0.5),
+        bilinear(4, 5, 4, true, 1.0),
+        linear(4, 3, true),
+    ];
+    let a = model(layers.clone(), 101);
+    let b = model(layers, 102);
+    let scaled = |m: &Model, c: f64| {
+        let mut p = m.parameters();
+        let n = p.len();
+        for v in &mut p[n - 2..] {
+            v.iter_mut().for_each(|x| *x *= c);
+        }
+        Model::from_parameters(&m.architecture(), p).unwrap()
+    };
+    let base = inner_products(&prep(&a), &prep(&b), Par::Seq).unwrap();
+    for c in [1e-6, 37.0, 1e8] {
+        let big = inner_products(&prep(&scaled(&a, c)), &prep(&b), Par::Seq).unwrap();
+        for (x, y) in big.iter().zip(&base) {
+            assert_close(*x / c, *y, 1e-9, &format!("head scaled by {c}"));
+        }
+    }
+    // And update similarity of the Gaussian metric: an update compared with twice itself is 1.
+    let a1 = scaled(&a, 3.0);
+    let a2 = scaled(&a, 5.0);
+    let (p0, p1, p2) = (prep(&a), prep(&a1), prep(&a2));
+    let d = tensim_core::difference_similarity(&p0, &p1, &p1, &p2, Par::Seq).unwrap();
+    assert_close(d.total, 1.0, 1e-9, "parallel updates");
+}
