@@ -136,6 +136,19 @@ fn bad_data_arguments_fail_clearly_and_write_nothing() {
     ]);
     let e = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success() && e.contains("train_32x32.mat"), "{e}");
+    let r = tensim(&[
+        "experiment",
+        "backdoor",
+        "--quick",
+        "--out",
+        out_s,
+        "--data",
+        "digits",
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && e.contains("does not fit"), "{e}");
+    let r = tensim(&["experiment", "grokking", "--steps", "1", "--out", out_s]);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("too few"));
     assert!(!Path::new(&out).exists(), "nothing written on bad input");
 }
 

@@ -140,13 +140,11 @@ pub struct Outcome {
 pub fn run(opts: &Options) -> Result<Outcome> {
     let started = Instant::now();
     let data: Split = tensim_data::load_dataset(&opts.data, opts.svhn_dir.as_deref())?;
-    let run = RunDir::create(&opts.out, opts.force)?;
     let s = Settings::new(opts.quick, opts.seed, &data.name);
     let trigger = tensim_data::trigger::trigger_value(&data.name);
     let target = s.target_class;
     let dim = data.train.dim();
     let classes = 10;
-    run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
 
     // Evaluation sets.
     let train_eval = match s.train_eval_images {
@@ -160,6 +158,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let attack_set = triggered_test.subset(&attack_indices);
     let eval_clean = data.test.first(s.eval_images);
     let eval_triggered = stamped(&eval_clean, trigger)?;
+    // Every input is checked above (the trigger fits, the data loaded): only now create the run.
+    let run = RunDir::create(&opts.out, opts.force)?;
+    run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
 
     // Training.
     let arch = Architecture {

@@ -94,7 +94,6 @@ fn first_crossing(records: &[Record], f: impl Fn(&Record) -> f64, level: f64) ->
 
 pub fn run(opts: &Options) -> Result<Outcome> {
     let started = Instant::now();
-    let run = RunDir::create(&opts.out, opts.force)?;
     let s = Settings {
         modulus: 113,
         train_fraction: 0.3,
@@ -110,6 +109,19 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         eigenvectors: 4,
         seed: opts.seed,
     };
+    let schedule = Schedule::Power {
+        count: s.checkpoints,
+        exponent: s.schedule_exponent,
+    }
+    .steps(s.steps)?;
+    if schedule.len() < 4 {
+        anyhow::bail!(
+            "--steps {} gives {} checkpoints: too few to look for a phase change (at least 4 needed)",
+            s.steps,
+            schedule.len()
+        );
+    }
+    let run = RunDir::create(&opts.out, opts.force)?;
     run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
     let p = s.modulus;
     let mut pairs: Vec<(usize, usize)> = (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).collect();
@@ -140,11 +152,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seed: s.seed,
     };
     let mut trainer = Trainer::new(Network::init(&arch, s.seed, &device)?, config)?;
-    let schedule = Schedule::Power {
-        count: s.checkpoints,
-        exponent: s.schedule_exponent,
-    }
-    .steps(s.steps)?;
     let mut records: Vec<Record> = Vec::new();
     let mut models: Vec<Model> = Vec::new();
     let mut shuffler = Shuffler::new(n_train);
@@ -219,7 +226,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     .context("writing the frequency table")?;
     let _ = freq_labels;
     let splits = rank_splits(tensor.total.as_ref(), 2);
-    let best = splits[0];
+    let best = *splits.first().with_context(|| {
+        format!("only {n} checkpoints: too few to look for a phase change; train for more --steps")
+    })?;
     let last = spectra.last().expect("checkpoints");
     let mut dominant: Vec<(usize, f64)> = last.iter().copied().enumerate().collect();
     dominant.sort_by(|a, b| b.1.total_cmp(&a.1));
