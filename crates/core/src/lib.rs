@@ -14,6 +14,7 @@
 
 pub mod blocks;
 pub mod cka;
+pub mod contraction;
 pub mod error;
 pub mod folded;
 pub mod frequencies;
@@ -29,6 +30,7 @@ pub mod similarity;
 pub mod symmetry;
 pub mod tensor;
 pub mod weight_cosine;
+pub mod wick;
 
 pub use error::{Error, Result};
 pub use faer::{Mat, MatRef, Par};

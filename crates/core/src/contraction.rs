@@ -1,0 +1,365 @@
+//! Tensor-network contraction (groundwork for sequence models, MATH.md §3):
+//! dense tensors with labelled indices, a greedy contraction order found once
+//! per topology, and each pairwise contraction executed as
+//! permute + reshape + GEMM (faer).
+//!
+//! Indices shared by two tensors are summed unless they are still needed
+//! (by the output or a tensor not yet contracted); needed shared indices are
+//! batch indices (hyperedges such as sequence positions) and the GEMM runs
+//! once per batch element. An index only one tensor carries and nothing else
+//! needs is summed out first.
+
+use faer::{MatRef, Par};
+
+use crate::error::{Error, Result};
+use crate::gemm::product;
+
+/// An index label.
+pub type Label = u32;
+
+/// A dense f64 tensor, row-major, one label per axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub labels: Vec<Label>,
+    pub dims: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * dims[k + 1];
+    }
+    s
+}
+
+impl Tensor {
+    /// A tensor from labels, dimensions and row-major values.
+    pub fn new(labels: Vec<Label>, dims: Vec<usize>, data: Vec<f64>) -> Result<Self> {
+        if labels.len() != dims.len() || dims.iter().product::<usize>() != data.len() {
+            return Err(Error::Invalid(format!(
+                "tensor with labels {labels:?} and dims {dims:?} cannot hold {} values",
+                data.len()
+            )));
+        }
+        let mut sorted = labels.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Invalid(format!(
+                "repeated label in {labels:?} (take a diagonal first)"
+            )));
+        }
+        Ok(Tensor { labels, dims, data })
+    }
+
+    fn dim_of(&self, label: Label) -> usize {
+        self.dims[self
+            .labels
+            .iter()
+            .position(|&l| l == label)
+            .expect("label present")]
+    }
+
+    /// The same values with axes in the order of `order` (a permutation of the labels).
+    pub fn permuted(&self, order: &[Label]) -> Tensor {
+        let axes: Vec<usize> = order
+            .iter()
+            .map(|l| {
+                self.labels
+                    .iter()
+                    .position(|x| x == l)
+                    .expect("label present")
+            })
+            .collect();
+        let dims: Vec<usize> = axes.iter().map(|&a| self.dims[a]).collect();
+        let src = strides(&self.dims);
+        let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();
+        let n = self.data.len();
+        let mut data = Vec::with_capacity(n);
+        let mut index = vec![0usize; dims.len()];
+        let mut offset = 0usize;
+        for _ in 0..n {
+            data.push(self.data[offset]);
+            for k in (0..dims.len()).rev() {
+                index[k] += 1;
+                offset += moved[k];
+                if index[k] < dims[k] {
+                    break;
+                }
+                offset -= moved[k] * dims[k];
+                index[k] = 0;
+            }
+        }
+        Tensor {
+            labels: order.to_vec(),
+            dims,
+            data,
+        }
+    }
+
+    /// Sums out the given labels.
+    pub fn summed(&self, labels: &[Label]) -> Tensor {
+        if labels.is_empty() {
+            return self.clone();
+        }
+        let keep: Vec<Label> = self
+            .labels
+            .iter()
+            .copied()
+            .filter(|l| !labels.contains(l))
+            .collect();
+        let mut order = keep.clone();
+        order.extend_from_slice(labels);
+        let p = self.permuted(&order);
+        let inner: usize = labels.iter().map(|&l| self.dim_of(l)).product();
+        let data: Vec<f64> = p
+            .data
+            .chunks(inner.max(1))
+            .map(|c| c.iter().sum())
+            .collect();
+        let dims = keep.iter().map(|&l| self.dim_of(l)).collect();
+        Tensor {
+            labels: keep,
+            dims,
+            data,
+        }
+    }
+}
+
+/// Contracts two tensors, keeping the labels in `keep` even when both carry them.
+/// Result labels: batch (kept shared), then `a`'s free, then `b`'s free.
+pub fn contract_pair(a: &Tensor, b: &Tensor, keep: &[Label]) -> Result<Tensor> {
+    for l in &a.labels {
+        if let Some(k) = b.labels.iter().position(|x| x == l) {
+            if b.dims[k] != a.dim_of(*l) {
+                return Err(Error::Invalid(format!(
+                    "label {l} has dimension {} in one tensor and {} in the other",
+                    a.dim_of(*l),
+                    b.dims[k]
+                )));
+            }
+        }
+    }
+    let shared: Vec<Label> = a
+        .labels
+        .iter()
+        .copied()
+        .filter(|l| b.labels.contains(l))
+        .collect();
+    let batch: Vec<Label> = shared
+        .iter()
+        .copied()
+        .filter(|l| keep.contains(l))
+        .collect();
+    let summed: Vec<Label> = shared
+        .iter()
+        .copied()
+        .filter(|l| !keep.contains(l))
+        .collect();
+    // Indices only one side has and nothing needs: sum them out first.
+    let lonely = |t: &Tensor, other: &Tensor| -> Vec<Label> {
+        t.labels
+            .iter()
+            .copied()
+            .filter(|l| !other.labels.contains(l) && !keep.contains(l))
+            .collect()
+    };
+    let (a, b) = (a.summed(&lonely(a, b)), b.summed(&lonely(b, a)));
+    let a_free: Vec<Label> = a
+        .labels
+        .iter()
+        .copied()
+        .filter(|l| !shared.contains(l))
+        .collect();
+    let b_free: Vec<Label> = b
+        .labels
+        .iter()
+        .copied()
+        .filter(|l| !shared.contains(l))
+        .collect();
+    let size = |t: &Tensor, ls: &[Label]| -> usize { ls.iter().map(|&l| t.dim_of(l)).product() };
+    let (nb, m, k, n) = (
+        size(&a, &batch),
+        size(&a, &a_free),
+        size(&a, &summed),
+        size(&b, &b_free),
+    );
+    let pa = a.permuted(&[batch.as_slice(), a_free.as_slice(), summed.as_slice()].concat());
+    let pb = b.permuted(&[batch.as_slice(), summed.as_slice(), b_free.as_slice()].concat());
+    let mut data = Vec::with_capacity(nb * m * n);
+    for t in 0..nb {
+        let am = MatRef::from_row_major_slice(&pa.data[t * m * k..(t + 1) * m * k], m, k);
+        let bm = MatRef::from_row_major_slice(&pb.data[t * k * n..(t + 1) * k * n], k, n);
+        let c = product(am, bm, Par::Seq);
+        for i in 0..m {
+            for j in 0..n {
+                data.push(c[(i, j)]);
+            }
+        }
+    }
+    let labels: Vec<Label> = [batch.as_slice(), a_free.as_slice(), b_free.as_slice()].concat();
+    let dims = labels
+        .iter()
+        .map(|&l| {
+            if a.labels.contains(&l) {
+                a.dim_of(l)
+            } else {
+                b.dim_of(l)
+            }
+        })
+        .collect();
+    Ok(Tensor { labels, dims, data })
+}
+
+/// A contraction order: pairs of positions in the shrinking list of tensors
+/// (the result of each step is appended at the end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<(usize, usize)>,
+}
+
+/// Greedy order for a topology (labels and dimensions of every tensor): at
+/// each step the pair whose result is smallest, preferring pairs that share
+/// an index. Depends only on shapes, so it is found once per architecture.
+pub fn greedy_plan(shapes: &[(Vec<Label>, Vec<usize>)], output: &[Label]) -> Plan {
+    let mut current: Vec<(Vec<Label>, Vec<usize>)> = shapes.to_vec();
+    let mut steps = Vec::new();
+    // Labels (with dimensions) of the result of contracting tensors i and j.
+    let result =
+        |current: &[(Vec<Label>, Vec<usize>)], i: usize, j: usize| -> (Vec<Label>, Vec<usize>) {
+            let needed = |l: &Label| {
+                output.contains(l)
+                    || current
+                        .iter()
+                        .enumerate()
+                        .any(|(k, t)| k != i && k != j && t.0.contains(l))
+            };
+            let (mut labels, mut dims) = (Vec::new(), Vec::new());
+            for (l, d) in current[i]
+                .0
+                .iter()
+                .zip(&current[i].1)
+                .chain(current[j].0.iter().zip(&current[j].1))
+            {
+                if needed(l) && !labels.contains(l) {
+                    labels.push(*l);
+                    dims.push(*d);
+                }
+            }
+            (labels, dims)
+        };
+    while current.len() > 1 {
+        let mut best: Option<(bool, usize, usize, usize)> = None;
+        for i in 0..current.len() {
+            for j in (i + 1)..current.len() {
+                let connected = current[i].0.iter().any(|l| current[j].0.contains(l));
+                let size = result(&current, i, j).1.iter().product::<usize>();
+                let candidate = (!connected, size, i, j);
+                if best.is_none_or(|b| (candidate.0, candidate.1) < (b.0, b.1)) {
+                    best = Some(candidate);
+                }
+            }
+        }
+        let (_, _, i, j) = best.expect("at least two tensors");
+        let merged = result(&current, i, j);
+        current.remove(j);
+        current.remove(i);
+        current.push(merged);
+        steps.push((i, j));
+    }
+    Plan { steps }
+}
+
+/// Contracts a network along a plan and returns the tensor with labels in `output` order.
+pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
+    if network.is_empty() {
+        return Err(Error::Invalid("an empty network".into()));
+    }
+    let mut current: Vec<Tensor> = network.to_vec();
+    for &(i, j) in &plan.steps {
+        if j >= current.len() || i >= j {
+            return Err(Error::Invalid(format!(
+                "plan step ({i}, {j}) does not fit {} tensors",
+                current.len()
+            )));
+        }
+        let keep: Vec<Label> = current
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != i && k != j)
+            .flat_map(|(_, t)| t.labels.iter().copied())
+            .chain(output.iter().copied())
+            .collect();
+        let b = current.remove(j);
+        let a = current.remove(i);
+        current.push(contract_pair(&a, &b, &keep)?);
+    }
+    let last = current.pop().expect("one tensor left");
+    let extra: Vec<Label> = last
+        .labels
+        .iter()
+        .copied()
+        .filter(|l| !output.contains(l))
+        .collect();
+    let last = last.summed(&extra);
+    if output.iter().any(|l| !last.labels.contains(l)) {
+        return Err(Error::Invalid(format!(
+            "output labels {output:?} are not all in the network"
+        )));
+    }
+    Ok(last.permuted(output))
+}
+
+/// Reference: the same contraction by summing over every index assignment.
+/// Exponential in the number of labels; for tests on tiny networks.
+pub fn einsum_naive(network: &[Tensor], output: &[Label]) -> Tensor {
+    let mut labels: Vec<Label> = Vec::new();
+    let mut dims: Vec<usize> = Vec::new();
+    for t in network {
+        for (l, d) in t.labels.iter().zip(&t.dims) {
+            if !labels.contains(l) {
+                labels.push(*l);
+                dims.push(*d);
+            }
+        }
+    }
+    let out_dims: Vec<usize> = output
+        .iter()
+        .map(|l| dims[labels.iter().position(|x| x == l).expect("output label")])
+        .collect();
+    let out_strides = strides(&out_dims);
+    let mut out = vec![0.0; out_dims.iter().product()];
+    let total: usize = dims.iter().product();
+    let mut index = vec![0usize; labels.len()];
+    for _ in 0..total {
+        let mut value = 1.0;
+        for t in network {
+            let st = strides(&t.dims);
+            let off: usize = t
+                .labels
+                .iter()
+                .zip(&st)
+                .map(|(l, s)| index[labels.iter().position(|x| x == l).expect("label")] * s)
+                .sum();
+            value *= t.data[off];
+        }
+        let o: usize = output
+            .iter()
+            .zip(&out_strides)
+            .map(|(l, s)| index[labels.iter().position(|x| x == l).expect("label")] * s)
+            .sum();
+        out[o] += value;
+        for k in (0..index.len()).rev() {
+            index[k] += 1;
+            if index[k] < dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    Tensor {
+        labels: output.to_vec(),
+        dims: out_dims,
+        data: out,
+    }
+}

@@ -1,0 +1,100 @@
+//! The contraction engine equals a naive einsum on random networks, including
+//! hyperedges (indices shared by three tensors or kept in the output).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tensim_core::contraction::{contract, contract_pair, einsum_naive, greedy_plan, Label, Tensor};
+
+fn random_tensor(labels: &[Label], dims_of: &dyn Fn(Label) -> usize, rng: &mut StdRng) -> Tensor {
+    let dims: Vec<usize> = labels.iter().map(|&l| dims_of(l)).collect();
+    let n = dims.iter().product();
+    Tensor::new(
+        labels.to_vec(),
+        dims,
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
+    )
+    .unwrap()
+}
+
+fn assert_same(a: &Tensor, b: &Tensor) {
+    assert_eq!(a.labels, b.labels);
+    assert_eq!(a.dims, b.dims);
+    for (x, y) in a.data.iter().zip(&b.data) {
+        assert!((x - y).abs() <= 1e-10 * y.abs().max(1.0), "{x} vs {y}");
+    }
+}
+
+#[test]
+fn random_networks_match_naive_einsum() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let dims_of = |l: Label| 2 + (l as usize * 7) % 3;
+    for trial in 0..40 {
+        let labels: Vec<Label> = (0..7).collect();
+        let tensors: Vec<Tensor> = (0..rng.random_range(2..6))
+            .map(|_| {
+                let mut ls: Vec<Label> = labels
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.random_bool(0.4))
+                    .collect();
+                if ls.is_empty() {
+                    ls.push(rng.random_range(0..7));
+                }
+                random_tensor(&ls, &dims_of, &mut rng)
+            })
+            .collect();
+        let present: Vec<Label> = labels
+            .iter()
+            .copied()
+            .filter(|l| tensors.iter().any(|t| t.labels.contains(l)))
+            .collect();
+        let mut output: Vec<Label> = present
+            .iter()
+            .copied()
+            .filter(|_| rng.random_bool(0.3))
+            .collect();
+        output.reverse();
+        let shapes: Vec<(Vec<Label>, Vec<usize>)> = tensors
+            .iter()
+            .map(|t| (t.labels.clone(), t.dims.clone()))
+            .collect();
+        let plan = greedy_plan(&shapes, &output);
+        assert_eq!(plan.steps.len(), tensors.len() - 1);
+        let fast = contract(&tensors, &output, &plan).unwrap();
+        assert_same(&fast, &einsum_naive(&tensors, &output));
+        // The plan depends on shapes only: reuse it with new numbers.
+        let fresh: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| random_tensor(&t.labels, &dims_of, &mut rng))
+            .collect();
+        assert_same(
+            &contract(&fresh, &output, &plan).unwrap(),
+            &einsum_naive(&fresh, &output),
+        );
+        let _ = trial;
+    }
+}
+
+#[test]
+fn a_matrix_product_with_a_batch_index() {
+    // C[b,i,k] = Σ_j A[b,i,j] B[b,j,k]
+    let mut rng = StdRng::seed_from_u64(3);
+    let dims_of = |l: Label| [3, 4, 5, 2][l as usize];
+    let a = random_tensor(&[3, 0, 1], &dims_of, &mut rng);
+    let b = random_tensor(&[3, 1, 2], &dims_of, &mut rng);
+    let c = contract_pair(&a, &b, &[3, 0, 2]).unwrap();
+    assert_eq!(c.labels, vec![3, 0, 2]);
+    assert_same(&c, &einsum_naive(&[a, b], &[3, 0, 2]));
+}
+
+#[test]
+fn bad_networks_are_refused() {
+    assert!(Tensor::new(vec![0, 0], vec![2, 2], vec![0.0; 4]).is_err());
+    assert!(Tensor::new(vec![0], vec![3], vec![0.0; 2]).is_err());
+    let a = Tensor::new(vec![0], vec![2], vec![1.0, 2.0]).unwrap();
+    let b = Tensor::new(vec![0], vec![3], vec![1.0, 2.0, 3.0]).unwrap();
+    assert!(contract_pair(&a, &b, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("dimension"));
+}
