@@ -58,6 +58,23 @@ pub enum DataError {
         name: String,
     },
 
+    /// A text dataset name that is not one of [`crate::TEXT_DATASET_NAMES`].
+    #[error(
+        "unknown text dataset `{name}`: valid names are {}",
+        crate::TEXT_DATASET_NAMES.join(", ")
+    )]
+    UnknownTextDataset {
+        /// The name that was asked for.
+        name: String,
+    },
+
+    /// A serialised character tokenizer that cannot be read back.
+    #[error("invalid character tokenizer: {message}")]
+    Tokenizer {
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// SVHN was asked for without a directory holding its files.
     #[error(
         "dataset `svhn` is not bundled (non-commercial licence, ~180 MB): download \

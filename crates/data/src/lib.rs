@@ -1,29 +1,42 @@
 //! Datasets for tensim: the bundled MNIST and UCI digits, SVHN when the user
-//! has its files, and the backdoor trigger.
+//! has its files, and the backdoor trigger; and for the language-model
+//! experiment (EXPERIMENTS.md §4), the bundled Shakespeare corpus, a
+//! character tokenizer, context-window batches and n-gram baselines.
 //!
-//! Every loader returns a [`Split`] of grayscale [`ImageSet`]s with pixels in
-//! `[0, 1]`. The bundled files live in the repository's `data/` folder (see
-//! `data/README.md` for their provenance and licences); [`load_dataset`]
-//! picks a dataset by name.
+//! Every image loader returns a [`Split`] of grayscale [`ImageSet`]s with
+//! pixels in `[0, 1]`. The bundled files live in the repository's `data/`
+//! folder (see `data/README.md` for their provenance and licences);
+//! [`load_dataset`] picks an image dataset by name, [`load_text_dataset`] a
+//! text corpus.
 
+pub mod char_tokenizer;
 pub mod digits;
 pub mod error;
 pub mod idx;
 pub mod image_set;
 pub mod mat;
 pub mod mnist;
+pub mod ngram;
 mod read;
+pub mod shakespeare;
 pub mod svhn;
+pub mod token_stream;
 pub mod trigger;
 
 use std::path::{Path, PathBuf};
 
+pub use char_tokenizer::{CharTokenizer, MAX_VOCAB, UNK_CHAR, UNK_ID};
 pub use digits::load_digits;
 pub use error::DataError;
 pub use idx::{read_idx_images, read_idx_labels};
 pub use image_set::{ImageSet, Split};
 pub use mnist::load_mnist;
+pub use ngram::{ngram_score, NgramModel, Smoothing};
+pub use shakespeare::{load_shakespeare, load_text_dataset, TEXT_DATASET_NAMES};
 pub use svhn::load_svhn;
+pub use token_stream::{
+    eval_windows, split_train_val, Batch, BatchSampler, TokenSplit, DEFAULT_VAL_FRACTION,
+};
 pub use trigger::{stamp_diamond, trigger_value};
 
 /// The names [`load_dataset`] accepts.
