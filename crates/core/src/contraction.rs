@@ -272,10 +272,18 @@ pub fn greedy_plan(shapes: &[(Vec<Label>, Vec<usize>)], output: &[Label]) -> Pla
 
 /// Contracts a network along a plan and returns the tensor with labels in `output` order.
 pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
+    let refs: Vec<&Tensor> = network.iter().collect();
+    contract_refs(&refs, output, plan)
+}
+
+/// [`contract`] over borrowed tensors: inputs are never copied, only
+/// intermediate results are allocated.
+pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
+    use std::borrow::Cow;
     if network.is_empty() {
         return Err(Error::Invalid("an empty network".into()));
     }
-    let mut current: Vec<Tensor> = network.to_vec();
+    let mut current: Vec<Cow<'_, Tensor>> = network.iter().map(|&t| Cow::Borrowed(t)).collect();
     for &(i, j) in &plan.steps {
         if j >= current.len() || i >= j {
             return Err(Error::Invalid(format!(
@@ -292,7 +300,7 @@ pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Ten
             .collect();
         let b = current.remove(j);
         let a = current.remove(i);
-        current.push(contract_pair(&a, &b, &keep)?);
+        current.push(Cow::Owned(contract_pair(&a, &b, &keep)?));
     }
     let last = current.pop().expect("one tensor left");
     let extra: Vec<Label> = last

@@ -26,9 +26,11 @@ pub mod output_cosine;
 mod padded;
 pub mod pairwise;
 pub mod scalar;
+pub mod sequence;
 pub mod similarity;
 pub mod symmetry;
 pub mod tensor;
+pub mod transformer;
 pub mod weight_cosine;
 pub mod wick;
 

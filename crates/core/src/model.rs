@@ -510,7 +510,7 @@ impl Model {
 }
 
 /// `X Wᵀ + 1 bᵀ` for a batch of row vectors.
-fn affine_rows(x: MatRef<'_, f64>, w: MatRef<'_, f64>, bias: Option<&[f64]>) -> Mat<f64> {
+pub(crate) fn affine_rows(x: MatRef<'_, f64>, w: MatRef<'_, f64>, bias: Option<&[f64]>) -> Mat<f64> {
     let mut y = crate::gemm::product_t(x, w, faer::Par::Seq);
     if let Some(b) = bias {
         for j in 0..y.ncols() {
@@ -523,19 +523,19 @@ fn affine_rows(x: MatRef<'_, f64>, w: MatRef<'_, f64>, bias: Option<&[f64]>) -> 
 }
 
 /// 64-bit FNV-1a over a stream of words.
-struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl Fnv {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn eat(&mut self, x: u64) {
+    pub(crate) fn eat(&mut self, x: u64) {
         for byte in x.to_le_bytes() {
             self.0 ^= u64::from(byte);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    fn finish(&self) -> u64 {
+    pub(crate) fn finish(&self) -> u64 {
         self.0
     }
 }

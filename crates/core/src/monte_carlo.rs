@@ -15,6 +15,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::error::{Error, Result};
 use crate::gaussian::Centring;
 use crate::model::Model;
+use crate::transformer::Transformer;
 
 /// An estimate with its standard error.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,15 +106,21 @@ pub fn monte_carlo_similarity(
             pqr.push([p, q, r]);
         }
     })?;
+    cosine_estimate(&pqr)
+}
+
+/// `P̄ / sqrt(Q̄ R̄)` and its delta-method standard error from per-sample `(p, q, r)`.
+fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
+    let samples = pqr.len();
     let n = samples as f64;
-    let mut mean = [0.0; 3];
-    for v in &pqr {
+    let mut mean = [0.0f64; 3];
+    for v in pqr {
         for k in 0..3 {
             mean[k] += v[k] / n;
         }
     }
     let mut cov = [[0.0; 3]; 3];
-    for v in &pqr {
+    for v in pqr {
         for k in 0..3 {
             for l in 0..3 {
                 cov[k][l] += (v[k] - mean[k]) * (v[l] - mean[l]) / (n - 1.0);
@@ -143,4 +150,58 @@ pub fn monte_carlo_similarity(
         std_error: (var.max(0.0) / n).sqrt(),
         samples,
     })
+}
+
+/// Monte-Carlo Gaussian cosine of two transformers' logits on sequences of
+/// `positions` independent `N(0, I_vocab)` inputs (uncentred, all positions
+/// and vocabulary entries flattened: `p = Σ_{t,c} f_a f_b` per sample).
+/// Sequences are drawn in chunks of 256 from generators seeded by
+/// `(seed, chunk)` and evaluated in parallel; the result depends only on the seed.
+pub fn sequence_monte_carlo(
+    a: &Transformer,
+    b: &Transformer,
+    positions: usize,
+    samples: usize,
+    seed: u64,
+) -> Result<Estimate> {
+    use rayon::prelude::*;
+    if a.vocab() != b.vocab() {
+        return Err(Error::Mismatch {
+            what: "vocabulary",
+            a: a.vocab().to_string(),
+            b: b.vocab().to_string(),
+        });
+    }
+    if samples < 2 {
+        return Err(Error::Invalid(
+            "Monte-Carlo needs at least 2 samples".into(),
+        ));
+    }
+    const SEQ_CHUNK: usize = 256;
+    let chunks = samples.div_ceil(SEQ_CHUNK);
+    let per_chunk: Vec<Vec<[f64; 3]>> = (0..chunks)
+        .into_par_iter()
+        .map(|k| -> Result<Vec<[f64; 3]>> {
+            let mut rng = StdRng::seed_from_u64(seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let rows = SEQ_CHUNK.min(samples - k * SEQ_CHUNK);
+            (0..rows)
+                .map(|_| {
+                    let x = gaussian_inputs(positions, a.vocab(), &mut rng);
+                    let (ya, yb) = (a.forward(x.as_ref())?, b.forward(x.as_ref())?);
+                    let (mut p, mut q, mut r) = (0.0, 0.0, 0.0);
+                    for j in 0..ya.ncols() {
+                        for i in 0..ya.nrows() {
+                            let (x, y) = (ya[(i, j)], yb[(i, j)]);
+                            p += x * y;
+                            q += x * x;
+                            r += y * y;
+                        }
+                    }
+                    Ok([p, q, r])
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let pqr: Vec<[f64; 3]> = per_chunk.into_iter().flatten().collect();
+    cosine_estimate(&pqr)
 }

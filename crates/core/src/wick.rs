@@ -43,6 +43,41 @@ pub fn gaussian_moment(n: usize, cov: impl Fn(usize, usize) -> f64) -> f64 {
         .sum()
 }
 
+/// Every partial matching of legs `0..n`: sorted pairs and the sorted legs
+/// left unmatched (whose means enter the moment). `T(n)` of them (1, 1, 2,
+/// 4, 10, 26, 76, …, 9496 for 10 legs).
+pub fn partial_matchings(n: usize) -> Vec<(Vec<(usize, usize)>, Vec<usize>)> {
+    fn extend(
+        free: &[usize],
+        pairs: &mut Vec<(usize, usize)>,
+        singles: &mut Vec<usize>,
+        out: &mut Vec<(Vec<(usize, usize)>, Vec<usize>)>,
+    ) {
+        let Some((&first, rest)) = free.split_first() else {
+            out.push((pairs.clone(), singles.clone()));
+            return;
+        };
+        singles.push(first);
+        extend(rest, pairs, singles, out);
+        singles.pop();
+        for (k, &partner) in rest.iter().enumerate() {
+            let remaining: Vec<usize> = rest
+                .iter()
+                .enumerate()
+                .filter(|&(m, _)| m != k)
+                .map(|(_, &x)| x)
+                .collect();
+            pairs.push((first, partner));
+            extend(&remaining, pairs, singles, out);
+            pairs.pop();
+        }
+    }
+    let mut out = Vec::new();
+    let legs: Vec<usize> = (0..n).collect();
+    extend(&legs, &mut Vec::new(), &mut Vec::new(), &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +90,13 @@ mod tests {
             .collect();
         assert_eq!(counts, vec![1, 1, 3, 15, 105, 945]);
         assert!(perfect_matchings(3).is_empty());
+        let partial: Vec<usize> = (0..=10).map(|n| partial_matchings(n).len()).collect();
+        assert_eq!(partial, vec![1, 1, 2, 4, 10, 26, 76, 232, 764, 2620, 9496]);
+        let perfect_among_partial = partial_matchings(10)
+            .iter()
+            .filter(|(_, singles)| singles.is_empty())
+            .count();
+        assert_eq!(perfect_among_partial, 945);
         // Every matching of 10 legs covers each leg exactly once, and all are distinct.
         let all = perfect_matchings(10);
         let mut seen = std::collections::HashSet::new();

@@ -1,0 +1,676 @@
+//! Transformers of bilinear components (MATH.md §1): token embedding, per
+//! block a bilinear attention and an optional bilinear MLP, each mixed with
+//! the residual stream by `lerp(x, f(x), s)`, then an unembedding.
+//!
+//! Bilinear attention, per head of width `d_head`, positions `s` (query) and
+//! `t` (key):
+//!
+//! ```text
+//! z_s = O Σ_t M[s,t] · (q1_s·k1_t)(q2_s·k2_t) / d_head² · v_t
+//! ```
+//!
+//! with `q1, k1, q2, k2, v` affine maps of the residual stream split into
+//! heads, rotary embedding ("rotate half" form, `θ_i = base^(−2i/d_head)`) on
+//! the four q/k projections, and `M` causal (lower triangular, diagonal
+//! included) or all ones. As a polynomial of the input sequence it is a
+//! degree-5 term (legs q1, q2 at `s`; k1, k2, v at `t`), symmetric under
+//! swapping `(Q1,K1)` with `(Q2,K2)`.
+//!
+//! One weight set drives [`Transformer::forward`] (evaluation, Monte-Carlo)
+//! and the exact moment propagation of [`crate::sequence`]. Weights are f64,
+//! matrices in PyTorch layout `[out, in]`.
+
+use faer::{Mat, MatRef};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::model::{affine_rows, Bilinear, Fnv, Linear, ParameterSpec};
+
+/// Which key positions a query position attends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// `M[s,t] = 1` for `t ≤ s`.
+    Causal,
+    /// `M[s,t] = 1` everywhere.
+    Full,
+}
+
+impl Mask {
+    /// `M[s,t]`.
+    pub fn weight(self, s: usize, t: usize) -> f64 {
+        match self {
+            Mask::Causal if t > s => 0.0,
+            _ => 1.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mask::Causal => "causal",
+            Mask::Full => "full",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "causal" => Ok(Mask::Causal),
+            "full" => Ok(Mask::Full),
+            other => Err(Error::Invalid(format!(
+                "unknown attention mask `{other}` (expected `causal` or `full`)"
+            ))),
+        }
+    }
+}
+
+/// Bilinear attention with residual mixing `y = (1−s)·x + s·(z + b_O)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    pub heads: usize,
+    pub head_dim: usize,
+    /// `[heads·head_dim, d_model]` each, optional biases (added before rotary).
+    pub q1: Linear,
+    pub k1: Linear,
+    pub q2: Linear,
+    pub k2: Linear,
+    pub v: Linear,
+    /// Output projection `O ∈ R^(d_model × heads·head_dim)`, optional bias.
+    pub out: Linear,
+    /// `s ∈ [0, 1]` of `lerp(x, attention(x), s)`.
+    pub residual_scale: f64,
+}
+
+/// One transformer block: attention, then an optional bilinear MLP (a square
+/// [`Bilinear`] whose `residual_scale` mixes it with the stream).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    pub attention: Attention,
+    pub mlp: Option<Bilinear>,
+}
+
+/// Token embedding → blocks → unembedding, on sequences of up to `context` positions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transformer {
+    /// `E ∈ R^(d_model × vocab)` (no bias).
+    pub embed: Mat<f64>,
+    pub blocks: Vec<Block>,
+    /// `U ∈ R^(vocab × d_model)` (no bias).
+    pub unembed: Mat<f64>,
+    pub context: usize,
+    pub mask: Mask,
+    pub rotary_base: f64,
+}
+
+/// The shape of one block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockShape {
+    pub attention_bias: bool,
+    pub attention_residual: f64,
+    /// `(hidden, bias, residual_scale)` of the MLP, if any.
+    pub mlp: Option<(usize, bool, f64)>,
+}
+
+/// Everything a checkpoint must declare about a transformer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerShape {
+    pub vocab: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub context: usize,
+    pub mask: Mask,
+    pub rotary_base: f64,
+    pub blocks: Vec<BlockShape>,
+}
+
+/// The four rotary projections and `v`, in the order legs are numbered.
+pub const ATTENTION_PROJECTIONS: [&str; 5] = ["q1", "k1", "q2", "k2", "v"];
+
+/// Rotary embedding of position `p` as a `d×d` matrix (rotate-half form):
+/// `y_j = x_j cos(p θ_{j mod d/2}) + σ_j x_{j ± d/2} sin(p θ_{j mod d/2})`,
+/// `σ_j = −1` for the first half, `+1` for the second, `θ_i = base^(−2i/d)`.
+pub fn rotary(position: usize, head_dim: usize, base: f64) -> Mat<f64> {
+    let half = head_dim / 2;
+    let mut r = Mat::zeros(head_dim, head_dim);
+    for i in 0..half {
+        let theta = base.powf(-2.0 * i as f64 / head_dim as f64);
+        let (sin, cos) = (position as f64 * theta).sin_cos();
+        r[(i, i)] = cos;
+        r[(i, i + half)] = -sin;
+        r[(i + half, i + half)] = cos;
+        r[(i + half, i)] = sin;
+    }
+    r
+}
+
+fn check_finite(name: &str, m: MatRef<'_, f64>) -> Result<()> {
+    for j in 0..m.ncols() {
+        for i in 0..m.nrows() {
+            let value = m[(i, j)];
+            if !value.is_finite() {
+                return Err(Error::NonFinite {
+                    tensor: name.to_string(),
+                    index: i * m.ncols() + j,
+                    value,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_shape(name: &str, m: MatRef<'_, f64>, rows: usize, cols: usize) -> Result<()> {
+    if m.nrows() != rows || m.ncols() != cols {
+        return Err(Error::Shape {
+            tensor: name.to_string(),
+            expected: vec![rows, cols],
+            found: vec![m.nrows(), m.ncols()],
+        });
+    }
+    check_finite(name, m)
+}
+
+fn check_bias(name: &str, bias: &Option<Vec<f64>>, len: usize) -> Result<()> {
+    if let Some(b) = bias {
+        if b.len() != len {
+            return Err(Error::Shape {
+                tensor: name.to_string(),
+                expected: vec![len],
+                found: vec![b.len()],
+            });
+        }
+        if let Some((index, &value)) = b.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                tensor: name.to_string(),
+                index,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Attention {
+    /// The five input projections in leg order `q1, k1, q2, k2, v`.
+    pub fn projections(&self) -> [&Linear; 5] {
+        [&self.q1, &self.k1, &self.q2, &self.k2, &self.v]
+    }
+
+    fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Attention output (before residual mixing, with `b_O`) for one sequence `x` (`n × d_model`).
+    fn mix(&self, x: MatRef<'_, f64>, mask: Mask, base: f64) -> Mat<f64> {
+        let n = x.nrows();
+        let dh = self.head_dim;
+        let project = |l: &Linear, rotate: bool| -> Mat<f64> {
+            let mut y = affine_rows(x, l.weight.as_ref(), l.bias.as_deref());
+            if rotate {
+                for p in 0..n {
+                    let r = rotary(p, dh, base);
+                    for h in 0..self.heads {
+                        let row: Vec<f64> = (0..dh).map(|e| y[(p, h * dh + e)]).collect();
+                        for e in 0..dh {
+                            y[(p, h * dh + e)] = (0..dh).map(|f| r[(e, f)] * row[f]).sum();
+                        }
+                    }
+                }
+            }
+            y
+        };
+        let (q1, k1, q2, k2, v) = (
+            project(&self.q1, true),
+            project(&self.k1, true),
+            project(&self.q2, true),
+            project(&self.k2, true),
+            project(&self.v, false),
+        );
+        let scale = 1.0 / (dh as f64 * dh as f64);
+        let mut z = Mat::zeros(n, self.width());
+        for h in 0..self.heads {
+            let cols = h * dh..(h + 1) * dh;
+            for s in 0..n {
+                for t in 0..n {
+                    let m = mask.weight(s, t);
+                    if m == 0.0 {
+                        continue;
+                    }
+                    let a1: f64 = cols.clone().map(|c| q1[(s, c)] * k1[(t, c)]).sum();
+                    let a2: f64 = cols.clone().map(|c| q2[(s, c)] * k2[(t, c)]).sum();
+                    let w = m * a1 * a2 * scale;
+                    for c in cols.clone() {
+                        z[(s, c)] += w * v[(t, c)];
+                    }
+                }
+            }
+        }
+        affine_rows(z.as_ref(), self.out.weight.as_ref(), self.out.bias.as_deref())
+    }
+}
+
+/// Hands out checked parameter tensors in spec order.
+struct Reader {
+    tensors: std::collections::VecDeque<(ParameterSpec, Vec<f64>)>,
+}
+
+impl Reader {
+    fn matrix(&mut self) -> Mat<f64> {
+        let (spec, v) = self.tensors.pop_front().expect("counted");
+        crate::model::matrix_from_row_major(spec.shape[0], spec.shape[1], &v)
+    }
+    fn vector(&mut self) -> Vec<f64> {
+        self.tensors.pop_front().expect("counted").1
+    }
+}
+
+fn lerp(x: MatRef<'_, f64>, y: MatRef<'_, f64>, s: f64) -> Mat<f64> {
+    Mat::from_fn(x.nrows(), x.ncols(), |i, j| {
+        (1.0 - s) * x[(i, j)] + s * y[(i, j)]
+    })
+}
+
+fn uniform(rows: usize, cols: usize, rng: &mut StdRng) -> Mat<f64> {
+    let bound = 1.0 / (cols as f64).sqrt();
+    Mat::from_fn(rows, cols, |_, _| rng.random_range(-bound..bound))
+}
+
+fn uniform_linear(rows: usize, cols: usize, bias: bool, rng: &mut StdRng) -> Linear {
+    let weight = uniform(rows, cols, rng);
+    let bound = 1.0 / (cols as f64).sqrt();
+    let bias = bias.then(|| (0..rows).map(|_| rng.random_range(-bound..bound)).collect());
+    Linear { weight, bias }
+}
+
+impl TransformerShape {
+    /// Checks widths, residual scales and the rotary half split.
+    pub fn validate(&self) -> Result<()> {
+        if self.vocab == 0 || self.d_model == 0 || self.heads == 0 || self.context == 0 {
+            return Err(Error::Invalid(
+                "a transformer needs vocab, d_model, heads and context ≥ 1".into(),
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return Err(Error::Invalid(format!(
+                "rotary embedding needs an even head width, not {}",
+                self.head_dim
+            )));
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let scales = [Some(b.attention_residual), b.mlp.map(|m| m.2)];
+            for s in scales.into_iter().flatten() {
+                if !(0.0..=1.0).contains(&s) {
+                    return Err(Error::Residual {
+                        layer: i,
+                        reason: format!("residual scale {s} is outside [0, 1]"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parameter tensor with its name and shape, in a fixed order:
+    /// `embed.weight`, `blocks.{i}.attn.{q1,k1,q2,k2,v,out}.{weight,bias}`,
+    /// `blocks.{i}.mlp.{left,right,down}.{weight,bias}`, `unembed.weight`.
+    pub fn parameter_specs(&self) -> Vec<ParameterSpec> {
+        let mut specs = Vec::new();
+        let mut push = |name: String, shape: Vec<usize>| specs.push(ParameterSpec { name, shape });
+        let w = self.heads * self.head_dim;
+        push("embed.weight".into(), vec![self.d_model, self.vocab]);
+        for (i, b) in self.blocks.iter().enumerate() {
+            for p in ATTENTION_PROJECTIONS {
+                push(format!("blocks.{i}.attn.{p}.weight"), vec![w, self.d_model]);
+                if b.attention_bias {
+                    push(format!("blocks.{i}.attn.{p}.bias"), vec![w]);
+                }
+            }
+            push(format!("blocks.{i}.attn.out.weight"), vec![self.d_model, w]);
+            if b.attention_bias {
+                push(format!("blocks.{i}.attn.out.bias"), vec![self.d_model]);
+            }
+            if let Some((hidden, bias, _)) = b.mlp {
+                for (part, shape, len) in [
+                    ("left", [hidden, self.d_model], hidden),
+                    ("right", [hidden, self.d_model], hidden),
+                    ("down", [self.d_model, hidden], self.d_model),
+                ] {
+                    push(format!("blocks.{i}.mlp.{part}.weight"), shape.to_vec());
+                    if bias {
+                        push(format!("blocks.{i}.mlp.{part}.bias"), vec![len]);
+                    }
+                }
+            }
+        }
+        push("unembed.weight".into(), vec![self.vocab, self.d_model]);
+        specs
+    }
+
+    /// A model with PyTorch's default `nn.Linear` initialisation
+    /// `U(−1/√fan_in, 1/√fan_in)`, deterministic in `seed`.
+    pub fn random_model(&self, seed: u64) -> Result<Transformer> {
+        self.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let w = self.heads * self.head_dim;
+        let embed = uniform(self.d_model, self.vocab, &mut rng);
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let bias = b.attention_bias;
+                let lin = |r, c, rng: &mut StdRng| uniform_linear(r, c, bias, rng);
+                let attention = Attention {
+                    heads: self.heads,
+                    head_dim: self.head_dim,
+                    q1: lin(w, self.d_model, &mut rng),
+                    k1: lin(w, self.d_model, &mut rng),
+                    q2: lin(w, self.d_model, &mut rng),
+                    k2: lin(w, self.d_model, &mut rng),
+                    v: lin(w, self.d_model, &mut rng),
+                    out: lin(self.d_model, w, &mut rng),
+                    residual_scale: b.attention_residual,
+                };
+                let mlp = b.mlp.map(|(hidden, bias, s)| {
+                    let left = uniform_linear(hidden, self.d_model, bias, &mut rng);
+                    let right = uniform_linear(hidden, self.d_model, bias, &mut rng);
+                    let down = uniform_linear(self.d_model, hidden, bias, &mut rng);
+                    Bilinear {
+                        left: left.weight,
+                        right: right.weight,
+                        down: down.weight,
+                        left_bias: left.bias,
+                        right_bias: right.bias,
+                        down_bias: down.bias,
+                        residual_scale: s,
+                    }
+                });
+                Block { attention, mlp }
+            })
+            .collect();
+        let unembed = uniform(self.vocab, self.d_model, &mut rng);
+        Transformer::new(
+            embed,
+            blocks,
+            unembed,
+            self.context,
+            self.mask,
+            self.rotary_base,
+        )
+    }
+}
+
+impl Transformer {
+    /// A transformer, checked: shapes chain, residual scales in `[0, 1]`,
+    /// even head width, every weight finite.
+    pub fn new(
+        embed: Mat<f64>,
+        blocks: Vec<Block>,
+        unembed: Mat<f64>,
+        context: usize,
+        mask: Mask,
+        rotary_base: f64,
+    ) -> Result<Self> {
+        let t = Transformer {
+            embed,
+            blocks,
+            unembed,
+            context,
+            mask,
+            rotary_base,
+        };
+        t.validate()?;
+        Ok(t)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (d, vocab) = self.embed.shape();
+        check_shape("embed.weight", self.embed.as_ref(), d, vocab)?;
+        check_shape("unembed.weight", self.unembed.as_ref(), vocab, d)?;
+        let first = self.blocks.first().map(|b| &b.attention);
+        let (heads, head_dim) = first.map_or((1, 2), |a| (a.heads, a.head_dim));
+        for (i, b) in self.blocks.iter().enumerate() {
+            let a = &b.attention;
+            if (a.heads, a.head_dim) != (heads, head_dim) {
+                return Err(Error::Invalid(format!(
+                    "block {i}: {}×{} heads differ from block 0's {heads}×{head_dim}",
+                    a.heads, a.head_dim
+                )));
+            }
+            let w = a.width();
+            for (name, l) in ATTENTION_PROJECTIONS.iter().zip(a.projections()) {
+                let n = format!("blocks.{i}.attn.{name}");
+                check_shape(&format!("{n}.weight"), l.weight.as_ref(), w, d)?;
+                check_bias(&format!("{n}.bias"), &l.bias, w)?;
+            }
+            check_shape(
+                &format!("blocks.{i}.attn.out.weight"),
+                a.out.weight.as_ref(),
+                d,
+                w,
+            )?;
+            check_bias(&format!("blocks.{i}.attn.out.bias"), &a.out.bias, d)?;
+            if let Some(m) = &b.mlp {
+                let h = m.left.nrows();
+                let n = format!("blocks.{i}.mlp");
+                check_shape(&format!("{n}.left.weight"), m.left.as_ref(), h, d)?;
+                check_shape(&format!("{n}.right.weight"), m.right.as_ref(), h, d)?;
+                check_shape(&format!("{n}.down.weight"), m.down.as_ref(), d, h)?;
+                check_bias(&format!("{n}.left.bias"), &m.left_bias, h)?;
+                check_bias(&format!("{n}.right.bias"), &m.right_bias, h)?;
+                check_bias(&format!("{n}.down.bias"), &m.down_bias, d)?;
+            }
+        }
+        self.shape().validate()
+    }
+
+    /// The declared shape (what a checkpoint stores beside the weights).
+    pub fn shape(&self) -> TransformerShape {
+        let first = self.blocks.first().map(|b| &b.attention);
+        TransformerShape {
+            vocab: self.vocab(),
+            d_model: self.d_model(),
+            heads: first.map_or(1, |a| a.heads),
+            head_dim: first.map_or(2, |a| a.head_dim),
+            context: self.context,
+            mask: self.mask,
+            rotary_base: self.rotary_base,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| BlockShape {
+                    attention_bias: b.attention.q1.bias.is_some(),
+                    attention_residual: b.attention.residual_scale,
+                    mlp: b
+                        .mlp
+                        .as_ref()
+                        .map(|m| (m.left.nrows(), m.left_bias.is_some(), m.residual_scale)),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.embed.ncols()
+    }
+
+    pub fn d_model(&self) -> usize {
+        self.embed.nrows()
+    }
+
+    /// Every parameter's values, row-major, in [`TransformerShape::parameter_specs`] order.
+    pub fn parameters(&self) -> Vec<Vec<f64>> {
+        let rows = |m: &Mat<f64>| crate::model::matrix_to_row_major(m.as_ref());
+        let mut out = vec![rows(&self.embed)];
+        for b in &self.blocks {
+            let a = &b.attention;
+            for l in a.projections().into_iter().chain([&a.out]) {
+                out.push(rows(&l.weight));
+                if let Some(bias) = &l.bias {
+                    out.push(bias.clone());
+                }
+            }
+            if let Some(m) = &b.mlp {
+                for (w, bias) in [
+                    (&m.left, &m.left_bias),
+                    (&m.right, &m.right_bias),
+                    (&m.down, &m.down_bias),
+                ] {
+                    out.push(rows(w));
+                    if let Some(bias) = bias {
+                        out.push(bias.clone());
+                    }
+                }
+            }
+        }
+        out.push(rows(&self.unembed));
+        out
+    }
+
+    /// A transformer from a shape and values in [`TransformerShape::parameter_specs`] order.
+    pub fn from_parameters(shape: &TransformerShape, values: Vec<Vec<f64>>) -> Result<Self> {
+        shape.validate()?;
+        let specs = shape.parameter_specs();
+        if specs.len() != values.len() {
+            return Err(Error::Invalid(format!(
+                "expected {} tensors, found {}",
+                specs.len(),
+                values.len()
+            )));
+        }
+        for (spec, v) in specs.iter().zip(&values) {
+            let expected: usize = spec.shape.iter().product();
+            if v.len() != expected {
+                return Err(Error::Shape {
+                    tensor: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    found: vec![v.len()],
+                });
+            }
+        }
+        let mut reader = Reader {
+            tensors: specs.into_iter().zip(values).collect(),
+        };
+        let embed = reader.matrix();
+        let mut blocks = Vec::new();
+        for b in &shape.blocks {
+            let mut linear = || Linear {
+                weight: reader.matrix(),
+                bias: b.attention_bias.then(|| reader.vector()),
+            };
+            let (q1, k1, q2, k2, v, out) =
+                (linear(), linear(), linear(), linear(), linear(), linear());
+            let attention = Attention {
+                heads: shape.heads,
+                head_dim: shape.head_dim,
+                q1,
+                k1,
+                q2,
+                k2,
+                v,
+                out,
+                residual_scale: b.attention_residual,
+            };
+            let mlp = b.mlp.map(|(_, bias, s)| {
+                let mut part = || (reader.matrix(), bias.then(|| reader.vector()));
+                let ((left, left_bias), (right, right_bias), (down, down_bias)) =
+                    (part(), part(), part());
+                Bilinear {
+                    left,
+                    right,
+                    down,
+                    left_bias,
+                    right_bias,
+                    down_bias,
+                    residual_scale: s,
+                }
+            });
+            blocks.push(Block { attention, mlp });
+        }
+        let unembed = reader.matrix();
+        Transformer::new(
+            embed,
+            blocks,
+            unembed,
+            shape.context,
+            shape.mask,
+            shape.rotary_base,
+        )
+    }
+
+    /// A 64-bit FNV-1a hash of the shape and every weight's bits.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv::new();
+        let shape = self.shape();
+        for (spec, values) in shape.parameter_specs().iter().zip(self.parameters()) {
+            for &d in &spec.shape {
+                h.eat(d as u64);
+            }
+            for v in values {
+                h.eat(v.to_bits());
+            }
+        }
+        for b in &shape.blocks {
+            h.eat(b.attention_residual.to_bits());
+            h.eat(b.mlp.map_or(2.0f64, |m| m.2).to_bits());
+        }
+        h.eat(self.context as u64);
+        h.eat(matches!(self.mask, Mask::Causal) as u64);
+        h.eat(self.rotary_base.to_bits());
+        h.finish()
+    }
+
+    /// Logits `n × vocab` for one input sequence `x` (`n × vocab`: one-hot
+    /// tokens, or any real vectors such as Gaussian inputs), `n ≤ context`.
+    pub fn forward(&self, x: MatRef<'_, f64>) -> Result<Mat<f64>> {
+        if x.ncols() != self.vocab() {
+            return Err(Error::Mismatch {
+                what: "input width",
+                a: format!("{} (model vocab)", self.vocab()),
+                b: format!("{} (inputs)", x.ncols()),
+            });
+        }
+        if x.nrows() == 0 || x.nrows() > self.context {
+            return Err(Error::Invalid(format!(
+                "a sequence of {} positions does not fit the context of {}",
+                x.nrows(),
+                self.context
+            )));
+        }
+        let mut r = affine_rows(x, self.embed.as_ref(), None);
+        for b in &self.blocks {
+            let a = &b.attention;
+            let z = a.mix(r.as_ref(), self.mask, self.rotary_base);
+            r = lerp(r.as_ref(), z.as_ref(), a.residual_scale);
+            if let Some(m) = &b.mlp {
+                let u = affine_rows(r.as_ref(), m.left.as_ref(), m.left_bias.as_deref());
+                let v = affine_rows(r.as_ref(), m.right.as_ref(), m.right_bias.as_deref());
+                let hidden = Mat::from_fn(u.nrows(), u.ncols(), |i, j| u[(i, j)] * v[(i, j)]);
+                let y = affine_rows(hidden.as_ref(), m.down.as_ref(), m.down_bias.as_deref());
+                r = lerp(r.as_ref(), y.as_ref(), m.residual_scale);
+            }
+        }
+        Ok(affine_rows(r.as_ref(), self.unembed.as_ref(), None))
+    }
+
+    /// Logits of one token sequence (ids `< vocab`).
+    pub fn forward_tokens(&self, tokens: &[u32]) -> Result<Mat<f64>> {
+        let vocab = self.vocab();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let x = Mat::from_fn(tokens.len(), vocab, |p, j| {
+            f64::from(u8::from(tokens[p] as usize == j))
+        });
+        self.forward(x.as_ref())
+    }
+
+    /// Number of polynomial components (attentions and MLPs).
+    pub fn polynomial_components(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| 1 + usize::from(b.mlp.is_some()))
+            .sum()
+    }
+}

@@ -1,0 +1,278 @@
+//! Exact Gaussian similarity of bilinear-attention transformers (MATH.md §3,
+//! sequences): Monte-Carlo agreement, self-similarity, symmetry, the
+//! invariances of attention, the mirror reduction, and bad input.
+
+use std::sync::Arc;
+
+use faer::{Mat, Par};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tensim_core::monte_carlo::sequence_monte_carlo;
+use tensim_core::sequence::{sequence_similarity, SequenceGeometry, SequencePrepared};
+use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::{similarity, InnerProductSpace};
+
+fn shape(bias: bool, residual: f64, mask: Mask, mlp: Option<(usize, bool, f64)>, layers: usize) -> TransformerShape {
+    TransformerShape {
+        vocab: 5,
+        d_model: 4,
+        heads: 2,
+        head_dim: 2,
+        context: 3,
+        mask,
+        rotary_base: 10000.0,
+        blocks: vec![
+            BlockShape {
+                attention_bias: bias,
+                attention_residual: residual,
+                mlp,
+            };
+            layers
+        ],
+    }
+}
+
+/// `a` plus independent noise of relative size `eps` on every weight.
+fn perturbed(a: &Transformer, eps: f64, seed: u64) -> Transformer {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let values = a
+        .parameters()
+        .into_iter()
+        .map(|v| v.into_iter().map(|x| x + eps * rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    Transformer::from_parameters(&a.shape(), values).unwrap()
+}
+
+fn exact(a: &Transformer, b: &Transformer, positions: usize) -> f64 {
+    sequence_similarity(a, b, positions).unwrap().0.total
+}
+
+fn check_against_monte_carlo(s: &TransformerShape, label: &str) {
+    let a = s.random_model(1).unwrap();
+    for (b, what) in [(perturbed(&a, 0.3, 7), "perturbed"), (s.random_model(2).unwrap(), "independent")] {
+        let value = exact(&a, &b, 3);
+        let mc = sequence_monte_carlo(&a, &b, 3, 60_000, 11).unwrap();
+        let z = (value - mc.value) / mc.std_error;
+        println!("{label} / {what}: exact {value:.6}, Monte-Carlo {:.6} ± {:.6} (z = {z:.2})", mc.value, mc.std_error);
+        assert!(z.abs() < 4.0, "{label} / {what}: exact {value} vs MC {} ± {}", mc.value, mc.std_error);
+    }
+}
+
+#[test]
+fn one_attention_layer_equals_monte_carlo() {
+    for (bias, residual, mask) in [
+        (false, 1.0, Mask::Causal),
+        (false, 0.6, Mask::Causal),
+        (true, 1.0, Mask::Full),
+        (true, 0.5, Mask::Causal),
+    ] {
+        let label = format!("bias {bias}, residual scale {residual}, {} mask", mask.name());
+        check_against_monte_carlo(&shape(bias, residual, mask, None, 1), &label);
+    }
+}
+
+#[test]
+fn attention_with_mlp_and_two_layers_stay_close_to_monte_carlo() {
+    // Gaussian closure after the first polynomial component: print the error, bound it loosely.
+    for (layers, mlp) in [(1, Some((6, false, 0.5))), (2, None)] {
+        let s = shape(false, 0.5, Mask::Causal, mlp, layers);
+        let a = s.random_model(3).unwrap();
+        let b = perturbed(&a, 0.3, 4);
+        let (sim, exactness) = sequence_similarity(&a, &b, 3).unwrap();
+        assert!(!exactness.is_exact());
+        let mc = sequence_monte_carlo(&a, &b, 3, 40_000, 5).unwrap();
+        let error = sim.total - mc.value;
+        println!(
+            "{layers} layer(s), MLP {}: closure {:.5} vs Monte-Carlo {:.5} ± {:.5} (error {error:+.5})",
+            mlp.is_some(),
+            sim.total,
+            mc.value,
+            mc.std_error
+        );
+        assert!(error.abs() < 0.1, "closure error {error}");
+    }
+}
+
+#[test]
+fn self_similarity_is_one_and_symmetry_is_exact() {
+    let s = shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 2);
+    let a = s.random_model(1).unwrap();
+    let b = s.random_model(2).unwrap();
+    let geometry = Arc::new(SequenceGeometry::new(&s, 3).unwrap());
+    let pa = SequencePrepared::new(&a, geometry.clone()).unwrap();
+    let pb = SequencePrepared::new(&b, geometry).unwrap();
+    let self_sim = similarity(&pa, &pa, Par::Seq).unwrap();
+    assert!((self_sim.total - 1.0).abs() < 1e-12, "{}", self_sim.total);
+    for c in self_sim.per_output {
+        assert!((c - 1.0).abs() < 1e-12);
+    }
+    let ab = similarity(&pa, &pb, Par::Seq).unwrap();
+    let ba = similarity(&pb, &pa, Par::Seq).unwrap();
+    assert_eq!(ab.total.to_bits(), ba.total.to_bits());
+    assert_eq!(ab, ba);
+}
+
+#[test]
+fn mirror_reduction_equals_the_full_sum() {
+    // The own moment chain contracts one matching of each mirror pair; the
+    // cross moment of a model with itself contracts all of them.
+    for s in [
+        shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 1),
+        shape(false, 1.0, Mask::Full, None, 2),
+    ] {
+        let a = s.random_model(9).unwrap();
+        let pa = SequencePrepared::standalone(&a, 3).unwrap();
+        let reduced = pa.self_inner().to_vec();
+        let full = pa.raw_inner(&pa, Par::Seq).unwrap();
+        for (x, y) in reduced.iter().zip(&full) {
+            assert!((x - y).abs() <= 1e-12 * x.abs().max(1e-300), "{x} vs {y}");
+        }
+    }
+}
+
+fn permute_rows(m: &Mat<f64>, perm: &[usize]) -> Mat<f64> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(perm[i], j)])
+}
+
+fn permute_cols(m: &Mat<f64>, perm: &[usize]) -> Mat<f64> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, perm[j])])
+}
+
+fn permute_vec(v: &Option<Vec<f64>>, perm: &[usize]) -> Option<Vec<f64>> {
+    v.as_ref().map(|v| perm.iter().map(|&i| v[i]).collect())
+}
+
+#[test]
+fn attention_symmetries_leave_similarity_at_one() {
+    let s = TransformerShape {
+        heads: 2,
+        head_dim: 4,
+        d_model: 4,
+        ..shape(true, 0.6, Mask::Causal, Some((5, true, 0.8)), 1)
+    };
+    let a = s.random_model(21).unwrap();
+    let (heads, dh) = (2, 4);
+    let mut variants: Vec<(&str, Transformer)> = Vec::new();
+
+    // Permute heads: rows of q1..v by head, columns of O.
+    let head_perm: Vec<usize> = (0..heads * dh).map(|r| ((r / dh + 1) % heads) * dh + r % dh).collect();
+    let mut t = a.clone();
+    for b in &mut t.blocks {
+        let at = &mut b.attention;
+        for l in [&mut at.q1, &mut at.k1, &mut at.q2, &mut at.k2, &mut at.v] {
+            l.weight = permute_rows(&l.weight, &head_perm);
+            l.bias = permute_vec(&l.bias, &head_perm);
+        }
+        at.out.weight = permute_cols(&at.out.weight, &head_perm);
+    }
+    variants.push(("heads permuted", t));
+
+    // Permute the value units within each head (rows of v, columns of O).
+    let unit_perm: Vec<usize> = (0..heads * dh).map(|r| (r / dh) * dh + (r % dh + 1) % dh).collect();
+    let mut t = a.clone();
+    for b in &mut t.blocks {
+        let at = &mut b.attention;
+        at.v.weight = permute_rows(&at.v.weight, &unit_perm);
+        at.v.bias = permute_vec(&at.v.bias, &unit_perm);
+        at.out.weight = permute_cols(&at.out.weight, &unit_perm);
+    }
+    variants.push(("value units permuted within heads", t));
+
+    // Swap (Q1, K1) with (Q2, K2).
+    let mut t = a.clone();
+    for b in &mut t.blocks {
+        let at = &mut b.attention;
+        std::mem::swap(&mut at.q1, &mut at.q2);
+        std::mem::swap(&mut at.k1, &mut at.k2);
+    }
+    variants.push(("(Q1,K1) ↔ (Q2,K2)", t));
+
+    // Rotate each rotary plane (i, i + d/2) of q1 and k1 by the same angle:
+    // it commutes with the rotary embedding, so every score q1·k1 is unchanged.
+    let mut t = a.clone();
+    for b in &mut t.blocks {
+        let at = &mut b.attention;
+        for l in [&mut at.q1, &mut at.k1] {
+            let w = l.weight.clone();
+            let bias = l.bias.clone();
+            for h in 0..heads {
+                for i in 0..dh / 2 {
+                    let (phi_c, phi_s) = ((0.3 + i as f64).cos(), (0.3 + i as f64).sin());
+                    let (r1, r2) = (h * dh + i, h * dh + i + dh / 2);
+                    for j in 0..w.ncols() {
+                        l.weight[(r1, j)] = phi_c * w[(r1, j)] - phi_s * w[(r2, j)];
+                        l.weight[(r2, j)] = phi_s * w[(r1, j)] + phi_c * w[(r2, j)];
+                    }
+                    if let (Some(nb), Some(ob)) = (l.bias.as_mut(), bias.as_ref()) {
+                        nb[r1] = phi_c * ob[r1] - phi_s * ob[r2];
+                        nb[r2] = phi_s * ob[r1] + phi_c * ob[r2];
+                    }
+                }
+            }
+        }
+    }
+    variants.push(("q1/k1 rotary planes rotated together", t));
+
+    // Rescale q2 by α and k2 by 1/α.
+    let mut t = a.clone();
+    for b in &mut t.blocks {
+        let at = &mut b.attention;
+        at.q2.weight = Mat::from_fn(at.q2.weight.nrows(), at.q2.weight.ncols(), |i, j| 3.0 * at.q2.weight[(i, j)]);
+        at.q2.bias = at.q2.bias.as_ref().map(|v| v.iter().map(|x| 3.0 * x).collect());
+        at.k2.weight = Mat::from_fn(at.k2.weight.nrows(), at.k2.weight.ncols(), |i, j| at.k2.weight[(i, j)] / 3.0);
+        at.k2.bias = at.k2.bias.as_ref().map(|v| v.iter().map(|x| x / 3.0).collect());
+    }
+    variants.push(("q2·3, k2/3", t));
+
+    // Permute MLP hidden units.
+    let mut t = a.clone();
+    for b in &mut t.blocks {
+        let m = b.mlp.as_mut().unwrap();
+        let perm = [4, 2, 0, 1, 3];
+        m.left = permute_rows(&m.left, &perm);
+        m.right = permute_rows(&m.right, &perm);
+        m.left_bias = permute_vec(&m.left_bias, &perm);
+        m.right_bias = permute_vec(&m.right_bias, &perm);
+        m.down = permute_cols(&m.down, &perm);
+    }
+    variants.push(("MLP hidden units permuted", t));
+
+    let x = Mat::from_fn(3, 5, |i, j| ((i * 5 + j) as f64 * 0.37).sin());
+    let y = a.forward(x.as_ref()).unwrap();
+    for (what, t) in &variants {
+        // Same function (forward pass) ...
+        let yt = t.forward(x.as_ref()).unwrap();
+        for i in 0..3 {
+            for j in 0..5 {
+                assert!((y[(i, j)] - yt[(i, j)]).abs() < 1e-10 * y[(i, j)].abs().max(1.0), "{what}");
+            }
+        }
+        // ... so similarity 1.
+        let sim = exact(&a, t, 3);
+        assert!((sim - 1.0).abs() < 1e-10, "{what}: {sim}");
+    }
+}
+
+#[test]
+fn mismatched_architectures_are_refused() {
+    let base = shape(false, 1.0, Mask::Causal, None, 1);
+    let a = base.random_model(1).unwrap();
+    let geometry = Arc::new(SequenceGeometry::new(&base, 3).unwrap());
+    for (what, other) in [
+        ("context", TransformerShape { context: 4, ..base.clone() }),
+        ("heads", TransformerShape { heads: 1, head_dim: 4, ..base.clone() }),
+        ("vocab", TransformerShape { vocab: 6, ..base.clone() }),
+    ] {
+        let b = other.random_model(2).unwrap();
+        let err = SequencePrepared::new(&b, geometry.clone()).unwrap_err().to_string();
+        assert!(err.contains(what), "{err}");
+        assert!(sequence_similarity(&a, &b, 3).is_err());
+    }
+    assert!(SequenceGeometry::new(&base, 4).unwrap_err().to_string().contains("context"));
+    let mut bad = a.clone();
+    bad.blocks[0].attention.v.weight[(0, 0)] = f64::NAN;
+    let err = Transformer::new(bad.embed.clone(), bad.blocks.clone(), bad.unembed.clone(), 3, Mask::Causal, 1e4)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("blocks.0.attn.v.weight") && err.contains("NaN"), "{err}");
+}
