@@ -276,3 +276,4 @@ fn mismatched_architectures_are_refused() {
         .to_string();
     assert!(err.contains("blocks.0.attn.v.weight") && err.contains("NaN"), "{err}");
 }
+
