@@ -14,6 +14,9 @@ use faer::{MatRef, Par};
 use crate::error::{Error, Result};
 use crate::gemm::product;
 
+/// Products with at most this many multiply-adds run as plain loops.
+const SMALL_PRODUCT: usize = 1 << 15;
+
 /// An index label.
 pub type Label = u32;
 
@@ -97,6 +100,15 @@ impl Tensor {
         }
     }
 
+    /// [`Tensor::permuted`], borrowing when the order is already right.
+    pub fn permuted_cow(&self, order: &[Label]) -> std::borrow::Cow<'_, Tensor> {
+        if order == self.labels.as_slice() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.permuted(order))
+        }
+    }
+
     /// Sums out the given labels.
     pub fn summed(&self, labels: &[Label]) -> Tensor {
         if labels.is_empty() {
@@ -164,7 +176,15 @@ pub fn contract_pair(a: &Tensor, b: &Tensor, keep: &[Label]) -> Result<Tensor> {
             .filter(|l| !other.labels.contains(l) && !keep.contains(l))
             .collect()
     };
-    let (a, b) = (a.summed(&lonely(a, b)), b.summed(&lonely(b, a)));
+    fn sum_out<'t>(t: &'t Tensor, extra: &[Label]) -> std::borrow::Cow<'t, Tensor> {
+        if extra.is_empty() {
+            std::borrow::Cow::Borrowed(t)
+        } else {
+            std::borrow::Cow::Owned(t.summed(extra))
+        }
+    }
+    let (a, b) = (sum_out(a, &lonely(a, b)), sum_out(b, &lonely(b, a)));
+    let (a, b) = (a.as_ref(), b.as_ref());
     let a_free: Vec<Label> = a
         .labels
         .iter()
@@ -179,21 +199,39 @@ pub fn contract_pair(a: &Tensor, b: &Tensor, keep: &[Label]) -> Result<Tensor> {
         .collect();
     let size = |t: &Tensor, ls: &[Label]| -> usize { ls.iter().map(|&l| t.dim_of(l)).product() };
     let (nb, m, k, n) = (
-        size(&a, &batch),
-        size(&a, &a_free),
-        size(&a, &summed),
-        size(&b, &b_free),
+        size(a, &batch),
+        size(a, &a_free),
+        size(a, &summed),
+        size(b, &b_free),
     );
-    let pa = a.permuted(&[batch.as_slice(), a_free.as_slice(), summed.as_slice()].concat());
-    let pb = b.permuted(&[batch.as_slice(), summed.as_slice(), b_free.as_slice()].concat());
-    let mut data = Vec::with_capacity(nb * m * n);
+    let pa = a.permuted_cow(&[batch.as_slice(), a_free.as_slice(), summed.as_slice()].concat());
+    let pb = b.permuted_cow(&[batch.as_slice(), summed.as_slice(), b_free.as_slice()].concat());
+    let mut data = vec![0.0; nb * m * n];
     for t in 0..nb {
-        let am = MatRef::from_row_major_slice(&pa.data[t * m * k..(t + 1) * m * k], m, k);
-        let bm = MatRef::from_row_major_slice(&pb.data[t * k * n..(t + 1) * k * n], k, n);
-        let c = product(am, bm, Par::Seq);
-        for i in 0..m {
-            for j in 0..n {
-                data.push(c[(i, j)]);
+        let at = &pa.data[t * m * k..(t + 1) * m * k];
+        let bt = &pb.data[t * k * n..(t + 1) * k * n];
+        let ct = &mut data[t * m * n..(t + 1) * m * n];
+        if m * n * k <= SMALL_PRODUCT {
+            // Tiny products (hyperedge batches): plain loops beat a GEMM call.
+            for i in 0..m {
+                let row = &at[i * k..(i + 1) * k];
+                let out = &mut ct[i * n..(i + 1) * n];
+                for (kk, &x) in row.iter().enumerate() {
+                    if x != 0.0 {
+                        for (o, &y) in out.iter_mut().zip(&bt[kk * n..(kk + 1) * n]) {
+                            *o += x * y;
+                        }
+                    }
+                }
+            }
+        } else {
+            let am = MatRef::from_row_major_slice(at, m, k);
+            let bm = MatRef::from_row_major_slice(bt, k, n);
+            let c = product(am, bm, Par::Seq);
+            for i in 0..m {
+                for j in 0..n {
+                    ct[i * n + j] = c[(i, j)];
+                }
             }
         }
     }

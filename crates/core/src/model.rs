@@ -510,7 +510,11 @@ impl Model {
 }
 
 /// `X Wᵀ + 1 bᵀ` for a batch of row vectors.
-pub(crate) fn affine_rows(x: MatRef<'_, f64>, w: MatRef<'_, f64>, bias: Option<&[f64]>) -> Mat<f64> {
+pub(crate) fn affine_rows(
+    x: MatRef<'_, f64>,
+    w: MatRef<'_, f64>,
+    bias: Option<&[f64]>,
+) -> Mat<f64> {
     let mut y = crate::gemm::product_t(x, w, faer::Par::Seq);
     if let Some(b) = bias {
         for j in 0..y.ncols() {

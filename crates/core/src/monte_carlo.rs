@@ -182,7 +182,8 @@ pub fn sequence_monte_carlo(
     let per_chunk: Vec<Vec<[f64; 3]>> = (0..chunks)
         .into_par_iter()
         .map(|k| -> Result<Vec<[f64; 3]>> {
-            let mut rng = StdRng::seed_from_u64(seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng =
+                StdRng::seed_from_u64(seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let rows = SEQ_CHUNK.min(samples - k * SEQ_CHUNK);
             (0..rows)
                 .map(|_| {

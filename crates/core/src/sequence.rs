@@ -506,7 +506,12 @@ impl ComponentTopology {
     /// `E[T_a T_b]` summed over all term pairs: the output moment block
     /// `(n(d_out+1)) × (n(d_out+1))`. With `mirror`, `a` and `b` are one model
     /// and each mirror pair of matchings is contracted once.
-    fn moment(&self, inputs: &PairInputs<'_>, geometry: &SequenceGeometry, mirror: bool) -> Result<Mat<f64>> {
+    fn moment(
+        &self,
+        inputs: &PairInputs<'_>,
+        geometry: &SequenceGeometry,
+        mirror: bool,
+    ) -> Result<Mat<f64>> {
         let n = geometry.positions;
         let w_out = self.output_dim + 1;
         let w_in = self.input_dim + 1;
@@ -564,8 +569,20 @@ impl ComponentTopology {
                                 ));
                             }
                         }
-                        let labels: Vec<Label> = [vec![li.position], li.coords.clone(), vec![lj.position], lj.coords.clone()].concat();
-                        let dims: Vec<usize> = [vec![n], li.coord_dims.clone(), vec![n], lj.coord_dims.clone()].concat();
+                        let labels: Vec<Label> = [
+                            vec![li.position],
+                            li.coords.clone(),
+                            vec![lj.position],
+                            lj.coords.clone(),
+                        ]
+                        .concat();
+                        let dims: Vec<usize> = [
+                            vec![n],
+                            li.coord_dims.clone(),
+                            vec![n],
+                            lj.coord_dims.clone(),
+                        ]
+                        .concat();
                         let (ni, nj) = (li.coords.len(), lj.coords.len());
                         let t = tensor_with_diagonals(&labels, &dims, |ix| {
                             let p = ix[0];
@@ -725,8 +742,16 @@ fn describe_shape_difference(a: &TransformerShape, b: &TransformerShape) -> (Str
         ("head_dim", a.head_dim.to_string(), b.head_dim.to_string()),
         ("context", a.context.to_string(), b.context.to_string()),
         ("mask", a.mask.name().to_string(), b.mask.name().to_string()),
-        ("blocks", format!("{:?}", a.blocks), format!("{:?}", b.blocks)),
-        ("rotary base", a.rotary_base.to_string(), b.rotary_base.to_string()),
+        (
+            "blocks",
+            format!("{:?}", a.blocks),
+            format!("{:?}", b.blocks),
+        ),
+        (
+            "rotary base",
+            a.rotary_base.to_string(),
+            b.rotary_base.to_string(),
+        ),
     ];
     for (what, x, y) in fields {
         if x != y {

@@ -245,7 +245,11 @@ impl Attention {
                 }
             }
         }
-        affine_rows(z.as_ref(), self.out.weight.as_ref(), self.out.bias.as_deref())
+        affine_rows(
+            z.as_ref(),
+            self.out.weight.as_ref(),
+            self.out.bias.as_deref(),
+        )
     }
 }
 

@@ -12,7 +12,13 @@ use tensim_core::sequence::{sequence_similarity, SequenceGeometry, SequencePrepa
 use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
 use tensim_core::{similarity, InnerProductSpace};
 
-fn shape(bias: bool, residual: f64, mask: Mask, mlp: Option<(usize, bool, f64)>, layers: usize) -> TransformerShape {
+fn shape(
+    bias: bool,
+    residual: f64,
+    mask: Mask,
+    mlp: Option<(usize, bool, f64)>,
+    layers: usize,
+) -> TransformerShape {
     TransformerShape {
         vocab: 5,
         d_model: 4,
@@ -38,7 +44,11 @@ fn perturbed(a: &Transformer, eps: f64, seed: u64) -> Transformer {
     let values = a
         .parameters()
         .into_iter()
-        .map(|v| v.into_iter().map(|x| x + eps * rng.random_range(-1.0..1.0)).collect())
+        .map(|v| {
+            v.into_iter()
+                .map(|x| x + eps * rng.random_range(-1.0..1.0))
+                .collect()
+        })
         .collect();
     Transformer::from_parameters(&a.shape(), values).unwrap()
 }
@@ -49,12 +59,23 @@ fn exact(a: &Transformer, b: &Transformer, positions: usize) -> f64 {
 
 fn check_against_monte_carlo(s: &TransformerShape, label: &str) {
     let a = s.random_model(1).unwrap();
-    for (b, what) in [(perturbed(&a, 0.3, 7), "perturbed"), (s.random_model(2).unwrap(), "independent")] {
+    for (b, what) in [
+        (perturbed(&a, 0.3, 7), "perturbed"),
+        (s.random_model(2).unwrap(), "independent"),
+    ] {
         let value = exact(&a, &b, 3);
         let mc = sequence_monte_carlo(&a, &b, 3, 60_000, 11).unwrap();
         let z = (value - mc.value) / mc.std_error;
-        println!("{label} / {what}: exact {value:.6}, Monte-Carlo {:.6} ± {:.6} (z = {z:.2})", mc.value, mc.std_error);
-        assert!(z.abs() < 4.0, "{label} / {what}: exact {value} vs MC {} ± {}", mc.value, mc.std_error);
+        println!(
+            "{label} / {what}: exact {value:.6}, Monte-Carlo {:.6} ± {:.6} (z = {z:.2})",
+            mc.value, mc.std_error
+        );
+        assert!(
+            z.abs() < 4.0,
+            "{label} / {what}: exact {value} vs MC {} ± {}",
+            mc.value,
+            mc.std_error
+        );
     }
 }
 
@@ -66,7 +87,10 @@ fn one_attention_layer_equals_monte_carlo() {
         (true, 1.0, Mask::Full),
         (true, 0.5, Mask::Causal),
     ] {
-        let label = format!("bias {bias}, residual scale {residual}, {} mask", mask.name());
+        let label = format!(
+            "bias {bias}, residual scale {residual}, {} mask",
+            mask.name()
+        );
         check_against_monte_carlo(&shape(bias, residual, mask, None, 1), &label);
     }
 }
@@ -155,7 +179,9 @@ fn attention_symmetries_leave_similarity_at_one() {
     let mut variants: Vec<(&str, Transformer)> = Vec::new();
 
     // Permute heads: rows of q1..v by head, columns of O.
-    let head_perm: Vec<usize> = (0..heads * dh).map(|r| ((r / dh + 1) % heads) * dh + r % dh).collect();
+    let head_perm: Vec<usize> = (0..heads * dh)
+        .map(|r| ((r / dh + 1) % heads) * dh + r % dh)
+        .collect();
     let mut t = a.clone();
     for b in &mut t.blocks {
         let at = &mut b.attention;
@@ -168,7 +194,9 @@ fn attention_symmetries_leave_similarity_at_one() {
     variants.push(("heads permuted", t));
 
     // Permute the value units within each head (rows of v, columns of O).
-    let unit_perm: Vec<usize> = (0..heads * dh).map(|r| (r / dh) * dh + (r % dh + 1) % dh).collect();
+    let unit_perm: Vec<usize> = (0..heads * dh)
+        .map(|r| (r / dh) * dh + (r % dh + 1) % dh)
+        .collect();
     let mut t = a.clone();
     for b in &mut t.blocks {
         let at = &mut b.attention;
@@ -217,10 +245,22 @@ fn attention_symmetries_leave_similarity_at_one() {
     let mut t = a.clone();
     for b in &mut t.blocks {
         let at = &mut b.attention;
-        at.q2.weight = Mat::from_fn(at.q2.weight.nrows(), at.q2.weight.ncols(), |i, j| 3.0 * at.q2.weight[(i, j)]);
-        at.q2.bias = at.q2.bias.as_ref().map(|v| v.iter().map(|x| 3.0 * x).collect());
-        at.k2.weight = Mat::from_fn(at.k2.weight.nrows(), at.k2.weight.ncols(), |i, j| at.k2.weight[(i, j)] / 3.0);
-        at.k2.bias = at.k2.bias.as_ref().map(|v| v.iter().map(|x| x / 3.0).collect());
+        at.q2.weight = Mat::from_fn(at.q2.weight.nrows(), at.q2.weight.ncols(), |i, j| {
+            3.0 * at.q2.weight[(i, j)]
+        });
+        at.q2.bias = at
+            .q2
+            .bias
+            .as_ref()
+            .map(|v| v.iter().map(|x| 3.0 * x).collect());
+        at.k2.weight = Mat::from_fn(at.k2.weight.nrows(), at.k2.weight.ncols(), |i, j| {
+            at.k2.weight[(i, j)] / 3.0
+        });
+        at.k2.bias = at
+            .k2
+            .bias
+            .as_ref()
+            .map(|v| v.iter().map(|x| x / 3.0).collect());
     }
     variants.push(("q2·3, k2/3", t));
 
@@ -244,7 +284,10 @@ fn attention_symmetries_leave_similarity_at_one() {
         let yt = t.forward(x.as_ref()).unwrap();
         for i in 0..3 {
             for j in 0..5 {
-                assert!((y[(i, j)] - yt[(i, j)]).abs() < 1e-10 * y[(i, j)].abs().max(1.0), "{what}");
+                assert!(
+                    (y[(i, j)] - yt[(i, j)]).abs() < 1e-10 * y[(i, j)].abs().max(1.0),
+                    "{what}"
+                );
             }
         }
         // ... so similarity 1.
@@ -259,21 +302,54 @@ fn mismatched_architectures_are_refused() {
     let a = base.random_model(1).unwrap();
     let geometry = Arc::new(SequenceGeometry::new(&base, 3).unwrap());
     for (what, other) in [
-        ("context", TransformerShape { context: 4, ..base.clone() }),
-        ("heads", TransformerShape { heads: 1, head_dim: 4, ..base.clone() }),
-        ("vocab", TransformerShape { vocab: 6, ..base.clone() }),
+        (
+            "context",
+            TransformerShape {
+                context: 4,
+                ..base.clone()
+            },
+        ),
+        (
+            "heads",
+            TransformerShape {
+                heads: 1,
+                head_dim: 4,
+                ..base.clone()
+            },
+        ),
+        (
+            "vocab",
+            TransformerShape {
+                vocab: 6,
+                ..base.clone()
+            },
+        ),
     ] {
         let b = other.random_model(2).unwrap();
-        let err = SequencePrepared::new(&b, geometry.clone()).unwrap_err().to_string();
+        let err = SequencePrepared::new(&b, geometry.clone())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(what), "{err}");
         assert!(sequence_similarity(&a, &b, 3).is_err());
     }
-    assert!(SequenceGeometry::new(&base, 4).unwrap_err().to_string().contains("context"));
+    assert!(SequenceGeometry::new(&base, 4)
+        .unwrap_err()
+        .to_string()
+        .contains("context"));
     let mut bad = a.clone();
     bad.blocks[0].attention.v.weight[(0, 0)] = f64::NAN;
-    let err = Transformer::new(bad.embed.clone(), bad.blocks.clone(), bad.unembed.clone(), 3, Mask::Causal, 1e4)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("blocks.0.attn.v.weight") && err.contains("NaN"), "{err}");
+    let err = Transformer::new(
+        bad.embed.clone(),
+        bad.blocks.clone(),
+        bad.unembed.clone(),
+        3,
+        Mask::Causal,
+        1e4,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("blocks.0.attn.v.weight") && err.contains("NaN"),
+        "{err}"
+    );
 }
-
