@@ -1,0 +1,312 @@
+//! Transformer checkpoints: exact round trips, every tensor checked against
+//! the declared architecture, and the sequential files still loading.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::{Architecture, LayerShape};
+use tensim_io::checkpoint::FORMAT;
+use tensim_io::transformer_checkpoint::{transformer_shape_from_json, transformer_shape_to_json};
+use tensim_io::{
+    load_any_checkpoint, load_checkpoint, load_transformer_checkpoint, save_checkpoint,
+    save_transformer_checkpoint, AnyModel, CheckpointMeta, StoredDtype,
+};
+
+fn shape(mask: Mask) -> TransformerShape {
+    TransformerShape {
+        vocab: 7,
+        d_model: 6,
+        heads: 2,
+        head_dim: 4,
+        context: 5,
+        mask,
+        rotary_base: 10000.0,
+        blocks: vec![
+            BlockShape {
+                attention_bias: true,
+                attention_residual: 0.35,
+                mlp: Some((9, true, 0.4)),
+            },
+            BlockShape {
+                attention_bias: false,
+                attention_residual: 1.0,
+                mlp: None,
+            },
+        ],
+    }
+}
+
+fn model() -> Transformer {
+    shape(Mask::Causal).random_model(11).unwrap()
+}
+
+fn meta() -> CheckpointMeta {
+    CheckpointMeta {
+        step: Some(1200),
+        phase: Some("train".into()),
+        label: Some("step 1200".into()),
+    }
+}
+
+/// Writes a transformer file with hand-made f64 tensors (in the given order).
+fn write_raw(path: &Path, shape: &TransformerShape, tensors: &[(String, Vec<usize>, Vec<f64>)]) {
+    write_raw_as(path, shape, tensors, "f64");
+}
+
+/// [`write_raw`] with the metadata declaring `dtype`.
+fn write_raw_as(
+    path: &Path,
+    shape: &TransformerShape,
+    tensors: &[(String, Vec<usize>, Vec<f64>)],
+    dtype: &str,
+) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.2.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            (
+                t.0.clone(),
+                TensorView::new(Dtype::F64, t.1.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let mut info = HashMap::new();
+    info.insert("format".to_string(), FORMAT.to_string());
+    info.insert("kind".to_string(), "transformer".to_string());
+    info.insert("architecture".to_string(), transformer_shape_to_json(shape));
+    info.insert("dtype".to_string(), dtype.to_string());
+    std::fs::write(path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+}
+
+/// The model's tensors as (name, shape, values), in spec order.
+fn tensors_of(m: &Transformer) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+    m.shape()
+        .parameter_specs()
+        .into_iter()
+        .zip(m.parameters())
+        .map(|(s, v)| (s.name, s.shape, v))
+        .collect()
+}
+
+#[test]
+fn transformer_round_trip_is_bit_exact_in_f64_and_rounds_once_in_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lm.safetensors");
+    for mask in [Mask::Causal, Mask::Full] {
+        let m = shape(mask).random_model(3).unwrap();
+        save_transformer_checkpoint(&path, &m, &meta(), StoredDtype::F64).unwrap();
+        let loaded = load_transformer_checkpoint(&path).unwrap();
+        assert_eq!(loaded.model, m);
+        assert_eq!(loaded.model.fingerprint(), m.fingerprint());
+        assert_eq!(loaded.meta, meta());
+        assert_eq!(loaded.dtype, StoredDtype::F64);
+        assert!(loaded.source.contains("transformer"), "{}", loaded.source);
+
+        save_transformer_checkpoint(&path, &m, &CheckpointMeta::default(), StoredDtype::F32)
+            .unwrap();
+        let loaded = load_transformer_checkpoint(&path).unwrap();
+        assert_eq!(loaded.dtype, StoredDtype::F32);
+        assert_eq!(loaded.meta, CheckpointMeta::default());
+        assert_eq!(loaded.model.shape(), m.shape());
+        for (x, y) in loaded
+            .model
+            .parameters()
+            .iter()
+            .flatten()
+            .zip(m.parameters().iter().flatten())
+        {
+            assert_eq!(*x, f64::from(*y as f32));
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
+}
+
+#[test]
+fn architecture_json_round_trips_and_rejects_bad_shapes() {
+    for mask in [Mask::Causal, Mask::Full] {
+        let s = shape(mask);
+        let json = transformer_shape_to_json(&s);
+        assert_eq!(transformer_shape_from_json(&json).unwrap(), s, "{json}");
+    }
+    let json = transformer_shape_to_json(&shape(Mask::Causal));
+    for (from, to, needle) in [
+        ("\"causal\"", "\"sliding\"", "sliding"),
+        ("\"head_dim\":4", "\"head_dim\":3", "even head width"),
+        (
+            "\"attention_residual\":0.35",
+            "\"attention_residual\":1.5",
+            "outside [0, 1]",
+        ),
+        (
+            "\"rotary_base\":10000.0",
+            "\"rotary_base\":-1.0",
+            "rotary_base",
+        ),
+        ("\"vocab\":7", "\"vocab\":7,\"extra\":1", "extra"),
+    ] {
+        let bad = json.replace(from, to);
+        assert_ne!(bad, json, "{from} not in {json}");
+        let err = transformer_shape_from_json(&bad).unwrap_err();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn wrong_shape_names_file_tensor_expected_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.safetensors");
+    let m = model();
+    let mut tensors = tensors_of(&m);
+    let q = tensors
+        .iter_mut()
+        .find(|t| t.0 == "blocks.1.attn.q2.weight")
+        .unwrap();
+    q.1 = vec![6, 8];
+    write_raw(&path, &m.shape(), &tensors);
+    for err in [
+        load_transformer_checkpoint(&path).unwrap_err().to_string(),
+        load_any_checkpoint(&path).unwrap_err().to_string(),
+    ] {
+        assert!(err.contains("bad.safetensors"), "{err}");
+        assert!(
+            err.contains("blocks.1.attn.q2.weight")
+                && err.contains("[8, 6]")
+                && err.contains("[6, 8]"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn missing_extra_and_wrong_dtype_tensors_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let m = model();
+    let mut tensors = tensors_of(&m);
+    tensors.retain(|t| t.0 != "blocks.0.mlp.right.bias");
+    write_raw(&path, &m.shape(), &tensors);
+    let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("m.safetensors") && err.contains("`blocks.0.mlp.right.bias` is missing"),
+        "{err}"
+    );
+
+    let mut tensors = tensors_of(&m);
+    tensors.push(("blocks.1.mlp.left.weight".into(), vec![9, 6], vec![0.0; 54]));
+    write_raw(&path, &m.shape(), &tensors);
+    let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("blocks.1.mlp.left.weight") && err.contains("not part of"),
+        "{err}"
+    );
+
+    // Tensors stored in f64 while the metadata says f32.
+    write_raw_as(&path, &m.shape(), &tensors_of(&m), "f32");
+    let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("embed.weight") && err.contains("expected dtype f32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nan_and_inf_name_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    let m = model();
+    for (bad, needle) in [(f64::NAN, "NaN"), (f64::NEG_INFINITY, "inf")] {
+        let mut tensors = tensors_of(&m);
+        let t = tensors
+            .iter_mut()
+            .find(|t| t.0 == "blocks.0.attn.k1.bias")
+            .unwrap();
+        t.2[3] = bad;
+        write_raw(&path, &m.shape(), &tensors);
+        let err = load_any_checkpoint(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("nan.safetensors")
+                && err.contains("blocks.0.attn.k1.bias")
+                && err.contains(needle)
+                && err.contains("index 3"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn truncated_transformer_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.safetensors");
+    save_transformer_checkpoint(&path, &model(), &meta(), StoredDtype::F32).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [bytes.len() - 5, 40, 4] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("t.safetensors") && err.contains("not a valid safetensors"),
+            "cut at {cut}: {err}"
+        );
+    }
+}
+
+#[test]
+fn sequential_files_still_load_and_kinds_are_not_confused() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq_path = dir.path().join("seq.safetensors");
+    let seq = Architecture {
+        layers: vec![
+            LayerShape::Linear {
+                input: 5,
+                output: 4,
+                bias: true,
+            },
+            LayerShape::Bilinear {
+                input: 4,
+                hidden: 6,
+                output: 3,
+                left_bias: false,
+                right_bias: true,
+                down_bias: false,
+                residual_scale: 1.0,
+            },
+        ],
+    }
+    .random_model(2)
+    .unwrap();
+    save_checkpoint(&seq_path, &seq, &meta(), StoredDtype::F64).unwrap();
+    // The sequential writer still leaves `kind` out, as older files do.
+    let bytes = std::fs::read(&seq_path).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("\"kind\""));
+    assert_eq!(load_checkpoint(&seq_path).unwrap().model, seq);
+    let any = load_any_checkpoint(&seq_path).unwrap();
+    assert_eq!(any.meta, meta());
+    assert_eq!(any.model.kind(), "sequential");
+    assert!(matches!(any.model, AnyModel::Sequential(ref m) if *m == seq));
+
+    let lm_path = dir.path().join("lm.safetensors");
+    let m = model();
+    save_transformer_checkpoint(&lm_path, &m, &meta(), StoredDtype::F64).unwrap();
+    let any = load_any_checkpoint(&lm_path).unwrap();
+    assert_eq!(any.model.kind(), "transformer");
+    assert!(matches!(any.model, AnyModel::Transformer(ref t) if *t == m));
+
+    let err = load_checkpoint(&lm_path).unwrap_err().to_string();
+    assert!(
+        err.contains("lm.safetensors") && err.contains("transformer checkpoint"),
+        "{err}"
+    );
+    let err = load_transformer_checkpoint(&seq_path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("seq.safetensors") && err.contains("sequential model"),
+        "{err}"
+    );
+}
