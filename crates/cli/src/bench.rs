@@ -188,7 +188,113 @@ fn training_case(runs: usize, arch: &Architecture, out: &mut Vec<Case>) -> Resul
     Ok(())
 }
 
-pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Exact Gaussian similarity of transformers (MATH.md §3, sequences): a
+/// cold pair (geometry and contraction plans built), a warm pair (plans
+/// reused), and an N×N matrix sharing one geometry. One run each: these take
+/// seconds to minutes.
+fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Case>) -> Result<()> {
+    use std::sync::Arc;
+    use tensim_core::sequence::{SequenceGeometry, SequencePrepared};
+    use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
+    let shape = TransformerShape {
+        vocab: 64,
+        d_model: 32,
+        heads: 2,
+        head_dim: 16,
+        context: 8,
+        mask: Mask::Causal,
+        rotary_base: 1e4,
+        blocks: vec![
+            BlockShape {
+                attention_bias: false,
+                attention_residual: 0.35,
+                mlp: Some((64, false, 0.35)),
+            };
+            layers
+        ],
+    };
+    let size = format!("{layers} layer(s), {positions} positions");
+    let models: Vec<_> = (0..n)
+        .map(|s| shape.random_model(s as u64))
+        .collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    let geometry = Arc::new(SequenceGeometry::new(&shape, positions)?);
+    let a = SequencePrepared::new(&models[0], geometry.clone())?;
+    let b = SequencePrepared::new(&models[1], geometry.clone())?;
+    similarity(&a, &b, Par::Seq)?;
+    let cold = t.elapsed().as_secs_f64();
+    let plans = geometry.plans_built();
+    out.push(Case {
+        name: format!("transformer, cold pair ({plans} plans)"),
+        precision: "f64",
+        size: size.clone(),
+        median_s: cold,
+        min_s: cold,
+        flops: 0.0,
+    });
+    let t = Instant::now();
+    let b = SequencePrepared::new(&models[1], geometry.clone())?;
+    let prepare = t.elapsed().as_secs_f64();
+    out.push(Case {
+        name: "transformer, prepare one model (warm)".into(),
+        precision: "f64",
+        size: size.clone(),
+        median_s: prepare,
+        min_s: prepare,
+        flops: 0.0,
+    });
+    let t = Instant::now();
+    similarity(&a, &b, Par::Seq)?;
+    let warm = t.elapsed().as_secs_f64();
+    out.push(Case {
+        name: "transformer, warm pair (prepared)".into(),
+        precision: "f64",
+        size: size.clone(),
+        median_s: warm,
+        min_s: warm,
+        flops: 0.0,
+    });
+    let t = Instant::now();
+    let prepared: Vec<SequencePrepared> = {
+        use rayon::prelude::*;
+        models
+            .par_iter()
+            .map(|m| SequencePrepared::new(m, geometry.clone()))
+            .collect::<Result<_, _>>()?
+    };
+    GramMatrices::compute(&prepared, &|| {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .cosine_total()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let matrix = t.elapsed().as_secs_f64();
+    out.push(Case {
+        name: format!("transformer, {n}×{n} matrix (warm plans)"),
+        precision: "f64",
+        size,
+        median_s: matrix,
+        min_s: matrix,
+        flops: 0.0,
+    });
+    if let Some(mib) = peak_memory_mib() {
+        eprintln!("transformer {layers} layer(s): peak resident memory so far {mib:.0} MiB");
+    }
+    Ok(())
+}
+
+pub fn run(
+    runs: usize,
+    n: usize,
+    transformer: Option<(usize, usize)>,
+    json_out: bool,
+) -> Result<()> {
     let classifier = Architecture {
         layers: vec![bilinear(784, 64, 10)],
     };
@@ -218,6 +324,11 @@ pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
     gaussian_cases::<f64>(runs, &deep_models, &mut cases)?;
     gaussian_cases::<f32>(runs, &deep_models, &mut cases)?;
     training_case(runs, &classifier, &mut cases)?;
+    if let Some((positions, count)) = transformer {
+        for layers in [1, 2] {
+            transformer_cases(layers, positions, count, &mut cases)?;
+        }
+    }
     let threads = rayon::current_num_threads();
     if json_out {
         let doc = json!({
@@ -256,6 +367,9 @@ pub fn run(runs: usize, n: usize, json_out: bool) -> Result<()> {
             c.flops / 1e9,
             c.flops / c.median_s / 1e9
         );
+    }
+    if let Some(mib) = peak_memory_mib() {
+        println!("\npeak resident memory: {mib:.0} MiB");
     }
     Ok(())
 }

@@ -150,6 +150,17 @@ enum Command {
         /// Models in the pairwise matrix case.
         #[arg(long, default_value_t = 41)]
         models: usize,
+        /// Also time the exact Gaussian metric of bilinear-attention
+        /// transformers (vocab 64, d_model 32, 2 heads, context 8; 1 and 2
+        /// layers): cold and warm pairs and a matrix (slow: minutes).
+        #[arg(long)]
+        transformer: bool,
+        /// Gaussian positions for the transformer cases.
+        #[arg(long, default_value_t = 4)]
+        positions: usize,
+        /// Models in the transformer matrix case.
+        #[arg(long, default_value_t = 20)]
+        transformer_models: usize,
         #[arg(long)]
         json: bool,
     },
@@ -381,7 +392,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Bench { runs, models, json } => bench::run(runs.max(1), models.max(2), json),
+        Command::Bench {
+            runs,
+            models,
+            transformer,
+            positions,
+            transformer_models,
+            json,
+        } => bench::run(
+            runs.max(1),
+            models.max(2),
+            transformer.then_some((positions, transformer_models.max(2))),
+            json,
+        ),
     }
 }
 

@@ -79,18 +79,29 @@ impl Tensor {
         let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();
         let n = self.data.len();
         let mut data = Vec::with_capacity(n);
-        let mut index = vec![0usize; dims.len()];
-        let mut offset = 0usize;
-        for _ in 0..n {
-            data.push(self.data[offset]);
-            for k in (0..dims.len()).rev() {
-                index[k] += 1;
-                offset += moved[k];
-                if index[k] < dims[k] {
-                    break;
+        // Copy runs along the last output axis; an odometer walks the others.
+        let rank = dims.len();
+        if rank == 0 || n == 0 {
+            data.extend_from_slice(&self.data);
+        } else {
+            let (run, step) = (dims[rank - 1], moved[rank - 1]);
+            let mut index = vec![0usize; rank - 1];
+            let mut offset = 0usize;
+            for _ in 0..n / run {
+                if step == 1 {
+                    data.extend_from_slice(&self.data[offset..offset + run]);
+                } else {
+                    data.extend((0..run).map(|r| self.data[offset + r * step]));
                 }
-                offset -= moved[k] * dims[k];
-                index[k] = 0;
+                for k in (0..rank - 1).rev() {
+                    index[k] += 1;
+                    offset += moved[k];
+                    if index[k] < dims[k] {
+                        break;
+                    }
+                    offset -= moved[k] * dims[k];
+                    index[k] = 0;
+                }
             }
         }
         Tensor {
@@ -409,3 +420,103 @@ pub fn einsum_naive(network: &[Tensor], output: &[Label]) -> Tensor {
         data: out,
     }
 }
+
+/// The cheapest order for a small network (at most [`OPTIMAL_PLAN_MAX`]
+/// tensors, labels below 64), by dynamic programming over subsets; larger
+/// networks fall back to [`greedy_plan`].
+///
+/// Cost of one pairwise contraction: the product of the dimensions of every
+/// label either side carries (multiply-adds, batch and summed indices
+/// included) plus the size of its result (memory traffic). The best order of
+/// a set `S` is the cheapest split `S = S₁ ∪ S₂` of best orders; found once
+/// per topology and cached by the caller.
+pub fn optimal_plan(shapes: &[(Vec<Label>, Vec<usize>)], output: &[Label]) -> Plan {
+    let n = shapes.len();
+    let labels_fit = shapes
+        .iter()
+        .flat_map(|s| s.0.iter())
+        .chain(output)
+        .all(|&l| l < 64);
+    if !(2..=OPTIMAL_PLAN_MAX).contains(&n) || !labels_fit {
+        return greedy_plan(shapes, output);
+    }
+    let mut dim = [1.0f64; 64];
+    for (labels, dims) in shapes {
+        for (&l, &d) in labels.iter().zip(dims) {
+            dim[l as usize] = d as f64;
+        }
+    }
+    let size = |mask: u64| -> f64 {
+        (0..64)
+            .filter(|b| mask >> b & 1 == 1)
+            .map(|b| dim[b as usize])
+            .product()
+    };
+    let out_mask: u64 = output.iter().fold(0, |m, &l| m | 1 << l);
+    let tensor_mask: Vec<u64> = shapes
+        .iter()
+        .map(|s| s.0.iter().fold(0, |m, &l| m | 1 << l))
+        .collect();
+    let full = (1usize << n) - 1;
+    // Labels carried by the tensors of a subset, and those it must keep.
+    let mut carried = vec![0u64; full + 1];
+    for s in 1..=full {
+        let low = s.trailing_zeros() as usize;
+        carried[s] = carried[s & (s - 1)] | tensor_mask[low];
+    }
+    let kept = |s: usize| carried[s] & (carried[full & !s] | out_mask);
+    let mut best = vec![f64::INFINITY; full + 1];
+    let mut split = vec![0usize; full + 1];
+    for k in 0..n {
+        best[1 << k] = 0.0;
+    }
+    for s in 1..=full {
+        if s.count_ones() < 2 {
+            continue;
+        }
+        let result = size(kept(s));
+        // Enumerate splits with the lowest tensor on the first side.
+        let low = s & s.wrapping_neg();
+        let rest = s & !low;
+        let mut sub = rest;
+        loop {
+            let s1 = low | sub;
+            if s1 != s {
+                let s2 = s & !s1;
+                let cost = best[s1] + best[s2] + size(kept(s1) | kept(s2)) + result;
+                if cost < best[s] {
+                    best[s] = cost;
+                    split[s] = s1;
+                }
+            }
+            if sub == 0 {
+                break;
+            }
+            sub = (sub - 1) & rest;
+        }
+    }
+    // Post-order walk, replaying the shrinking list of `contract`.
+    fn walk(s: usize, split: &[usize], slots: &mut Vec<usize>, steps: &mut Vec<(usize, usize)>) {
+        if s.count_ones() < 2 {
+            return;
+        }
+        let s1 = split[s];
+        let s2 = s & !s1;
+        walk(s1, split, slots, steps);
+        walk(s2, split, slots, steps);
+        let p1 = slots.iter().position(|&x| x == s1).expect("built");
+        let p2 = slots.iter().position(|&x| x == s2).expect("built");
+        let (i, j) = (p1.min(p2), p1.max(p2));
+        slots.remove(j);
+        slots.remove(i);
+        slots.push(s);
+        steps.push((i, j));
+    }
+    let mut slots: Vec<usize> = (0..n).map(|k| 1 << k).collect();
+    let mut steps = Vec::new();
+    walk(full, &split, &mut slots, &mut steps);
+    Plan { steps }
+}
+
+/// Networks up to this many tensors get [`optimal_plan`]'s exhaustive search.
+pub const OPTIMAL_PLAN_MAX: usize = 12;

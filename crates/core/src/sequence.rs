@@ -49,7 +49,7 @@ use std::sync::{Arc, OnceLock};
 
 use faer::{Mat, MatRef, Par};
 
-use crate::contraction::{contract_refs, greedy_plan, Label, Plan, Tensor};
+use crate::contraction::{contract_refs, optimal_plan, Label, Plan, Tensor};
 use crate::error::{Error, Result};
 use crate::gaussian::Exactness;
 use crate::gemm::product;
@@ -78,6 +78,9 @@ struct Leg {
 #[derive(Clone, Debug)]
 struct TermTopology {
     legs: Vec<Leg>,
+    /// Labels of the term's output coordinates before its output map
+    /// (`O` for attention, `D` for an MLP; the identity for affine terms).
+    out_coords: Vec<Label>,
     /// Dimension of every local label (index = label).
     dims: Vec<usize>,
 }
@@ -119,6 +122,9 @@ struct ComponentNumbers {
     projections: Vec<Vec<Mat<f64>>>,
     /// `[term][tensor]`, local labels.
     structure: Vec<Vec<Tensor>>,
+    /// `[term]`: map from the term's output coordinates to the padded stream
+    /// (`None`: identity).
+    output_maps: Vec<Option<Mat<f64>>>,
     /// Normaliser divided out of this component's output stream.
     output_norm: f64,
 }
@@ -144,6 +150,7 @@ fn linear_term(out_dim: usize) -> TermTopology {
             position: POS,
             coords: vec![OUT],
         }],
+        out_coords: vec![OUT],
         dims: vec![0, out_dim],
     }
 }
@@ -190,6 +197,7 @@ impl SequenceGeometry {
                     leg(4, t, e2),
                     leg(5, t, f),
                 ],
+                out_coords: vec![head, f],
                 dims: vec![n, d + 1, n, h, dh, dh, dh],
             };
             push(vec![linear_term(d + 1), attention], d, d);
@@ -208,6 +216,7 @@ impl SequenceGeometry {
                             coords: vec![2],
                         },
                     ],
+                    out_coords: vec![2],
                     dims: vec![n, d + 1, hidden],
                 };
                 push(vec![linear_term(d + 1), bilinear], d, d);
@@ -298,7 +307,7 @@ fn same_at_every_position(p: Mat<f64>, n: usize) -> Vec<Mat<f64>> {
 }
 
 /// Projections `[projection][position]` and structure tensors `[term][tensor]`.
-type Numbers = (Vec<Vec<Mat<f64>>>, Vec<Vec<Tensor>>);
+type Numbers = (Vec<Vec<Mat<f64>>>, Vec<Vec<Tensor>>, Vec<Option<Mat<f64>>>);
 
 /// Rows `(h, e)` of an affine map of the stream (constant row dropped), with
 /// the rotary rotation of `position` applied within each head when `rotate`.
@@ -338,6 +347,7 @@ fn component_numbers(model: &Transformer, n: usize) -> Vec<Numbers> {
             n,
         )],
         vec![vec![]],
+        vec![None],
     )];
     for b in &model.blocks {
         let a = &b.attention;
@@ -364,14 +374,14 @@ fn component_numbers(model: &Transformer, n: usize) -> Vec<Numbers> {
         )
         .expect("mask shape");
         let w = heads * dh;
-        let mut o = vec![0.0; (d + 1) * w];
-        for r in 0..d {
-            for c in 0..w {
-                o[(r + 1) * w + c] = a.out.weight[(r, c)];
+        let o = Mat::from_fn(d + 1, w, |r, c| {
+            if r == 0 {
+                0.0
+            } else {
+                a.out.weight[(r - 1, c)]
             }
-        }
-        let o = Tensor::new(vec![OUT, 3, 6], vec![d + 1, heads, dh], o).expect("O shape");
-        out.push((projections, vec![vec![], vec![mask, o]]));
+        });
+        out.push((projections, vec![vec![], vec![mask]], vec![None, Some(o)]));
         if let Some(m) = &b.mlp {
             let s = m.residual_scale;
             let hidden = m.left.nrows();
@@ -382,19 +392,19 @@ fn component_numbers(model: &Transformer, n: usize) -> Vec<Numbers> {
             // pad_bilinear appends one constant unit; the bilinear term uses the first `hidden`.
             let left = left.as_ref().subrows(0, hidden).to_owned();
             let right = right.as_ref().subrows(0, hidden).to_owned();
-            let mut down = vec![0.0; (d + 1) * hidden];
-            for r in 0..d {
-                for k in 0..hidden {
-                    down[(r + 1) * hidden + k] = s * m.down[(r, k)];
+            let down = Mat::from_fn(d + 1, hidden, |r, k| {
+                if r == 0 {
+                    0.0
+                } else {
+                    s * m.down[(r - 1, k)]
                 }
-            }
-            let down = Tensor::new(vec![OUT, 2], vec![d + 1, hidden], down).expect("D shape");
+            });
             let projections = vec![
                 same_at_every_position(residual_map(d, s, m.down_bias.as_deref()), n),
                 same_at_every_position(left, n),
                 same_at_every_position(right, n),
             ];
-            out.push((projections, vec![vec![], vec![down]]));
+            out.push((projections, vec![vec![], vec![]], vec![None, Some(down)]));
         }
     }
     out.push((
@@ -403,6 +413,7 @@ fn component_numbers(model: &Transformer, n: usize) -> Vec<Numbers> {
             n,
         )],
         vec![vec![]],
+        vec![None],
     ));
     out
 }
@@ -412,9 +423,10 @@ fn input_moment(n: usize, dim: usize) -> Mat<f64> {
     let w = dim + 1;
     Mat::from_fn(n * w, n * w, |r, c| {
         let (p, i, q, j) = (r / w, r % w, c / w, c % w);
-        if i == 0 && j == 0 {
-            1.0
-        } else if i == j && p == q {
+        // The constant coordinate is 1 everywhere; x_p ⟂ x_q for p ≠ q.
+        let constant = i == 0 && j == 0;
+        let variance = i == j && i > 0 && p == q;
+        if constant || variance {
             1.0
         } else {
             0.0
@@ -628,10 +640,19 @@ impl ComponentTopology {
                         t
                     }))
                     .collect();
-                let output = [POS, OUT, POS + SHIFT, OUT + SHIFT];
+                let output: Vec<Label> = [vec![POS], term_a.out_coords.clone(), vec![POS + SHIFT]]
+                    .concat()
+                    .into_iter()
+                    .chain(term_b.out_coords.iter().map(|c| c + SHIFT))
+                    .collect();
+                let width = |t: &TermTopology| -> usize {
+                    t.out_coords.iter().map(|&c| t.dims[c as usize]).product()
+                };
+                let (ca, cb) = (width(term_a), width(term_b));
                 let na = term_a.legs.len();
                 let mirror_of = |i: usize| if i < na { i + na } else { i - na };
-                let mut sum = Mat::<f64>::zeros(n * w_out, n * w_out);
+                // Σ over matchings in the terms' own output coordinates.
+                let mut raw = vec![0.0; n * ca * n * cb];
                 for (mi, m) in geometry.matchings[k].iter().enumerate() {
                     if m.singles.iter().any(|&i| zero_mean[i]) {
                         continue;
@@ -665,20 +686,34 @@ impl ComponentTopology {
                             .iter()
                             .map(|t| (t.labels.clone(), t.dims.clone()))
                             .collect();
-                        greedy_plan(&shapes, &output)
+                        optimal_plan(&shapes, &output)
                     });
                     let result = contract_refs(&network, &output, plan)?;
-                    // result labels: [p, o, q, o'].
-                    let (wa, wb) = (result.dims[1], result.dims[3]);
-                    for p in 0..n {
-                        for o in 0..wa {
-                            for q in 0..n {
-                                for o2 in 0..wb {
-                                    let v = result.data[((p * wa + o) * n + q) * wb + o2];
-                                    sum[(p * w_out + o, q * w_out + o2)] += weight * v;
-                                }
-                            }
-                        }
+                    // result labels: [p, coords_a…, q, coords_b…], row-major.
+                    for (r, v) in raw.iter_mut().zip(&result.data) {
+                        *r += weight * v;
+                    }
+                }
+                let (map_a, map_b) = (
+                    inputs.a.output_maps[ta].as_ref(),
+                    inputs.b.output_maps[tb].as_ref(),
+                );
+                let mut sum = Mat::<f64>::zeros(n * w_out, n * w_out);
+                for p in 0..n {
+                    for q in 0..n {
+                        let block =
+                            Mat::from_fn(ca, cb, |i, j| raw[((p * ca + i) * n + q) * cb + j]);
+                        let left = match map_a {
+                            Some(m) => product(m.as_ref(), block.as_ref(), Par::Seq),
+                            None => block,
+                        };
+                        let both = match map_b {
+                            Some(m) => product(left.as_ref(), m.as_ref().transpose(), Par::Seq),
+                            None => left,
+                        };
+                        sum.as_mut()
+                            .submatrix_mut(p * w_out, q * w_out, w_out, w_out)
+                            .copy_from(both.as_ref());
                     }
                 }
                 if mirror {
@@ -780,7 +815,9 @@ impl SequencePrepared {
         let mut own_inputs = Vec::with_capacity(raw.len());
         let mut s = input_moment(n, model.vocab());
         let mut c_in = 1.0;
-        for ((projections, structure), topology) in raw.into_iter().zip(&geometry.components) {
+        for ((projections, structure, output_maps), topology) in
+            raw.into_iter().zip(&geometry.components)
+        {
             let projections: Vec<Vec<Mat<f64>>> = projections
                 .into_iter()
                 .map(|per_position| {
@@ -793,6 +830,7 @@ impl SequencePrepared {
             let mut numbers = ComponentNumbers {
                 projections,
                 structure,
+                output_maps,
                 output_norm: 1.0,
             };
             let w_in = topology.input_dim + 1;

@@ -43,15 +43,18 @@ pub fn gaussian_moment(n: usize, cov: impl Fn(usize, usize) -> f64) -> f64 {
         .sum()
 }
 
+/// A partial matching: sorted pairs of legs and the sorted unmatched legs.
+pub type PartialMatching = (Vec<(usize, usize)>, Vec<usize>);
+
 /// Every partial matching of legs `0..n`: sorted pairs and the sorted legs
 /// left unmatched (whose means enter the moment). `T(n)` of them (1, 1, 2,
 /// 4, 10, 26, 76, …, 9496 for 10 legs).
-pub fn partial_matchings(n: usize) -> Vec<(Vec<(usize, usize)>, Vec<usize>)> {
+pub fn partial_matchings(n: usize) -> Vec<PartialMatching> {
     fn extend(
         free: &[usize],
         pairs: &mut Vec<(usize, usize)>,
         singles: &mut Vec<usize>,
-        out: &mut Vec<(Vec<(usize, usize)>, Vec<usize>)>,
+        out: &mut Vec<PartialMatching>,
     ) {
         let Some((&first, rest)) = free.split_first() else {
             out.push((pairs.clone(), singles.clone()));

@@ -3,7 +3,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tensim_core::contraction::{contract, contract_pair, einsum_naive, greedy_plan, Label, Tensor};
+use tensim_core::contraction::{
+    contract, contract_pair, einsum_naive, greedy_plan, optimal_plan, Label, Tensor,
+};
 
 fn random_tensor(labels: &[Label], dims_of: &dyn Fn(Label) -> usize, rng: &mut StdRng) -> Tensor {
     let dims: Vec<usize> = labels.iter().map(|&l| dims_of(l)).collect();
@@ -62,6 +64,12 @@ fn random_networks_match_naive_einsum() {
         assert_eq!(plan.steps.len(), tensors.len() - 1);
         let fast = contract(&tensors, &output, &plan).unwrap();
         assert_same(&fast, &einsum_naive(&tensors, &output));
+        let best = optimal_plan(&shapes, &output);
+        assert_eq!(best.steps.len(), tensors.len() - 1);
+        assert_same(
+            &contract(&tensors, &output, &best).unwrap(),
+            &einsum_naive(&tensors, &output),
+        );
         // The plan depends on shapes only: reuse it with new numbers.
         let fresh: Vec<Tensor> = tensors
             .iter()
