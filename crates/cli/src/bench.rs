@@ -163,7 +163,7 @@ fn training_case(runs: usize, arch: &Architecture, out: &mut Vec<Case>) -> Resul
     };
     let mut trainer = Trainer::new(Network::init(arch, 0, &device)?, config)?;
     let batch = Batch {
-        inputs: (0..512 * 784)
+        inputs: (0..512usize * 784)
             .map(|i| ((i * 7919) % 256) as f32 / 255.0)
             .collect(),
         labels: (0..512).map(|i| (i % 10) as u32).collect(),
