@@ -7,20 +7,28 @@
 //! the f32 → f64 widening) and gives the same logits.
 //!
 //! * [`network`]: candle parameters and forward pass of an architecture;
+//! * [`transformer`]: the same for a bilinear-attention transformer
+//!   ([`tensim_core::transformer::Transformer`]) on token sequences;
+//! * [`language_model`]: next-token training, held-out loss and logits of a
+//!   transformer;
 //! * [`trainer`]: AdamW with weight decay, cosine decay, input noise, seeds;
 //! * [`schedule`]: checkpoint steps (every k, a list, power- or log-spaced);
 //! * [`evaluate`]: batched loss, accuracy and logits on a data set.
 
 pub mod curriculum;
 pub mod evaluate;
+pub mod language_model;
 pub mod network;
 pub mod schedule;
 pub mod trainer;
+pub mod transformer;
 
 pub use candle_core::{Device, Tensor};
+pub use language_model::{LmConfig, LmStepStats, LmTrainer};
 pub use network::Network;
 pub use schedule::Schedule;
 pub use trainer::{Batch, TrainConfig, Trainer};
+pub use transformer::TransformerNetwork;
 
 /// Errors of training: candle's, or the core's when converting weights.
 #[derive(Debug, thiserror::Error)]
