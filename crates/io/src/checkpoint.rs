@@ -374,6 +374,30 @@ pub(crate) fn write_file(
     meta: &CheckpointMeta,
     dtype: StoredDtype,
 ) -> Result<(), CheckpointError> {
+    if specs.len() != parameters.len() {
+        return fail(
+            path,
+            format!(
+                "the model has {} parameter tensors but its declared architecture {} (inconsistent biases?)",
+                parameters.len(),
+                specs.len()
+            ),
+        );
+    }
+    for (spec, values) in specs.iter().zip(parameters) {
+        let expected: usize = spec.shape.iter().product();
+        if values.len() != expected {
+            return fail(
+                path,
+                format!(
+                    "tensor `{}`: {} values for the declared shape {:?}",
+                    spec.name,
+                    values.len(),
+                    spec.shape
+                ),
+            );
+        }
+    }
     info.insert("format".to_string(), FORMAT.to_string());
     info.insert("dtype".to_string(), dtype.name().to_string());
     if let Some(step) = meta.step {

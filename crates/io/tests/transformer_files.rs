@@ -310,3 +310,20 @@ fn sequential_files_still_load_and_kinds_are_not_confused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_model_whose_biases_disagree_with_its_shape_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.safetensors");
+    let mut m = model();
+    // The core accepts this, but its parameters no longer match its shape's specs.
+    m.blocks[0].attention.k1.bias = None;
+    let err = save_transformer_checkpoint(&path, &m, &meta(), StoredDtype::F64)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("odd.safetensors") && err.contains("inconsistent biases"),
+        "{err}"
+    );
+    assert!(!path.exists());
+}

@@ -53,9 +53,17 @@ impl TransformerNetwork {
     pub fn from_transformer(model: &Transformer, device: &Device) -> Result<Self> {
         let shape = model.shape();
         let specs = shape.parameter_specs();
+        let parameters = model.parameters();
+        if parameters.len() != specs.len() {
+            return Err(TrainError::Invalid(format!(
+                "the model has {} parameter tensors but its shape declares {} (inconsistent biases?)",
+                parameters.len(),
+                specs.len()
+            )));
+        }
         let vars = specs
             .iter()
-            .zip(model.parameters())
+            .zip(parameters)
             .map(|(spec, values)| {
                 let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
                 Ok(Var::from_tensor(&Tensor::from_vec(
