@@ -294,6 +294,12 @@ impl TransformerShape {
                 "a transformer needs vocab, d_model, heads and context ≥ 1".into(),
             ));
         }
+        if !(self.rotary_base.is_finite() && self.rotary_base > 0.0) {
+            return Err(Error::Invalid(format!(
+                "rotary_base must be a positive number, not {}",
+                self.rotary_base
+            )));
+        }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
             return Err(Error::Invalid(format!(
                 "rotary embedding needs an even head width, not {}",
@@ -439,6 +445,27 @@ impl Transformer {
                     "block {i}: {}×{} heads differ from block 0's {heads}×{head_dim}",
                     a.heads, a.head_dim
                 )));
+            }
+            let has = a.q1.bias.is_some();
+            let named = ATTENTION_PROJECTIONS
+                .iter()
+                .copied()
+                .zip(a.projections())
+                .chain([("out", &a.out)]);
+            for (name, l) in named {
+                if l.bias.is_some() != has {
+                    return Err(Error::Invalid(format!(
+                        "block {i}: attention biases must be on all of q1, k1, q2, k2, v, out or on none (`{name}` differs from `q1`)"
+                    )));
+                }
+            }
+            if let Some(m) = &b.mlp {
+                let has = m.left_bias.is_some();
+                if m.right_bias.is_some() != has || m.down_bias.is_some() != has {
+                    return Err(Error::Invalid(format!(
+                        "block {i}: MLP biases must be on all of left, right, down or on none"
+                    )));
+                }
             }
             let w = a.width();
             for (name, l) in ATTENTION_PROJECTIONS.iter().zip(a.projections()) {

@@ -353,3 +353,28 @@ fn mismatched_architectures_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn inconsistent_biases_and_bad_rotary_bases_are_refused() {
+    let s = shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 1);
+    let a = s.random_model(1).unwrap();
+    let rebuild = |t: &Transformer| {
+        Transformer::new(
+            t.embed.clone(),
+            t.blocks.clone(),
+            t.unembed.clone(),
+            t.context,
+            t.mask,
+            t.rotary_base,
+        )
+    };
+    let mut t = a.clone();
+    t.blocks[0].attention.k1.bias = None;
+    assert!(rebuild(&t).unwrap_err().to_string().contains("`k1`"));
+    let mut t = a.clone();
+    t.blocks[0].mlp.as_mut().unwrap().down_bias = None;
+    assert!(rebuild(&t).unwrap_err().to_string().contains("MLP biases"));
+    let mut t = a.clone();
+    t.rotary_base = 0.0;
+    assert!(rebuild(&t).unwrap_err().to_string().contains("rotary_base"));
+}
