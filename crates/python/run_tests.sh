@@ -1,15 +1,36 @@
 #!/usr/bin/env bash
-# Builds the Python wheel with maturin in a fresh virtual environment,
-# installs it, and runs the pytest suite against the CLI's numbers.
-# Run from anywhere; exits non-zero on any failure.
+# Tests of the Python package `tensim`, for CI: from any directory,
+#   bash crates/python/run_tests.sh
+# 1. a throwaway virtual environment with maturin, pytest and numpy;
+# 2. `maturin build` (debug profile, extension-module feature from
+#    pyproject.toml) and install of the wheel;
+# 3. `cargo build -p tensim` for the CLI the tests compare against;
+# 4. pytest with TENSIM_BIN pointing at that CLI.
+# Honours CARGO_TARGET_DIR. Exits non-zero on the first failure.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-venv="$(mktemp -d)/venv"
-python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.5,<2" pytest numpy
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+caller="$PWD"
+python="${PYTHON:-python3}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "== virtual environment in $work"
+"$python" -m venv "$work/venv"
+py="$work/venv/bin/python"
+"$py" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" pytest numpy
+
+echo "== wheel"
+"$work/venv/bin/maturin" build --quiet \
+    --manifest-path "$root/crates/python/Cargo.toml" \
+    --interpreter "$py" --out "$work/wheels"
+"$py" -m pip install --quiet --disable-pip-version-check "$work"/wheels/tensim-*.whl
+
+echo "== CLI"
 cargo build --quiet -p tensim --manifest-path "$root/Cargo.toml"
-wheels="$(mktemp -d)"
-"$venv/bin/maturin" build --quiet --manifest-path "$root/crates/python/Cargo.toml" --out "$wheels" --interpreter "$venv/bin/python"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "$wheels"/tensim-*.whl
-target="$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-TENSIM_BIN="$target/debug/tensim" "$venv/bin/python" -m pytest -q "$root/crates/python/tests"
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$caller/$target" ;; esac  # cargo resolves it from the cwd
+
+echo "== pytest"
+cd "$work"  # import the installed wheel, not a source tree
+TENSIM_BIN="$target/debug/tensim" "$py" -m pytest -q -p no:cacheprovider "$root/crates/python/tests"

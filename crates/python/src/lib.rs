@@ -21,13 +21,52 @@ fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-fn to_mat(a: &PyReadonlyArray2<'_, f64>) -> Mat<f64> {
-    let v = a.as_array();
-    Mat::from_fn(v.nrows(), v.ncols(), |i, j| v[[i, j]])
+/// A 2-D numpy array of float64 or float32 (any strides), widened to f64.
+#[derive(FromPyObject)]
+enum FloatMatrix<'py> {
+    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArray2<'py, f32>),
 }
 
-fn to_vec(a: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
-    a.as_array().to_vec()
+impl FloatMatrix<'_> {
+    fn to_mat(&self) -> Mat<f64> {
+        match self {
+            FloatMatrix::F64(a) => {
+                let v = a.as_array();
+                Mat::from_fn(v.nrows(), v.ncols(), |i, j| v[[i, j]])
+            }
+            FloatMatrix::F32(a) => {
+                let v = a.as_array();
+                Mat::from_fn(v.nrows(), v.ncols(), |i, j| f64::from(v[[i, j]]))
+            }
+        }
+    }
+}
+
+/// A 1-D numpy array of float64 or float32, widened to f64.
+#[derive(FromPyObject)]
+enum FloatVector<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    F32(PyReadonlyArray1<'py, f32>),
+}
+
+impl FloatVector<'_> {
+    fn to_vec(&self) -> Vec<f64> {
+        match self {
+            FloatVector::F64(a) => a.as_array().to_vec(),
+            FloatVector::F32(a) => a.as_array().iter().map(|&x| f64::from(x)).collect(),
+        }
+    }
+}
+
+/// Row-major copy of a faer matrix as a numpy array.
+fn to_numpy<'py>(py: Python<'py>, m: &Mat<f64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let values: Vec<f64> = (0..m.nrows())
+        .flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)]))
+        .collect();
+    Ok(Array2::from_shape_vec((m.nrows(), m.ncols()), values)
+        .map_err(value_error)?
+        .into_pyarray(py))
 }
 
 /// A bilinear network (f64 weights).
@@ -60,18 +99,13 @@ impl PyModel {
     fn forward<'py>(
         &self,
         py: Python<'py>,
-        x: PyReadonlyArray2<'py, f64>,
+        x: FloatMatrix<'py>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let x = to_mat(&x);
+        let x = x.to_mat();
         let y = py
             .detach(|| self.inner.forward(x.as_ref()))
             .map_err(value_error)?;
-        let rows: Vec<f64> = (0..y.nrows())
-            .flat_map(|i| (0..y.ncols()).map(move |j| (i, j)))
-            .map(|(i, j)| y[(i, j)])
-            .collect();
-        let array = Array2::from_shape_vec((y.nrows(), y.ncols()), rows).map_err(value_error)?;
-        Ok(array.into_pyarray(py))
+        to_numpy(py, &y)
     }
 
     /// Saves the model as a self-describing tensim safetensors checkpoint (f64).
@@ -93,18 +127,18 @@ impl PyModel {
 /// The single-layer classifier `y = P((L x) ⊙ (R x))` from `[h, d]`, `[h, d]`, `[o, h]` arrays.
 #[pyfunction]
 fn bilinear_classifier(
-    left: PyReadonlyArray2<'_, f64>,
-    right: PyReadonlyArray2<'_, f64>,
-    head: PyReadonlyArray2<'_, f64>,
+    left: FloatMatrix<'_>,
+    right: FloatMatrix<'_>,
+    head: FloatMatrix<'_>,
 ) -> PyResult<PyModel> {
-    let inner = Model::bilinear_classifier(to_mat(&left), to_mat(&right), to_mat(&head))
+    let inner = Model::bilinear_classifier(left.to_mat(), right.to_mat(), head.to_mat())
         .map_err(value_error)?;
     Ok(PyModel { inner })
 }
 
 fn optional_vec(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Vec<f64>>> {
     match d.get_item(key)? {
-        Some(v) if !v.is_none() => Ok(Some(to_vec(&v.extract::<PyReadonlyArray1<'_, f64>>()?))),
+        Some(v) if !v.is_none() => Ok(Some(v.extract::<FloatVector<'_>>()?.to_vec())),
         _ => Ok(None),
     }
 }
@@ -113,7 +147,7 @@ fn required_mat(d: &Bound<'_, PyDict>, key: &str, layer: usize) -> PyResult<Mat<
     let v = d
         .get_item(key)?
         .ok_or_else(|| PyValueError::new_err(format!("layer {layer}: missing `{key}`")))?;
-    Ok(to_mat(&v.extract::<PyReadonlyArray2<'_, f64>>()?))
+    Ok(v.extract::<FloatMatrix<'_>>()?.to_mat())
 }
 
 /// A model from a list of layer dicts:
@@ -141,8 +175,8 @@ fn model(layers: Vec<Bound<'_, PyDict>>) -> PyResult<PyModel> {
                 right_bias: optional_vec(d, "right_bias")?,
                 down_bias: optional_vec(d, "down_bias")?,
                 residual_scale: match d.get_item("residual_scale")? {
-                    Some(v) => v.extract()?,
-                    None => 1.0,
+                    Some(v) if !v.is_none() => v.extract()?,
+                    _ => 1.0,
                 },
             }),
             other => {
@@ -237,7 +271,7 @@ fn pair_similarity(a: &Model, b: &Model, metric: &Metric) -> tensim_core::Result
             let s = similarity(
                 &TensorPrepared::<f64>::new(a)?,
                 &TensorPrepared::<f64>::new(b)?,
-                Par::Seq,
+                Par::rayon(0),
             )?;
             check_class(*class, s.per_output.len())?;
             Ok((pick(s.clone(), *class), s.per_output))
@@ -246,7 +280,7 @@ fn pair_similarity(a: &Model, b: &Model, metric: &Metric) -> tensim_core::Result
             let s = similarity(
                 &GaussianPrepared::<f64>::with_centring(a, *centring)?,
                 &GaussianPrepared::<f64>::with_centring(b, *centring)?,
-                Par::Seq,
+                Par::rayon(0),
             )?;
             check_class(*class, s.per_output.len())?;
             Ok((pick(s.clone(), *class), s.per_output))
@@ -339,14 +373,7 @@ fn matrix<'py>(
     let m = py
         .detach(|| matrix_of(&refs, &metric))
         .map_err(value_error)?;
-    let n = m.nrows();
-    let values: Vec<f64> = (0..n)
-        .flat_map(|i| (0..n).map(move |j| (i, j)))
-        .map(|(i, j)| m[(i, j)])
-        .collect();
-    Ok(Array2::from_shape_vec((n, n), values)
-        .map_err(value_error)?
-        .into_pyarray(py))
+    to_numpy(py, &m)
 }
 
 #[pymodule]

@@ -9,7 +9,23 @@ import pytest
 
 import tensim
 
-TENSIM_BIN = os.environ.get("TENSIM_BIN", "tensim")
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+
+
+def find_cli():
+    """The `tensim` binary: $TENSIM_BIN, else a built one under <repo>/target, else one built now."""
+    if os.environ.get("TENSIM_BIN"):
+        return os.environ["TENSIM_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    for profile in ("debug", "release"):
+        path = os.path.join(target, profile, "tensim")
+        if os.path.exists(path):
+            return path
+    subprocess.run(["cargo", "build", "--quiet", "-p", "tensim"], cwd=REPO, check=True)
+    return os.path.join(target, "debug", "tensim")
+
+
+TENSIM_BIN = None
 
 
 def classifier(seed, d=12, h=6, o=4):
@@ -18,6 +34,9 @@ def classifier(seed, d=12, h=6, o=4):
 
 
 def cli(*args):
+    global TENSIM_BIN
+    if TENSIM_BIN is None:
+        TENSIM_BIN = find_cli()
     out = subprocess.run([TENSIM_BIN, *args], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
@@ -44,6 +63,20 @@ def test_matrix_is_symmetric_with_unit_diagonal():
     assert m.shape == (5, 5)
     assert np.allclose(np.diag(m), 1.0, atol=1e-12)
     assert np.array_equal(m, m.T)
+
+
+def test_float32_arrays_and_save_load_roundtrip():
+    L, R, P = classifier(5)
+    a = tensim.bilinear_classifier(L, R, P)
+    b = tensim.bilinear_classifier(L.astype(np.float32), R.astype(np.float32), P.astype(np.float32))
+    assert abs(tensim.similarity(a, b) - 1.0) < 1e-6
+    x = np.random.default_rng(6).normal(size=(4, L.shape[1]))
+    assert np.allclose(a.forward(x), ((x @ L.T) * (x @ R.T)) @ P.T, rtol=1e-12)
+    assert np.allclose(a.forward(x.astype(np.float32)), a.forward(x), rtol=1e-5)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "a.safetensors")
+        a.save(path)
+        assert np.array_equal(tensim.load(path).forward(x), a.forward(x))
 
 
 def test_forward_and_general_models():
@@ -73,7 +106,8 @@ def test_numbers_equal_the_cli():
         assert values["gaussian"] == tensim.similarity(models[0], models[1], metric="gaussian")
         assert values["matrix_cosine"] == tensim.similarity(models[0], models[1], metric="matrix-cosine")
         assert doc["per_class"]["tensor"] == list(tensim.slices(models[0], models[1]))
-        for metric in ("tensor", "gaussian", "slice:2"):
+        assert doc["per_class"]["gaussian"] == list(tensim.slices(models[0], models[1], metric="gaussian"))
+        for metric in ("tensor", "gaussian", "slice:2", "gaussian-slice:1", "matrix-cosine"):
             cli_matrix = np.array(cli("matrix", *paths, "--metric", metric, "--json")["matrix"])
             assert np.array_equal(cli_matrix, tensim.matrix(models, metric=metric)), metric
         loaded = tensim.load(paths[0])
