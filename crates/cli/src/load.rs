@@ -109,7 +109,7 @@ const CHECKPOINT_EXTENSIONS: [&str; 5] = ["safetensors", "pt", "pth", "bin", "np
 
 /// Files named by the arguments: files as given; a directory's checkpoint
 /// files and a glob pattern's matches sorted by step (metadata or name).
-fn expand(args: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
+pub fn expand(args: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
     for arg in args {
         let text = arg.to_string_lossy();

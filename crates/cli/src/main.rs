@@ -11,6 +11,7 @@ mod load;
 mod matrix;
 mod metric;
 mod progress;
+mod transformer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ enum Command {
         /// Monte-Carlo samples for the sampled Gaussian estimate (0 to skip).
         #[arg(long, default_value_t = 20_000)]
         samples: usize,
+        /// Gaussian input positions for transformer checkpoints (default 4, at most the context).
+        #[arg(long)]
+        positions: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, value_enum, default_value_t = Precision::F64)]
@@ -78,6 +82,9 @@ enum Command {
         inputs: Option<PathBuf>,
         #[arg(long, default_value_t = 20_000)]
         samples: usize,
+        /// Gaussian input positions for transformer checkpoints (default 4, at most the context).
+        #[arg(long)]
+        positions: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, value_enum, default_value_t = Precision::F64)]
@@ -246,9 +253,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             arch,
             inputs,
             samples,
+            positions,
             seed,
             precision,
             json,
+        } if arch.is_none()
+            && inputs.is_none()
+            && transformer::names_transformers(std::slice::from_ref(&a))? =>
+        {
+            let _ = precision;
+            transformer::compare(&a, &b, positions, samples, seed, json)
+        }
+        Command::Compare {
+            a,
+            b,
+            arch,
+            inputs,
+            samples,
+            seed,
+            precision,
+            json,
+            ..
         } => compare::run(&compare::Options {
             a,
             b,
@@ -261,6 +286,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Matrix {
             checkpoints,
+            arch: None,
+            metric,
+            output,
+            samples,
+            positions,
+            seed,
+            json,
+            ..
+        } if transformer::names_transformers(&checkpoints)? => transformer::matrix(
+            &checkpoints,
+            &transformer::MatrixOptions {
+                metric: &metric,
+                positions,
+                samples,
+                seed,
+                output: output.as_deref(),
+                json,
+            },
+        ),
+        Command::Matrix {
+            checkpoints,
             arch,
             metric,
             output,
@@ -269,6 +315,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             precision,
             json,
+            ..
         } => matrix::run(&matrix::Options {
             checkpoints,
             arch,

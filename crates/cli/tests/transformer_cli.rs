@@ -1,0 +1,167 @@
+//! `tensim compare` and `tensim matrix` on transformer checkpoints: the
+//! numbers equal the core's, matrices are symmetric with unit diagonal, and
+//! mixing kinds or architectures is refused.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tensim_core::sequence::sequence_similarity;
+use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_io::{save_checkpoint, save_transformer_checkpoint, CheckpointMeta, StoredDtype};
+
+fn tensim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tensim"))
+        .args(args)
+        .output()
+        .expect("run tensim")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+fn shape(context: usize) -> TransformerShape {
+    TransformerShape {
+        vocab: 6,
+        d_model: 4,
+        heads: 2,
+        head_dim: 2,
+        context,
+        mask: Mask::Causal,
+        rotary_base: 1e4,
+        blocks: vec![BlockShape {
+            attention_bias: false,
+            attention_residual: 0.5,
+            mlp: None,
+        }],
+    }
+}
+
+fn save(dir: &Path, name: &str, model: &Transformer, step: u64) -> String {
+    let path = dir.join(name);
+    let meta = CheckpointMeta {
+        step: Some(step),
+        ..CheckpointMeta::default()
+    };
+    save_transformer_checkpoint(&path, model, &meta, StoredDtype::F64).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn compare_and_matrix_of_transformer_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let models: Vec<Transformer> = (0..3).map(|s| shape(4).random_model(s).unwrap()).collect();
+    let paths: Vec<String> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            save(
+                dir.path(),
+                &format!("ckpt-{i}.safetensors"),
+                m,
+                100 * i as u64,
+            )
+        })
+        .collect();
+
+    let doc = json_of(&tensim(&[
+        "compare",
+        &paths[0],
+        &paths[1],
+        "--json",
+        "--samples",
+        "2000",
+    ]));
+    assert_eq!(doc["kind"], "transformer");
+    assert_eq!(doc["positions"], 4);
+    assert_eq!(doc["gaussian_exact"], true);
+    let expected = sequence_similarity(&models[0], &models[1], 4)
+        .unwrap()
+        .0
+        .total;
+    let got = doc["values"]["gaussian"].as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+    assert!(doc["values"]["monte_carlo"]["std_error"].as_f64().unwrap() > 0.0);
+
+    let out_csv = dir.path().join("m.csv");
+    let doc = json_of(&tensim(&[
+        "matrix",
+        dir.path().to_str().unwrap(),
+        "--positions",
+        "3",
+        "-o",
+        out_csv.to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(out_csv.exists());
+    assert_eq!(doc["labels"][2], "step 200");
+    let m: Vec<Vec<f64>> = serde_json::from_value(doc["matrix"].clone()).unwrap();
+    for i in 0..3 {
+        assert!((m[i][i] - 1.0).abs() < 1e-12);
+        for j in 0..3 {
+            assert_eq!(m[i][j].to_bits(), m[j][i].to_bits());
+        }
+    }
+    let expected = sequence_similarity(&models[0], &models[2], 3)
+        .unwrap()
+        .0
+        .total;
+    assert!((m[0][2] - expected).abs() < 1e-12);
+
+    for metric in ["slice:2", "matrix-cosine"] {
+        let doc = json_of(&tensim(&[
+            "matrix", &paths[0], &paths[1], "--metric", metric, "--json",
+        ]));
+        let m: Vec<Vec<f64>> = serde_json::from_value(doc["matrix"].clone()).unwrap();
+        assert!((m[1][1] - 1.0).abs() < 1e-12, "{metric}");
+    }
+    let out = tensim(&["matrix", &paths[0], &paths[1], "--metric", "cka"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available for transformer"));
+}
+
+#[test]
+fn mixed_kinds_and_architectures_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(
+        dir.path(),
+        "a.safetensors",
+        &shape(4).random_model(1).unwrap(),
+        0,
+    );
+    let b = save(
+        dir.path(),
+        "b.safetensors",
+        &shape(5).random_model(2).unwrap(),
+        1,
+    );
+    let out = tensim(&["compare", &a, &b]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different transformer architectures"), "{err}");
+
+    let mlp = tensim_core::Architecture {
+        layers: vec![tensim_core::LayerShape::Linear {
+            input: 6,
+            output: 6,
+            bias: false,
+        }],
+    }
+    .random_model(3)
+    .unwrap();
+    let c = dir.path().join("c.safetensors");
+    save_checkpoint(&c, &mlp, &CheckpointMeta::default(), StoredDtype::F64).unwrap();
+    let out = tensim(&["matrix", &a, c.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sequential") && err.contains("c.safetensors"),
+        "{err}"
+    );
+}
