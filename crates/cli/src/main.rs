@@ -214,6 +214,23 @@ enum ExperimentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bilinear-attention transformers on Shakespeare, exact similarity through
+    /// attention and n-gram scores (EXPERIMENTS §4).
+    Language {
+        #[arg(long, default_value = "runs/language")]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        quick: bool,
+        /// Training steps per model (default 3,000).
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Grokking modular addition, frequencies from weights (EXPERIMENTS §3).
     Grokking {
         #[arg(long, default_value = "runs/grokking")]
@@ -408,6 +425,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     o.remove9_vs_add9,
                     o.readd9_vs_add9,
                     o.remove9_class_change[0].0
+                )
+            })
+        }
+        Command::Experiment(ExperimentCommand::Language {
+            out,
+            force,
+            quick,
+            steps,
+            seed,
+            json,
+        }) => {
+            let o = experiment::language::run(&experiment::language::Options {
+                out,
+                force,
+                quick,
+                steps,
+                seed,
+            })?;
+            print_outcome(json, &o, || {
+                let parts: Vec<String> = o
+                    .models
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} layer(s): held-out loss {:.3}, n-gram scores {:.2}/{:.2}/{:.2}",
+                            m.layers,
+                            m.final_heldout_loss,
+                            m.final_ngram_scores[0],
+                            m.final_ngram_scores[1],
+                            m.final_ngram_scores[2]
+                        )
+                    })
+                    .collect();
+                format!(
+                    "language run written to {} in {:.0} s: {} (report.md)",
+                    o.run_dir.display(),
+                    o.seconds_total,
+                    parts.join("; ")
                 )
             })
         }

@@ -6,5 +6,6 @@ pub mod backdoor_report;
 pub mod figures;
 pub mod forgetting;
 pub mod grokking;
+pub mod language;
 pub mod run_dir;
 pub mod similarity_suite;
