@@ -288,24 +288,7 @@ impl Model {
     pub fn from_parameters(arch: &Architecture, values: Vec<Vec<f64>>) -> Result<Self> {
         arch.validate()?;
         let specs = arch.parameter_specs();
-        if specs.len() != values.len() {
-            return Err(Error::Invalid(format!(
-                "architecture has {} parameter tensors, {} given",
-                specs.len(),
-                values.len()
-            )));
-        }
-        for (spec, v) in specs.iter().zip(&values) {
-            let expected: usize = spec.shape.iter().product();
-            if v.len() != expected {
-                return Err(Error::Shape {
-                    tensor: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                    found: vec![v.len()],
-                });
-            }
-            check_finite(&spec.name, v)?;
-        }
+        check_parameter_values(&specs, &values)?;
         let mut it = specs.into_iter().zip(values);
         let mut next = move || it.next().expect("counted above");
         let matrix = |(spec, v): (ParameterSpec, Vec<f64>)| {
@@ -489,23 +472,51 @@ impl Model {
         for layer in &self.layers {
             x = match layer {
                 Layer::Linear(l) => affine_rows(x.as_ref(), l.weight.as_ref(), l.bias.as_deref()),
-                Layer::Bilinear(b) => {
-                    let u = affine_rows(x.as_ref(), b.left.as_ref(), b.left_bias.as_deref());
-                    let v = affine_rows(x.as_ref(), b.right.as_ref(), b.right_bias.as_deref());
-                    let hidden = Mat::from_fn(u.nrows(), u.ncols(), |i, j| u[(i, j)] * v[(i, j)]);
-                    let y = affine_rows(hidden.as_ref(), b.down.as_ref(), b.down_bias.as_deref());
-                    let s = b.residual_scale;
-                    if s < 1.0 {
-                        Mat::from_fn(y.nrows(), y.ncols(), |i, j| {
-                            (1.0 - s) * x[(i, j)] + s * y[(i, j)]
-                        })
-                    } else {
-                        y
-                    }
-                }
+                Layer::Bilinear(b) => bilinear_rows(x.as_ref(), b),
             };
         }
         Ok(x)
+    }
+}
+
+/// Checks that `values` holds one tensor per spec, each of the spec's size
+/// and finite.
+pub(crate) fn check_parameter_values(specs: &[ParameterSpec], values: &[Vec<f64>]) -> Result<()> {
+    if specs.len() != values.len() {
+        return Err(Error::Invalid(format!(
+            "architecture has {} parameter tensors, {} given",
+            specs.len(),
+            values.len()
+        )));
+    }
+    for (spec, v) in specs.iter().zip(values) {
+        let expected: usize = spec.shape.iter().product();
+        if v.len() != expected {
+            return Err(Error::Shape {
+                tensor: spec.name.clone(),
+                expected: spec.shape.clone(),
+                found: vec![v.len()],
+            });
+        }
+        check_finite(&spec.name, v)?;
+    }
+    Ok(())
+}
+
+/// A bilinear block on a batch of row vectors:
+/// `(1−s)·x + s·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (no mixing when `s = 1`).
+pub(crate) fn bilinear_rows(x: MatRef<'_, f64>, b: &Bilinear) -> Mat<f64> {
+    let u = affine_rows(x, b.left.as_ref(), b.left_bias.as_deref());
+    let v = affine_rows(x, b.right.as_ref(), b.right_bias.as_deref());
+    let hidden = Mat::from_fn(u.nrows(), u.ncols(), |i, j| u[(i, j)] * v[(i, j)]);
+    let y = affine_rows(hidden.as_ref(), b.down.as_ref(), b.down_bias.as_deref());
+    let s = b.residual_scale;
+    if s < 1.0 {
+        Mat::from_fn(y.nrows(), y.ncols(), |i, j| {
+            (1.0 - s) * x[(i, j)] + s * y[(i, j)]
+        })
+    } else {
+        y
     }
 }
 

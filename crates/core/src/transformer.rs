@@ -561,23 +561,7 @@ impl Transformer {
     pub fn from_parameters(shape: &TransformerShape, values: Vec<Vec<f64>>) -> Result<Self> {
         shape.validate()?;
         let specs = shape.parameter_specs();
-        if specs.len() != values.len() {
-            return Err(Error::Invalid(format!(
-                "expected {} tensors, found {}",
-                specs.len(),
-                values.len()
-            )));
-        }
-        for (spec, v) in specs.iter().zip(&values) {
-            let expected: usize = spec.shape.iter().product();
-            if v.len() != expected {
-                return Err(Error::Shape {
-                    tensor: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                    found: vec![v.len()],
-                });
-            }
-        }
+        crate::model::check_parameter_values(&specs, &values)?;
         let mut reader = Reader {
             tensors: specs.into_iter().zip(values).collect(),
         };
@@ -673,11 +657,7 @@ impl Transformer {
             let z = a.mix(r.as_ref(), self.mask, self.rotary_base);
             r = lerp(r.as_ref(), z.as_ref(), a.residual_scale);
             if let Some(m) = &b.mlp {
-                let u = affine_rows(r.as_ref(), m.left.as_ref(), m.left_bias.as_deref());
-                let v = affine_rows(r.as_ref(), m.right.as_ref(), m.right_bias.as_deref());
-                let hidden = Mat::from_fn(u.nrows(), u.ncols(), |i, j| u[(i, j)] * v[(i, j)]);
-                let y = affine_rows(hidden.as_ref(), m.down.as_ref(), m.down_bias.as_deref());
-                r = lerp(r.as_ref(), y.as_ref(), m.residual_scale);
+                r = crate::model::bilinear_rows(r.as_ref(), m);
             }
         }
         Ok(affine_rows(r.as_ref(), self.unembed.as_ref(), None))
