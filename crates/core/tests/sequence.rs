@@ -1,6 +1,7 @@
 //! Exact Gaussian similarity of bilinear-attention transformers (MATH.md §3,
 //! sequences): Monte-Carlo agreement, self-similarity, symmetry, the
-//! invariances of attention, the mirror reduction, and bad input.
+//! invariances of attention, the mirror reduction, the factorised Wick sum,
+//! and bad input.
 
 use std::sync::Arc;
 
@@ -150,6 +151,31 @@ fn mirror_reduction_equals_the_full_sum() {
         let full = pa.raw_inner(&pa, Par::Seq).unwrap();
         for (x, y) in reduced.iter().zip(&full) {
             assert!((x - y).abs() <= 1e-12 * x.abs().max(1e-300), "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn crossings_of_within_model_reductions_equal_every_matching() {
+    // The fast path sums crossings between each model's within-model
+    // reductions; the reference contracts every partial matching of the
+    // joined legs (with means: biases, and the stream after an MLP).
+    for s in [
+        shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 2),
+        shape(false, 1.0, Mask::Full, None, 1),
+        shape(false, 0.3, Mask::Causal, Some((5, false, 0.4)), 2),
+    ] {
+        let a = s.random_model(4).unwrap();
+        let b = perturbed(&a, 0.3, 5);
+        let geometry = Arc::new(SequenceGeometry::new(&s, 3).unwrap());
+        let pa = SequencePrepared::new(&a, geometry.clone()).unwrap();
+        let pb = SequencePrepared::new(&b, geometry).unwrap();
+        let fast = pa.raw_inner(&pb, Par::Seq).unwrap();
+        let full = pa.raw_inner_by_full_matchings(&pb).unwrap();
+        let scale = full.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        assert!(scale > 0.0);
+        for (x, y) in fast.iter().zip(&full) {
+            assert!((x - y).abs() <= 1e-12 * scale, "{x} vs {y}");
         }
     }
 }
