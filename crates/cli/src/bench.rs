@@ -203,24 +203,8 @@ fn peak_memory_mib() -> Option<f64> {
 fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Case>) -> Result<()> {
     use std::sync::Arc;
     use tensim_core::sequence::{SequenceGeometry, SequencePrepared};
-    use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
-    let shape = TransformerShape {
-        vocab: 64,
-        d_model: 32,
-        heads: 2,
-        head_dim: 16,
-        context: 8,
-        mask: Mask::Causal,
-        rotary_base: 1e4,
-        blocks: vec![
-            BlockShape {
-                attention_bias: false,
-                attention_residual: 0.35,
-                mlp: Some((64, false, 0.35)),
-            };
-            layers
-        ],
-    };
+    use tensim_core::transformer::TransformerShape;
+    let shape = TransformerShape::benchmark(layers);
     let size = format!("{layers} layer(s), {positions} positions");
     let models: Vec<_> = (0..n)
         .map(|s| shape.random_model(s as u64))
@@ -337,7 +321,8 @@ pub fn run(
             "cases": cases.iter().map(|c| json!({
                 "case": c.name, "precision": c.precision, "size": c.size,
                 "median_seconds": c.median_s, "min_seconds": c.min_s,
-                "gflop": c.flops / 1e9, "gflops_per_second": c.flops / c.median_s / 1e9,
+                "gflop": (c.flops > 0.0).then(|| c.flops / 1e9),
+                "gflops_per_second": (c.flops > 0.0).then(|| c.flops / c.median_s / 1e9),
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -358,14 +343,19 @@ pub fn run(
         } else {
             format!("{:.3} s", c.median_s)
         };
+        // The transformer cases count no flops (many small contractions of
+        // varying shapes), so their columns stay blank rather than read 0.
+        let (gflop, rate) = if c.flops > 0.0 {
+            (
+                format!("{:.3}", c.flops / 1e9),
+                format!("{:.2}", c.flops / c.median_s / 1e9),
+            )
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
         println!(
-            "{:<40} {:>5} {:>28} {:>12} {:>10.3} {:>9.2}",
-            c.name,
-            c.precision,
-            c.size,
-            t,
-            c.flops / 1e9,
-            c.flops / c.median_s / 1e9
+            "{:<40} {:>5} {:>28} {:>12} {:>10} {:>9}",
+            c.name, c.precision, c.size, t, gflop, rate
         );
     }
     if let Some(mib) = peak_memory_mib() {

@@ -274,76 +274,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             precision,
             json,
-        } if arch.is_none()
-            && inputs.is_none()
-            && transformer::names_transformers(std::slice::from_ref(&a))? =>
-        {
-            let _ = precision;
-            transformer::compare(&a, &b, positions, samples, seed, json)
+        } => {
+            // Transformer checkpoints (kind: transformer) take the sequence metrics.
+            if arch.is_none()
+                && inputs.is_none()
+                && transformer::names_transformers(std::slice::from_ref(&a))?
+            {
+                return transformer::compare(&a, &b, positions, samples, seed, json);
+            }
+            compare::run(&compare::Options {
+                a,
+                b,
+                arch,
+                inputs,
+                samples,
+                seed,
+                precision,
+                json,
+            })
         }
-        Command::Compare {
-            a,
-            b,
-            arch,
-            inputs,
-            samples,
-            seed,
-            precision,
-            json,
-            ..
-        } => compare::run(&compare::Options {
-            a,
-            b,
-            arch,
-            inputs,
-            samples,
-            seed,
-            precision,
-            json,
-        }),
         Command::Matrix {
             checkpoints,
-            arch: None,
+            arch,
             metric,
             output,
+            inputs,
             samples,
             positions,
             seed,
+            precision,
             json,
-            ..
-        } if transformer::names_transformers(&checkpoints)? => transformer::matrix(
-            &checkpoints,
-            &transformer::MatrixOptions {
-                metric: &metric,
-                positions,
+        } => {
+            if arch.is_none() && transformer::names_transformers(&checkpoints)? {
+                return transformer::matrix(
+                    &checkpoints,
+                    &transformer::MatrixOptions {
+                        metric: &metric,
+                        positions,
+                        samples,
+                        seed,
+                        output: output.as_deref(),
+                        json,
+                    },
+                );
+            }
+            matrix::run(&matrix::Options {
+                checkpoints,
+                arch,
+                metric,
+                output,
+                inputs,
                 samples,
                 seed,
-                output: output.as_deref(),
+                precision,
                 json,
-            },
-        ),
-        Command::Matrix {
-            checkpoints,
-            arch,
-            metric,
-            output,
-            inputs,
-            samples,
-            seed,
-            precision,
-            json,
-            ..
-        } => matrix::run(&matrix::Options {
-            checkpoints,
-            arch,
-            metric,
-            output,
-            inputs,
-            samples,
-            seed,
-            precision,
-            json,
-        }),
+            })
+        }
         Command::Diff {
             checkpoints,
             arch,
@@ -511,7 +497,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Experiment(ExperimentCommand::Language { .. })
+    ) && std::env::var_os("CANDLE_NUM_THREADS").is_none()
+    {
+        // The language models are small: candle's thread pool costs more than
+        // it gains (about 5x fewer steps/s on 2 cores). Set before any thread
+        // starts; the user's own setting wins.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tensim: error: {e:#}");

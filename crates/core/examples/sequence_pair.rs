@@ -7,7 +7,7 @@ use std::time::Instant;
 use faer::Par;
 use tensim_core::sequence::{SequenceGeometry, SequencePrepared};
 use tensim_core::similarity::similarity;
-use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
+use tensim_core::transformer::TransformerShape;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args()
@@ -16,23 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let layers = args.first().copied().unwrap_or(1);
     let positions = args.get(1).copied().unwrap_or(4);
-    let shape = TransformerShape {
-        vocab: 64,
-        d_model: 32,
-        heads: 2,
-        head_dim: 16,
-        context: 8,
-        mask: Mask::Causal,
-        rotary_base: 1e4,
-        blocks: vec![
-            BlockShape {
-                attention_bias: false,
-                attention_residual: 0.35,
-                mlp: Some((64, false, 0.35)),
-            };
-            layers
-        ],
-    };
+    let shape = TransformerShape::benchmark(layers);
     let a = shape.random_model(1)?;
     let b = shape.random_model(2)?;
     let t = Instant::now();

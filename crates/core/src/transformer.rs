@@ -287,6 +287,30 @@ fn uniform_linear(rows: usize, cols: usize, bias: bool, rng: &mut StdRng) -> Lin
 }
 
 impl TransformerShape {
+    /// The benchmark architecture of the transformer metrics: vocab 64,
+    /// d_model 32, 2 heads of 16, context 8, causal mask, and `layers` blocks
+    /// of bilinear attention (no biases, residual 0.35) and a bilinear MLP of
+    /// 64 units (no biases, residual 0.35).
+    pub fn benchmark(layers: usize) -> Self {
+        TransformerShape {
+            vocab: 64,
+            d_model: 32,
+            heads: 2,
+            head_dim: 16,
+            context: 8,
+            mask: Mask::Causal,
+            rotary_base: 1e4,
+            blocks: vec![
+                BlockShape {
+                    attention_bias: false,
+                    attention_residual: 0.35,
+                    mlp: Some((64, false, 0.35)),
+                };
+                layers
+            ],
+        }
+    }
+
     /// Checks widths, residual scales and the rotary half split.
     pub fn validate(&self) -> Result<()> {
         if self.vocab == 0 || self.d_model == 0 || self.heads == 0 || self.context == 0 {

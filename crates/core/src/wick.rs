@@ -5,33 +5,10 @@
 
 /// Every perfect matching of legs `0..n` (n even), each as sorted pairs.
 pub fn perfect_matchings(n: usize) -> Vec<Vec<(usize, usize)>> {
-    fn extend(
-        free: &[usize],
-        current: &mut Vec<(usize, usize)>,
-        out: &mut Vec<Vec<(usize, usize)>>,
-    ) {
-        let Some((&first, rest)) = free.split_first() else {
-            out.push(current.clone());
-            return;
-        };
-        for (k, &partner) in rest.iter().enumerate() {
-            let remaining: Vec<usize> = rest
-                .iter()
-                .enumerate()
-                .filter(|&(m, _)| m != k)
-                .map(|(_, &x)| x)
-                .collect();
-            current.push((first, partner));
-            extend(&remaining, current, out);
-            current.pop();
-        }
-    }
-    let mut out = Vec::new();
-    if n % 2 == 0 {
-        let legs: Vec<usize> = (0..n).collect();
-        extend(&legs, &mut Vec::with_capacity(n / 2), &mut out);
-    }
-    out
+    matchings(n, false)
+        .into_iter()
+        .map(|(pairs, _)| pairs)
+        .collect()
 }
 
 /// `E[x_1 ⋯ x_n]` for a centred Gaussian with covariance `cov(i, j)` of leg
@@ -50,19 +27,28 @@ pub type PartialMatching = (Vec<(usize, usize)>, Vec<usize>);
 /// left unmatched (whose means enter the moment). `T(n)` of them (1, 1, 2,
 /// 4, 10, 26, 76, …, 9496 for 10 legs).
 pub fn partial_matchings(n: usize) -> Vec<PartialMatching> {
+    matchings(n, true)
+}
+
+/// Matchings of legs `0..n`, with unmatched legs when `singles` is set
+/// (perfect ones only otherwise). The first free leg is left unmatched or
+/// paired with each later free leg in turn, so every matching comes once.
+fn matchings(n: usize, singles: bool) -> Vec<PartialMatching> {
     fn extend(
         free: &[usize],
-        pairs: &mut Vec<(usize, usize)>,
-        singles: &mut Vec<usize>,
+        singles_allowed: bool,
+        current: &mut PartialMatching,
         out: &mut Vec<PartialMatching>,
     ) {
         let Some((&first, rest)) = free.split_first() else {
-            out.push((pairs.clone(), singles.clone()));
+            out.push(current.clone());
             return;
         };
-        singles.push(first);
-        extend(rest, pairs, singles, out);
-        singles.pop();
+        if singles_allowed {
+            current.1.push(first);
+            extend(rest, singles_allowed, current, out);
+            current.1.pop();
+        }
         for (k, &partner) in rest.iter().enumerate() {
             let remaining: Vec<usize> = rest
                 .iter()
@@ -70,14 +56,14 @@ pub fn partial_matchings(n: usize) -> Vec<PartialMatching> {
                 .filter(|&(m, _)| m != k)
                 .map(|(_, &x)| x)
                 .collect();
-            pairs.push((first, partner));
-            extend(&remaining, pairs, singles, out);
-            pairs.pop();
+            current.0.push((first, partner));
+            extend(&remaining, singles_allowed, current, out);
+            current.0.pop();
         }
     }
     let mut out = Vec::new();
     let legs: Vec<usize> = (0..n).collect();
-    extend(&legs, &mut Vec::new(), &mut Vec::new(), &mut out);
+    extend(&legs, singles, &mut (Vec::new(), Vec::new()), &mut out);
     out
 }
 

@@ -5,9 +5,37 @@
 //! `y = (1−s)·x + s·(((x L̂ᵀ) ⊙ (x R̂ᵀ)) Dᵀ + b_D)`. Training runs in f32.
 
 use candle_core::{DType, Device, Tensor, Var};
-use tensim_core::{Architecture, LayerShape, Model};
+use tensim_core::{Architecture, LayerShape, Model, ParameterSpec};
 
-use crate::Result;
+use crate::{Result, TrainError};
+
+/// One f32 [`Var`] per parameter spec from f64 values in spec order (a
+/// count mismatch is an error that names both counts).
+pub(crate) fn vars_from_values(
+    specs: &[ParameterSpec],
+    values: Vec<Vec<f64>>,
+    device: &Device,
+) -> Result<Vec<Var>> {
+    if values.len() != specs.len() {
+        return Err(TrainError::Invalid(format!(
+            "the model has {} parameter tensors but its shape declares {} (inconsistent biases?)",
+            values.len(),
+            specs.len()
+        )));
+    }
+    specs
+        .iter()
+        .zip(values)
+        .map(|(spec, values)| {
+            let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            Ok(Var::from_tensor(&Tensor::from_vec(
+                data,
+                spec.shape.as_slice(),
+                device,
+            )?)?)
+        })
+        .collect()
+}
 
 /// Trainable parameters, one [`Var`] per tensor of
 /// [`Architecture::parameter_specs`], in that order.
@@ -27,19 +55,7 @@ impl Network {
     /// Parameters copied from a core model (rounded to f32).
     pub fn from_model(model: &Model, device: &Device) -> Result<Self> {
         let arch = model.architecture();
-        let vars = arch
-            .parameter_specs()
-            .iter()
-            .zip(model.parameters())
-            .map(|(spec, values)| {
-                let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-                Ok(Var::from_tensor(&Tensor::from_vec(
-                    data,
-                    spec.shape.as_slice(),
-                    device,
-                )?)?)
-            })
-            .collect::<Result<_>>()?;
+        let vars = vars_from_values(&arch.parameter_specs(), model.parameters(), device)?;
         Ok(Network {
             arch,
             vars,

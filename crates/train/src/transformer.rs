@@ -25,6 +25,7 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use tensim_core::transformer::{Transformer, TransformerShape};
 
+use crate::network::vars_from_values;
 use crate::{Result, TrainError};
 
 /// Trainable parameters of a transformer, one [`Var`] per parameter spec.
@@ -53,26 +54,7 @@ impl TransformerNetwork {
     pub fn from_transformer(model: &Transformer, device: &Device) -> Result<Self> {
         let shape = model.shape();
         let specs = shape.parameter_specs();
-        let parameters = model.parameters();
-        if parameters.len() != specs.len() {
-            return Err(TrainError::Invalid(format!(
-                "the model has {} parameter tensors but its shape declares {} (inconsistent biases?)",
-                parameters.len(),
-                specs.len()
-            )));
-        }
-        let vars = specs
-            .iter()
-            .zip(parameters)
-            .map(|(spec, values)| {
-                let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-                Ok(Var::from_tensor(&Tensor::from_vec(
-                    data,
-                    spec.shape.as_slice(),
-                    device,
-                )?)?)
-            })
-            .collect::<Result<_>>()?;
+        let vars = vars_from_values(&specs, model.parameters(), device)?;
         let (cos, sin) = rotary_tables(&shape, device)?;
         let mask = mask_table(&shape, device)?;
         Ok(TransformerNetwork {

@@ -109,18 +109,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         eigenvectors: 4,
         seed: opts.seed,
     };
-    let schedule = Schedule::Power {
-        count: s.checkpoints,
-        exponent: s.schedule_exponent,
-    }
-    .steps(s.steps)?;
-    if schedule.len() < 4 {
-        anyhow::bail!(
-            "--steps {} gives {} checkpoints: too few to look for a phase change (at least 4 needed)",
-            s.steps,
-            schedule.len()
-        );
-    }
+    let schedule = super::checkpoint_steps(
+        Schedule::Power {
+            count: s.checkpoints,
+            exponent: s.schedule_exponent,
+        },
+        s.steps,
+    )?;
     let run = RunDir::create(&opts.out, opts.force)?;
     run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
     let p = s.modulus;

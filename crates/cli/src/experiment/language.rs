@@ -193,17 +193,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         gaussian_samples: if opts.quick { 32 } else { 256 },
         seed: opts.seed,
     };
-    let schedule = Schedule::Log {
-        count: s.checkpoints,
-    }
-    .steps(s.steps)?;
-    if schedule.len() < 4 {
-        anyhow::bail!(
-            "--steps {} gives {} distinct log-spaced checkpoints; at least 4 are needed",
-            s.steps,
-            schedule.len()
-        );
-    }
+    let schedule = super::checkpoint_steps(
+        Schedule::Log {
+            count: s.checkpoints,
+        },
+        s.steps,
+    )?;
     let run = RunDir::create(&opts.out, opts.force)?;
     run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
     run.write_text("tokenizer.json", &tokenizer.to_json())?;
