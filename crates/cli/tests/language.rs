@@ -43,6 +43,8 @@ fn quick_language_run_writes_everything() {
         "tokenizer.json",
         "figures/1-layer.png",
         "figures/2-layer.png",
+        "figures/1-layer-loss.png",
+        "figures/2-layer-residual.png",
     ] {
         assert!(out.join(file).exists(), "{file}");
     }
@@ -51,6 +53,7 @@ fn quick_language_run_writes_everything() {
             "gaussian",
             "output-cosine-text",
             "output-cosine-gaussian",
+            "output-cosine-residual",
             "matrix-cosine",
         ] {
             let csv =

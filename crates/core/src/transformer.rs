@@ -675,7 +675,34 @@ impl Transformer {
                 self.context
             )));
         }
-        let mut r = affine_rows(x, self.embed.as_ref(), None);
+        self.forward_residual(self.embed(x).as_ref())
+    }
+
+    /// The residual stream entering the first block, `x Eᵀ` (`n × d_model`),
+    /// for inputs `x` of `n × vocab` (not checked here; see [`Self::forward`]).
+    pub fn embed(&self, x: MatRef<'_, f64>) -> Mat<f64> {
+        affine_rows(x, self.embed.as_ref(), None)
+    }
+
+    /// Logits `n × vocab` from a residual stream `r` (`n × d_model`) entering
+    /// the first block: the blocks and the unembedding, without the
+    /// embedding. `forward(x) == forward_residual(embed(x))`.
+    pub fn forward_residual(&self, r: MatRef<'_, f64>) -> Result<Mat<f64>> {
+        if r.ncols() != self.d_model() {
+            return Err(Error::Mismatch {
+                what: "residual-stream width",
+                a: format!("{} (model d_model)", self.d_model()),
+                b: format!("{} (inputs)", r.ncols()),
+            });
+        }
+        if r.nrows() == 0 || r.nrows() > self.context {
+            return Err(Error::Invalid(format!(
+                "a sequence of {} positions does not fit the context of {}",
+                r.nrows(),
+                self.context
+            )));
+        }
+        let mut r = r.to_owned();
         for b in &self.blocks {
             let a = &b.attention;
             let z = a.mix(r.as_ref(), self.mask, self.rotary_base);

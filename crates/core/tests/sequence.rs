@@ -404,3 +404,27 @@ fn inconsistent_biases_and_bad_rotary_bases_are_refused() {
     t.rotary_base = 0.0;
     assert!(rebuild(&t).unwrap_err().to_string().contains("rotary_base"));
 }
+
+#[test]
+fn forward_from_the_residual_stream_skips_only_the_embedding() {
+    let s = TransformerShape::benchmark(2);
+    let t = s.random_model(5).unwrap();
+    let x = Mat::from_fn(6, s.vocab, |i, j| ((i * 31 + j * 7) as f64 * 0.13).cos());
+    let direct = t.forward(x.as_ref()).unwrap();
+    let via_residual = t.forward_residual(t.embed(x.as_ref()).as_ref()).unwrap();
+    assert_eq!((direct.nrows(), direct.ncols()), (6, s.vocab));
+    for i in 0..6 {
+        for j in 0..s.vocab {
+            assert!((direct[(i, j)] - via_residual[(i, j)]).abs() < 1e-12);
+        }
+    }
+    // Token-space inputs are not a residual stream: the error names both widths.
+    let err = t.forward_residual(x.as_ref()).unwrap_err().to_string();
+    assert!(
+        err.contains("32") && err.contains(&s.vocab.to_string()),
+        "{err}"
+    );
+    // Longer than the context: refused.
+    let long = Mat::<f64>::zeros(s.context + 1, s.d_model);
+    assert!(t.forward_residual(long.as_ref()).is_err());
+}

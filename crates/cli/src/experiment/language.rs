@@ -144,11 +144,15 @@ fn parameter_vector(t: &Transformer) -> Vec<f64> {
     t.parameters().into_iter().flatten().collect()
 }
 
-/// Core-model logits (f64) of many sequences, flattened.
-fn flat_logits(model: &Transformer, inputs: &[Mat<f64>]) -> Result<Vec<f64>> {
+/// Logits (f64) of many sequences, flattened; `forward` maps one input
+/// sequence to its `n × vocab` logits.
+fn flat_logits(
+    inputs: &[Mat<f64>],
+    forward: impl Fn(&Mat<f64>) -> tensim_core::Result<Mat<f64>>,
+) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for x in inputs {
-        let y = model.forward(x.as_ref())?;
+        let y = forward(x)?;
         for i in 0..y.nrows() {
             for j in 0..y.ncols() {
                 out.push(y[(i, j)]);
@@ -306,7 +310,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         let t1 = Instant::now();
         let n = models.len();
         let pairs = (n * (n + 1) / 2) as u64;
-        let bar = progress::bar(n as u64 + 3 * pairs, &format!("{layers}-layer matrices"));
+        let bar = progress::bar(n as u64 + 4 * pairs, &format!("{layers}-layer matrices"));
         let geometry = Arc::new(SequenceGeometry::new(&shape, s.gaussian_positions)?);
         let prepared: Vec<SequencePrepared> = models
             .par_iter()
@@ -323,11 +327,23 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let text_logits: Vec<Vec<f64>> = models
             .par_iter()
-            .map(|m| flat_logits(m, &text_inputs))
+            .map(|m| flat_logits(&text_inputs, |x| m.forward(x.as_ref())))
             .collect::<Result<_>>()?;
         let gauss_logits: Vec<Vec<f64>> = models
             .par_iter()
-            .map(|m| flat_logits(m, &gaussian_seqs))
+            .map(|m| flat_logits(&gaussian_seqs, |x| m.forward(x.as_ref())))
+            .collect::<Result<_>>()?;
+        // Residual-stream inputs shared by all checkpoints: the held-out
+        // windows through the final checkpoint's embedding. Each checkpoint
+        // maps them through its own blocks and unembedding.
+        let reference = models.last().expect("at least four checkpoints");
+        let residual_inputs: Vec<Mat<f64>> = text_inputs
+            .iter()
+            .map(|x| reference.embed(x.as_ref()))
+            .collect();
+        let residual_logits: Vec<Vec<f64>> = models
+            .par_iter()
+            .map(|m| flat_logits(&residual_inputs, |r| m.forward_residual(r.as_ref())))
             .collect::<Result<_>>()?;
         let params: Vec<Vec<f64>> = models.iter().map(parameter_vector).collect();
         let pick = |v: &[Vec<f64>]| -> Result<Mat<f64>> {
@@ -342,6 +358,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         };
         let text_cos = pick(&text_logits)?;
         let gauss_cos = pick(&gauss_logits)?;
+        let residual_cos = pick(&residual_logits)?;
         let weight_cos = pick(&params)?;
         bar.finish_and_clear();
         let labels: Vec<String> = own.iter().map(|r| format!("step {}", r.step)).collect();
@@ -350,6 +367,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             ("gaussian", &gaussian),
             ("output-cosine-text", &text_cos),
             ("output-cosine-gaussian", &gauss_cos),
+            ("output-cosine-residual", &residual_cos),
             ("matrix-cosine", &weight_cos),
         ];
         for (name, m) in &named {
@@ -358,7 +376,8 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         let metrics: Vec<MetricSummary> =
             named.iter().map(|(k, m)| summarise(k, m, &steps)).collect();
 
-        // Figure: losses, n-gram scores, four heatmaps.
+        // Figure (EXPERIMENTS §4, six panels): n-gram scores and the five
+        // similarity matrices; the losses get a panel of their own.
         let xs: Vec<f64> = steps.iter().map(|&t| t.max(1) as f64).collect();
         let loss = lines(
             "held-out loss (nats) vs n-gram models",
@@ -415,8 +434,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             vec![],
         );
         let heat = |title: String, m: &Mat<f64>| similarity_heatmap(title, m, &[], &[]);
+        tensim_plot::render_panel(
+            &loss,
+            &run.path(&format!("figures/{layers}-layer-loss.png")),
+            (700, 520),
+        )?;
         let panels: Vec<(&str, Panel)> = vec![
-            ("loss", loss),
             ("ngram", scores),
             (
                 "gaussian",
@@ -432,6 +455,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             (
                 "gaussian-output",
                 heat("output cosine on Gaussian inputs".into(), &gauss_cos),
+            ),
+            (
+                "residual",
+                heat(
+                    "output cosine on residual-stream activations".into(),
+                    &residual_cos,
+                ),
             ),
             (
                 "matrix",
@@ -514,7 +544,10 @@ fn report(o: &Outcome, s: &Settings, quick: bool) -> String {
         md,
         "The similarity `gaussian` is the exact Gaussian functional similarity (uncentred, MATH.md §3) \
          through attention on {} independent N(0, I) input positions. Output cosines flatten all \
-         samples × positions × vocabulary into one cosine ({} held-out windows; {} Gaussian sequences).\n",
+         samples × positions × vocabulary into one cosine: on {} held-out windows (one-hot tokens), on {} \
+         Gaussian sequences (N(0, I) in token space), and on residual-stream activations (the same \
+         held-out windows through the final checkpoint's embedding, fed to every checkpoint's blocks \
+         and unembedding, so all checkpoints see one input set).\n",
         s.gaussian_positions, s.gaussian_samples, s.gaussian_samples
     );
     for m in &o.models {
@@ -553,8 +586,8 @@ fn report(o: &Outcome, s: &Settings, quick: bool) -> String {
         }
         let _ = writeln!(
             md,
-            "\n![{} layer(s)](figures/{}-layer.png)\n",
-            m.layers, m.layers
+            "\n![{} layer(s)](figures/{}-layer.png)\n\n![{} layer(s), losses](figures/{}-layer-loss.png)\n",
+            m.layers, m.layers, m.layers, m.layers
         );
     }
     md
