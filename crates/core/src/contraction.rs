@@ -120,6 +120,66 @@ impl Tensor {
         }
     }
 
+    /// The tensor with every label `l` renamed to `map(l)`. Where two axes
+    /// get one name, the result keeps their diagonal (`T'[i] = T[i, i]`):
+    /// this is what a Kronecker delta between the two indices contracts to.
+    /// Labels keep their first-appearance order; borrows when nothing changes.
+    ///
+    /// # Panics
+    /// If two merged axes have different dimensions.
+    pub fn relabeled(&self, map: impl Fn(Label) -> Label) -> std::borrow::Cow<'_, Tensor> {
+        use std::borrow::Cow;
+        let mapped: Vec<Label> = self.labels.iter().map(|&l| map(l)).collect();
+        if mapped == self.labels {
+            return Cow::Borrowed(self);
+        }
+        let mut labels: Vec<Label> = Vec::with_capacity(mapped.len());
+        let mut dims = Vec::with_capacity(mapped.len());
+        // For every output axis, the sum of the source strides of the axes it merges.
+        let mut stride = Vec::with_capacity(mapped.len());
+        let source = strides(&self.dims);
+        for (k, &l) in mapped.iter().enumerate() {
+            match labels.iter().position(|&x| x == l) {
+                Some(u) => {
+                    assert_eq!(
+                        dims[u], self.dims[k],
+                        "merged axes of label {l} differ in size"
+                    );
+                    stride[u] += source[k];
+                }
+                None => {
+                    labels.push(l);
+                    dims.push(self.dims[k]);
+                    stride.push(source[k]);
+                }
+            }
+        }
+        if labels.len() == mapped.len() {
+            return Cow::Owned(Tensor {
+                labels,
+                dims: self.dims.clone(),
+                data: self.data.clone(),
+            });
+        }
+        let total: usize = dims.iter().product();
+        let mut data = Vec::with_capacity(total);
+        let mut index = vec![0usize; dims.len()];
+        let mut offset = 0usize;
+        for _ in 0..total {
+            data.push(self.data[offset]);
+            for k in (0..dims.len()).rev() {
+                index[k] += 1;
+                offset += stride[k];
+                if index[k] < dims[k] {
+                    break;
+                }
+                offset -= stride[k] * dims[k];
+                index[k] = 0;
+            }
+        }
+        Cow::Owned(Tensor { labels, dims, data })
+    }
+
     /// Sums out the given labels.
     pub fn summed(&self, labels: &[Label]) -> Tensor {
         if labels.is_empty() {

@@ -3,7 +3,7 @@
 //!
 //! A linear embedding `E` before the bilinear layer folds into `L̂ Ê`, `R̂ Ê`;
 //! a linear head `P` after it folds into `P̂ D̂`. Biases and residual
-//! connections become extra hidden units (see [`crate::padded`]).
+//! connections become extra hidden units (see the private `padded` module).
 
 use faer::Mat;
 

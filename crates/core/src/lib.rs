@@ -5,8 +5,8 @@
 //!
 //! * [`tensor`]: tensor similarity in weight space (MATH.md §2), four GEMMs;
 //! * [`gaussian`]: exact Gaussian functional similarity by moment propagation (§3);
-//! * [`similarity`]: slices, difference (update) similarity, cosines;
-//! * baselines [`weight_cosine`], [`output_cosine`], [`cka`], [`monte_carlo`] (§4);
+//! * [`similarity`](mod@similarity): slices, difference (update) similarity, cosines;
+//! * baselines [`weight_cosine`](mod@weight_cosine), [`output_cosine`], [`cka`], [`monte_carlo`] (§4);
 //! * [`pairwise`]: N×N matrices over many checkpoints;
 //! * [`symmetry`]: the function-preserving transforms the metrics ignore (§5).
 //!

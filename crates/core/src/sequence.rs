@@ -47,6 +47,12 @@
 //! a [`SequenceGeometry`] that all prepared models of that architecture share.
 //! On the diagonal blocks (`E[T_a T_a]`) a crossing and its mirror image give
 //! transposed results, so only one of each mirror pair is contracted.
+//! At the first attention the input covariance is zero between positions
+//! (embeddings of independent Gaussian positions), so a bridge ties its two
+//! legs' positions: there a crossing merges the position labels its pairs
+//! connect ([`Tensor::relabeled`] takes the diagonals), which removes up to
+//! three position hyperedges from its network (about 20× faster at 8
+//! positions).
 //! Crossings run in parallel (rayon) in fixed chunks whose sums are added in
 //! order, so results do not depend on the thread count. The full sum over
 //! matchings stays as a reference path
@@ -108,6 +114,10 @@ struct ComponentTopology {
     terms: Vec<TermTopology>,
     input_dim: usize,
     output_dim: usize,
+    /// The input covariance is zero between different positions (the first
+    /// attention: embeddings of independent Gaussian positions), so every
+    /// bridge ties its two legs' positions and crossings merge them.
+    position_diagonal_input: bool,
     /// `[term][open legs bitmask]`: partial matchings of the other legs of
     /// a term within one model.
     reductions: Vec<Vec<Vec<Reduction>>>,
@@ -218,6 +228,9 @@ impl SequenceGeometry {
         let n = positions;
         let mut components = Vec::new();
         let mut push = |terms: Vec<TermTopology>, input_dim, output_dim| {
+            // Only the component right after the embedding sees positions
+            // that are still independent.
+            let position_diagonal_input = components.len() == 1;
             let plans = terms
                 .iter()
                 .map(|_| terms.iter().map(|_| Vec::new()).collect())
@@ -226,6 +239,7 @@ impl SequenceGeometry {
                 terms,
                 input_dim,
                 output_dim,
+                position_diagonal_input,
                 reductions: Vec::new(),
                 crossings: Vec::new(),
                 plans,
@@ -831,6 +845,91 @@ fn add_term_pair(
     }
 }
 
+/// For a crossing on a position-diagonal input, the position labels its
+/// bridges tie together: `(label, representative)` for every leg position,
+/// the representative being the smallest label of its class.
+fn merged_positions(
+    legs_a: &[PlacedLeg],
+    legs_b: &[PlacedLeg],
+    pairs: &[(usize, usize)],
+) -> Vec<(Label, Label)> {
+    let mut roots: Vec<(Label, Label)> = Vec::new();
+    for l in legs_a.iter().chain(legs_b) {
+        if !roots.iter().any(|r| r.0 == l.position) {
+            roots.push((l.position, l.position));
+        }
+    }
+    let root_of = |roots: &[(Label, Label)], l: Label| {
+        roots.iter().find(|r| r.0 == l).expect("a leg position").1
+    };
+    for &(i, j) in pairs {
+        let (x, y) = (
+            root_of(&roots, legs_a[i].position),
+            root_of(&roots, legs_b[j].position),
+        );
+        let (keep, drop) = (x.min(y), x.max(y));
+        for r in &mut roots {
+            if r.1 == drop {
+                r.1 = keep;
+            }
+        }
+    }
+    roots
+}
+
+/// Removes repeated labels, keeping first appearances in order.
+fn dedup_in_order(labels: &mut Vec<Label>) {
+    let mut seen = Vec::with_capacity(labels.len());
+    labels.retain(|l| {
+        let new = !seen.contains(l);
+        seen.push(*l);
+        new
+    });
+}
+
+/// Adds `weight · t` onto `raw` (row-major over `labels` with `dims`, labels
+/// possibly repeated): `t` carries each distinct label once and its values
+/// land where the repeated labels' indices agree.
+fn add_on_diagonals(raw: &mut [f64], labels: &[Label], dims: &[usize], t: &Tensor, weight: f64) {
+    if t.labels.as_slice() == labels {
+        for (r, v) in raw.iter_mut().zip(&t.data) {
+            *r += weight * v;
+        }
+        return;
+    }
+    // Stride in `raw` of each axis of `t`: the sum over the axes it stands for.
+    let mut raw_stride = vec![1usize; labels.len()];
+    for k in (0..labels.len().saturating_sub(1)).rev() {
+        raw_stride[k] = raw_stride[k + 1] * dims[k + 1];
+    }
+    let stride: Vec<usize> = t
+        .labels
+        .iter()
+        .map(|l| {
+            labels
+                .iter()
+                .zip(&raw_stride)
+                .filter(|(x, _)| *x == l)
+                .map(|(_, s)| s)
+                .sum()
+        })
+        .collect();
+    let mut index = vec![0usize; t.dims.len()];
+    let mut offset = 0usize;
+    for v in &t.data {
+        raw[offset] += weight * v;
+        for k in (0..index.len()).rev() {
+            index[k] += 1;
+            offset += stride[k];
+            if index[k] < t.dims[k] {
+                break;
+            }
+            offset -= stride[k] * t.dims[k];
+            index[k] = 0;
+        }
+    }
+}
+
 /// Crossings summed sequentially per chunk, chunks in parallel; the chunk
 /// sums are added in order, so results do not depend on the thread count.
 const CROSSINGS_PER_CHUNK: usize = 48;
@@ -986,6 +1085,11 @@ impl ComponentTopology {
                     })
                     .collect();
                 let output = pair_output(term_a, term_b);
+                let output_dims: Vec<usize> = std::iter::once(n)
+                    .chain(term_a.out_coords.iter().map(|&c| term_a.dims[c as usize]))
+                    .chain(std::iter::once(n))
+                    .chain(term_b.out_coords.iter().map(|&c| term_b.dims[c as usize]))
+                    .collect();
                 let (ca, cb) = (out_width(term_a), out_width(term_b));
                 let size = n * ca * n * cb;
                 let diagonal = mirror && ta == tb;
@@ -1004,13 +1108,30 @@ impl ComponentTopology {
                             };
                             let mut network: Vec<&Tensor> = ra.iter().chain(rb).collect();
                             network.extend(x.pairs.iter().map(|&(i, j)| &bridges[i * kb + j]));
+                            if !self.position_diagonal_input || x.pairs.is_empty() {
+                                let plan = x
+                                    .plan
+                                    .get_or_init(|| optimal_plan(&shapes_of(&network), &output));
+                                let t = contract_refs(&network, &output, plan)?;
+                                for (r, v) in raw.iter_mut().zip(&t.data) {
+                                    *r += weight * v;
+                                }
+                                continue;
+                            }
+                            // Positions tied by the bridges become one label.
+                            let roots = merged_positions(&legs_a, &legs_b, &x.pairs);
+                            let map = |l: Label| roots.iter().find(|r| r.0 == l).map_or(l, |r| r.1);
+                            let merged: Vec<std::borrow::Cow<'_, Tensor>> =
+                                network.iter().map(|t| t.relabeled(map)).collect();
+                            let network: Vec<&Tensor> = merged.iter().map(|t| t.as_ref()).collect();
+                            let full: Vec<Label> = output.iter().map(|&l| map(l)).collect();
+                            let mut distinct = full.clone();
+                            dedup_in_order(&mut distinct);
                             let plan = x
                                 .plan
-                                .get_or_init(|| optimal_plan(&shapes_of(&network), &output));
-                            let t = contract_refs(&network, &output, plan)?;
-                            for (r, v) in raw.iter_mut().zip(&t.data) {
-                                *r += weight * v;
-                            }
+                                .get_or_init(|| optimal_plan(&shapes_of(&network), &distinct));
+                            let t = contract_refs(&network, &distinct, plan)?;
+                            add_on_diagonals(&mut raw, &full, &output_dims, &t, weight);
                         }
                         Ok(raw)
                     })

@@ -106,3 +106,50 @@ fn bad_networks_are_refused() {
         .to_string()
         .contains("dimension"));
 }
+
+/// Renaming labels so that some indices merge equals contracting the original
+/// network with Kronecker deltas tying those indices together.
+#[test]
+fn relabeling_equals_contracting_with_kronecker_deltas() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let dims_of = |l: Label| [3, 4, 3, 2, 3][l as usize];
+    // Labels 0, 2 and 4 (all of size 3) become one index, 0.
+    let map = |l: Label| if l == 2 || l == 4 { 0 } else { l };
+    let network = vec![
+        random_tensor(&[0, 1, 2], &dims_of, &mut rng),
+        random_tensor(&[2, 3], &dims_of, &mut rng),
+        random_tensor(&[4, 1, 3], &dims_of, &mut rng),
+    ];
+    let delta = |a: Label, b: Label| {
+        Tensor::new(
+            vec![a, b],
+            vec![3, 3],
+            (0..9)
+                .map(|k| if k / 3 == k % 3 { 1.0 } else { 0.0 })
+                .collect(),
+        )
+        .unwrap()
+    };
+    for output in [vec![0, 1], vec![3], vec![]] {
+        let mut with_deltas = network.clone();
+        with_deltas.push(delta(0, 2));
+        with_deltas.push(delta(0, 4));
+        let expected = einsum_naive(&with_deltas, &output);
+        let merged: Vec<Tensor> = network
+            .iter()
+            .map(|t| t.relabeled(map).into_owned())
+            .collect();
+        assert_eq!(merged[0].labels, vec![0, 1]);
+        assert_eq!(merged[2].labels, vec![0, 1, 3]);
+        let got = einsum_naive(&merged, &output);
+        assert_same(&got, &expected);
+    }
+    // Nothing renamed: borrowed; renamed without merging: same values.
+    assert!(matches!(
+        network[1].relabeled(|l| l),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    let renamed = network[1].relabeled(|l| l + 10);
+    assert_eq!(renamed.labels, vec![12, 13]);
+    assert_eq!(renamed.data, network[1].data);
+}
