@@ -661,10 +661,22 @@ impl Transformer {
     /// Logits `n × vocab` for one input sequence `x` (`n × vocab`: one-hot
     /// tokens, or any real vectors such as Gaussian inputs), `n ≤ context`.
     pub fn forward(&self, x: MatRef<'_, f64>) -> Result<Mat<f64>> {
-        if x.ncols() != self.vocab() {
+        self.check_sequence(x, ("input width", "model vocab", self.vocab()))?;
+        self.forward_residual(self.embed(x).as_ref())
+    }
+
+    /// Refuses a sequence `x` whose width is not `expected` (described as
+    /// `(what, whose width, width)` in the error) or whose length is zero or
+    /// beyond the context.
+    fn check_sequence(
+        &self,
+        x: MatRef<'_, f64>,
+        (what, whose, width): (&'static str, &str, usize),
+    ) -> Result<()> {
+        if x.ncols() != width {
             return Err(Error::Mismatch {
-                what: "input width",
-                a: format!("{} (model vocab)", self.vocab()),
+                what,
+                a: format!("{width} ({whose})"),
                 b: format!("{} (inputs)", x.ncols()),
             });
         }
@@ -675,7 +687,7 @@ impl Transformer {
                 self.context
             )));
         }
-        self.forward_residual(self.embed(x).as_ref())
+        Ok(())
     }
 
     /// The residual stream entering the first block, `x Eᵀ` (`n × d_model`),
@@ -688,20 +700,10 @@ impl Transformer {
     /// the first block: the blocks and the unembedding, without the
     /// embedding. `forward(x) == forward_residual(embed(x))`.
     pub fn forward_residual(&self, r: MatRef<'_, f64>) -> Result<Mat<f64>> {
-        if r.ncols() != self.d_model() {
-            return Err(Error::Mismatch {
-                what: "residual-stream width",
-                a: format!("{} (model d_model)", self.d_model()),
-                b: format!("{} (inputs)", r.ncols()),
-            });
-        }
-        if r.nrows() == 0 || r.nrows() > self.context {
-            return Err(Error::Invalid(format!(
-                "a sequence of {} positions does not fit the context of {}",
-                r.nrows(),
-                self.context
-            )));
-        }
+        self.check_sequence(
+            r,
+            ("residual-stream width", "model d_model", self.d_model()),
+        )?;
         let mut r = r.to_owned();
         for b in &self.blocks {
             let a = &b.attention;
