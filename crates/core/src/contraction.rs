@@ -36,6 +36,29 @@ fn strides(dims: &[usize]) -> Vec<usize> {
     s
 }
 
+/// The flat offsets `Σ_k index[k]·stride[k]` of every index of `dims`, in
+/// row-major order (one offset, 0, for no axes): the walk of a strided view.
+pub(crate) fn strided_offsets<'a>(
+    dims: &'a [usize],
+    stride: &'a [usize],
+) -> impl Iterator<Item = usize> + 'a {
+    let mut index = vec![0usize; dims.len()];
+    let mut offset = 0usize;
+    (0..dims.iter().product::<usize>()).map(move |_| {
+        let current = offset;
+        for k in (0..dims.len()).rev() {
+            index[k] += 1;
+            offset += stride[k];
+            if index[k] < dims[k] {
+                break;
+            }
+            offset -= stride[k] * dims[k];
+            index[k] = 0;
+        }
+        current
+    })
+}
+
 impl Tensor {
     /// A tensor from labels, dimensions and row-major values.
     pub fn new(labels: Vec<Label>, dims: Vec<usize>, data: Vec<f64>) -> Result<Self> {
@@ -85,22 +108,11 @@ impl Tensor {
             data.extend_from_slice(&self.data);
         } else {
             let (run, step) = (dims[rank - 1], moved[rank - 1]);
-            let mut index = vec![0usize; rank - 1];
-            let mut offset = 0usize;
-            for _ in 0..n / run {
+            for offset in strided_offsets(&dims[..rank - 1], &moved[..rank - 1]) {
                 if step == 1 {
                     data.extend_from_slice(&self.data[offset..offset + run]);
                 } else {
                     data.extend((0..run).map(|r| self.data[offset + r * step]));
-                }
-                for k in (0..rank - 1).rev() {
-                    index[k] += 1;
-                    offset += moved[k];
-                    if index[k] < dims[k] {
-                        break;
-                    }
-                    offset -= moved[k] * dims[k];
-                    index[k] = 0;
                 }
             }
         }
@@ -161,22 +173,9 @@ impl Tensor {
                 data: self.data.clone(),
             });
         }
-        let total: usize = dims.iter().product();
-        let mut data = Vec::with_capacity(total);
-        let mut index = vec![0usize; dims.len()];
-        let mut offset = 0usize;
-        for _ in 0..total {
-            data.push(self.data[offset]);
-            for k in (0..dims.len()).rev() {
-                index[k] += 1;
-                offset += stride[k];
-                if index[k] < dims[k] {
-                    break;
-                }
-                offset -= stride[k] * dims[k];
-                index[k] = 0;
-            }
-        }
+        let data = strided_offsets(&dims, &stride)
+            .map(|offset| self.data[offset])
+            .collect();
         Cow::Owned(Tensor { labels, dims, data })
     }
 

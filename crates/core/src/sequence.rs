@@ -72,7 +72,7 @@ use std::sync::{Arc, OnceLock};
 
 use faer::{Mat, MatRef, Par};
 
-use crate::contraction::{contract_refs, optimal_plan, Label, Plan, Tensor};
+use crate::contraction::{contract_refs, optimal_plan, strided_offsets, Label, Plan, Tensor};
 use crate::error::{Error, Result};
 use crate::gaussian::Exactness;
 use crate::gemm::product;
@@ -80,7 +80,7 @@ use crate::model::Linear;
 use crate::padded::{pad_bilinear, pad_linear};
 use crate::similarity::InnerProductSpace;
 use crate::transformer::{rotary, Transformer, TransformerShape};
-use crate::wick::partial_matchings;
+use crate::wick::{partial_matchings, permutations};
 
 /// Local labels of a term: the output position and coordinate are fixed.
 const POS: Label = 0;
@@ -387,25 +387,6 @@ fn reductions(k: usize, matchings: &[Vec<Matching>]) -> Vec<Vec<Reduction>> {
 /// legs of a `kb`-leg term (`Σ_c C(ka,c)·C(kb,c)·c!` of them: 1546 for two
 /// attention terms), with mirror weights for diagonal term pairs.
 fn crossings(ka: usize, kb: usize) -> Vec<Crossing> {
-    fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
-        if items.is_empty() {
-            return vec![Vec::new()];
-        }
-        let mut out = Vec::new();
-        for (k, &first) in items.iter().enumerate() {
-            let rest: Vec<usize> = items
-                .iter()
-                .enumerate()
-                .filter(|&(m, _)| m != k)
-                .map(|(_, &x)| x)
-                .collect();
-            for mut tail in permutations(&rest) {
-                tail.insert(0, first);
-                out.push(tail);
-            }
-        }
-        out
-    }
     let legs =
         |mask: usize, k: usize| -> Vec<usize> { (0..k).filter(|i| mask >> i & 1 == 1).collect() };
     let mut out = Vec::new();
@@ -914,19 +895,8 @@ fn add_on_diagonals(raw: &mut [f64], labels: &[Label], dims: &[usize], t: &Tenso
                 .sum()
         })
         .collect();
-    let mut index = vec![0usize; t.dims.len()];
-    let mut offset = 0usize;
-    for v in &t.data {
+    for (offset, v) in strided_offsets(&t.dims, &stride).zip(&t.data) {
         raw[offset] += weight * v;
-        for k in (0..index.len()).rev() {
-            index[k] += 1;
-            offset += stride[k];
-            if index[k] < t.dims[k] {
-                break;
-            }
-            offset -= stride[k] * t.dims[k];
-            index[k] = 0;
-        }
     }
 }
 
@@ -1073,13 +1043,7 @@ impl ComponentTopology {
                     .map(|r| {
                         r.as_ref().map(|ts| {
                             ts.iter()
-                                .map(|t| {
-                                    let mut t = t.clone();
-                                    for l in &mut t.labels {
-                                        *l += SHIFT;
-                                    }
-                                    t
-                                })
+                                .map(|t| t.relabeled(|l| l + SHIFT).into_owned())
                                 .collect()
                         })
                     })
@@ -1106,23 +1070,22 @@ impl ComponentTopology {
                             else {
                                 continue;
                             };
-                            let mut network: Vec<&Tensor> = ra.iter().chain(rb).collect();
-                            network.extend(x.pairs.iter().map(|&(i, j)| &bridges[i * kb + j]));
-                            if !self.position_diagonal_input || x.pairs.is_empty() {
-                                let plan = x
-                                    .plan
-                                    .get_or_init(|| optimal_plan(&shapes_of(&network), &output));
-                                let t = contract_refs(&network, &output, plan)?;
-                                for (r, v) in raw.iter_mut().zip(&t.data) {
-                                    *r += weight * v;
-                                }
-                                continue;
-                            }
-                            // Positions tied by the bridges become one label.
-                            let roots = merged_positions(&legs_a, &legs_b, &x.pairs);
+                            let network = ra
+                                .iter()
+                                .chain(rb)
+                                .chain(x.pairs.iter().map(|&(i, j)| &bridges[i * kb + j]));
+                            // On a position-diagonal input, positions tied by
+                            // the bridges become one label; elsewhere (and
+                            // for crossings without pairs) nothing is renamed
+                            // and every tensor stays borrowed.
+                            let roots = if self.position_diagonal_input {
+                                merged_positions(&legs_a, &legs_b, &x.pairs)
+                            } else {
+                                Vec::new()
+                            };
                             let map = |l: Label| roots.iter().find(|r| r.0 == l).map_or(l, |r| r.1);
                             let merged: Vec<std::borrow::Cow<'_, Tensor>> =
-                                network.iter().map(|t| t.relabeled(map)).collect();
+                                network.map(|t| t.relabeled(map)).collect();
                             let network: Vec<&Tensor> = merged.iter().map(|t| t.as_ref()).collect();
                             let full: Vec<Label> = output.iter().map(|&l| map(l)).collect();
                             let mut distinct = full.clone();
@@ -1205,13 +1168,11 @@ impl ComponentTopology {
                 let structure: Vec<Tensor> = inputs.a.structure[ta]
                     .iter()
                     .cloned()
-                    .chain(inputs.b.structure[tb].iter().map(|t| {
-                        let mut t = t.clone();
-                        for l in &mut t.labels {
-                            *l += SHIFT;
-                        }
-                        t
-                    }))
+                    .chain(
+                        inputs.b.structure[tb]
+                            .iter()
+                            .map(|t| t.relabeled(|l| l + SHIFT).into_owned()),
+                    )
                     .collect();
                 let output = pair_output(term_a, term_b);
                 let (ca, cb) = (out_width(term_a), out_width(term_b));

@@ -50,14 +50,8 @@ fn matchings(n: usize, singles: bool) -> Vec<PartialMatching> {
             current.1.pop();
         }
         for (k, &partner) in rest.iter().enumerate() {
-            let remaining: Vec<usize> = rest
-                .iter()
-                .enumerate()
-                .filter(|&(m, _)| m != k)
-                .map(|(_, &x)| x)
-                .collect();
             current.0.push((first, partner));
-            extend(&remaining, singles_allowed, current, out);
+            extend(&without(rest, k), singles_allowed, current, out);
             current.0.pop();
         }
     }
@@ -65,6 +59,32 @@ fn matchings(n: usize, singles: bool) -> Vec<PartialMatching> {
     let legs: Vec<usize> = (0..n).collect();
     extend(&legs, singles, &mut (Vec::new(), Vec::new()), &mut out);
     out
+}
+
+/// Every ordering of `items` (`items.len()!` of them): the ways the legs
+/// one term pairs across can be matched to as many legs of another.
+pub(crate) fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
+    if items.is_empty() {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for (k, &first) in items.iter().enumerate() {
+        for mut tail in permutations(&without(items, k)) {
+            tail.insert(0, first);
+            out.push(tail);
+        }
+    }
+    out
+}
+
+/// `items` without its `k`-th element.
+fn without(items: &[usize], k: usize) -> Vec<usize> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|&(m, _)| m != k)
+        .map(|(_, &x)| x)
+        .collect()
 }
 
 #[cfg(test)]
