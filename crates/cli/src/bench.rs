@@ -15,7 +15,9 @@ struct Case {
     size: String,
     median_s: f64,
     min_s: f64,
-    flops: f64,
+    /// GEMM flop count; `None` where not counted (the transformer cases:
+    /// many small contractions of varying shapes).
+    flops: Option<f64>,
 }
 
 fn median_and_min(mut times: Vec<f64>) -> (f64, f64) {
@@ -73,7 +75,7 @@ fn tensor_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> Re
         size: "784→64→10".into(),
         median_s,
         min_s,
-        flops,
+        flops: Some(flops),
     });
     let n = ms.len();
     let pairs = (n * (n + 1) / 2) as f64;
@@ -93,7 +95,7 @@ fn tensor_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> Re
         size: "784→64→10".into(),
         median_s,
         min_s,
-        flops: flops * pairs,
+        flops: Some(flops * pairs),
     });
     Ok(())
 }
@@ -113,7 +115,7 @@ fn gaussian_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> 
         size: "784→128, bilinear 256, →10".into(),
         median_s,
         min_s,
-        flops,
+        flops: Some(flops),
     });
     let (median_s, min_s) = time(runs, || {
         GaussianPrepared::<T>::new(&ms[0]).expect("prepare");
@@ -124,7 +126,7 @@ fn gaussian_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> 
         size: "784→128, bilinear 256, →10".into(),
         median_s,
         min_s,
-        flops: a.pair_flops(&a),
+        flops: Some(a.pair_flops(&a)),
     });
     let n = ms.len();
     let pairs = (n * (n + 1) / 2) as f64;
@@ -144,7 +146,7 @@ fn gaussian_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> 
         size: "784→128, bilinear 256, →10".into(),
         median_s,
         min_s,
-        flops: flops * pairs,
+        flops: Some(flops * pairs),
     });
     Ok(())
 }
@@ -183,7 +185,7 @@ fn training_case(runs: usize, arch: &Architecture, out: &mut Vec<Case>) -> Resul
         size: "784→64→10".into(),
         median_s,
         min_s,
-        flops: 3.0 * forward * STEPS as f64,
+        flops: Some(3.0 * forward * STEPS as f64),
     });
     Ok(())
 }
@@ -222,7 +224,7 @@ fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Ca
         size: size.clone(),
         median_s: cold,
         min_s: cold,
-        flops: 0.0,
+        flops: None,
     });
     let t = Instant::now();
     let b = SequencePrepared::new(&models[1], geometry.clone())?;
@@ -233,7 +235,7 @@ fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Ca
         size: size.clone(),
         median_s: prepare,
         min_s: prepare,
-        flops: 0.0,
+        flops: None,
     });
     let t = Instant::now();
     similarity(&a, &b, Par::Seq)?;
@@ -244,7 +246,7 @@ fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Ca
         size: size.clone(),
         median_s: warm,
         min_s: warm,
-        flops: 0.0,
+        flops: None,
     });
     let t = Instant::now();
     let prepared: Vec<SequencePrepared> = {
@@ -265,7 +267,7 @@ fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Ca
         size,
         median_s: matrix,
         min_s: matrix,
-        flops: 0.0,
+        flops: None,
     });
     if let Some(mib) = peak_memory_mib() {
         eprintln!("transformer {layers} layer(s): peak resident memory so far {mib:.0} MiB");
@@ -321,8 +323,8 @@ pub fn run(
             "cases": cases.iter().map(|c| json!({
                 "case": c.name, "precision": c.precision, "size": c.size,
                 "median_seconds": c.median_s, "min_seconds": c.min_s,
-                "gflop": (c.flops > 0.0).then(|| c.flops / 1e9),
-                "gflops_per_second": (c.flops > 0.0).then(|| c.flops / c.median_s / 1e9),
+                "gflop": c.flops.map(|f| f / 1e9),
+                "gflops_per_second": c.flops.map(|f| f / c.median_s / 1e9),
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -343,15 +345,13 @@ pub fn run(
         } else {
             format!("{:.3} s", c.median_s)
         };
-        // The transformer cases count no flops (many small contractions of
-        // varying shapes), so their columns stay blank rather than read 0.
-        let (gflop, rate) = if c.flops > 0.0 {
-            (
-                format!("{:.3}", c.flops / 1e9),
-                format!("{:.2}", c.flops / c.median_s / 1e9),
-            )
-        } else {
-            ("-".to_string(), "-".to_string())
+        // Uncounted flops print as "-" rather than 0.
+        let (gflop, rate) = match c.flops {
+            Some(f) => (
+                format!("{:.3}", f / 1e9),
+                format!("{:.2}", f / c.median_s / 1e9),
+            ),
+            None => ("-".to_string(), "-".to_string()),
         };
         println!(
             "{:<40} {:>5} {:>28} {:>12} {:>10} {:>9}",
