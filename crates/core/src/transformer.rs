@@ -311,6 +311,29 @@ impl TransformerShape {
         }
     }
 
+    /// The size of the paper's language models (EXPERIMENTS §4): vocab
+    /// 4096, d_model 256, 8 heads of 32, context 256, causal mask, and
+    /// `layers` attention-only blocks with biases and residual 0.35.
+    pub fn paper(layers: usize) -> Self {
+        TransformerShape {
+            vocab: 4096,
+            d_model: 256,
+            heads: 8,
+            head_dim: 32,
+            context: 256,
+            mask: Mask::Causal,
+            rotary_base: 1e4,
+            blocks: vec![
+                BlockShape {
+                    attention_bias: true,
+                    attention_residual: 0.35,
+                    mlp: None,
+                };
+                layers
+            ],
+        }
+    }
+
     /// Checks widths, residual scales and the rotary half split.
     pub fn validate(&self) -> Result<()> {
         if self.vocab == 0 || self.d_model == 0 || self.heads == 0 || self.context == 0 {

@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tensim_core::contraction::{
-    contract, contract_pair, einsum_naive, greedy_plan, optimal_plan, Label, Tensor,
+    contract, contract_pair, einsum_naive, greedy_plan, optimal_plan, Label, Plan, Tensor,
 };
 
 fn random_tensor(labels: &[Label], dims_of: &dyn Fn(Label) -> usize, rng: &mut StdRng) -> Tensor {
@@ -152,4 +152,39 @@ fn relabeling_equals_contracting_with_kronecker_deltas() {
     let renamed = network[1].relabeled(|l| l + 10);
     assert_eq!(renamed.labels, vec![12, 13]);
     assert_eq!(renamed.data, network[1].data);
+}
+
+#[test]
+fn plan_cost_counts_the_gemms_of_a_matrix_chain() {
+    // A[i,j] B[j,k] C[k,l] -> [i,l], dims i=2, j=3, k=5, l=7.
+    let shapes = vec![
+        (vec![0, 1], vec![2, 3]),
+        (vec![1, 2], vec![3, 5]),
+        (vec![2, 3], vec![5, 7]),
+    ];
+    // (A B) then (AB) C: 2·2·3·5 + 2·2·5·7 flops; largest is C (35 entries).
+    let left = Plan {
+        steps: vec![(0, 1), (0, 1)],
+    };
+    let cost = left.cost(&shapes, &[0, 3]);
+    assert_eq!(cost.flops, 2.0 * 30.0 + 2.0 * 70.0);
+    assert_eq!(cost.largest, 35);
+    // A (B C): 2·3·5·7 + 2·2·3·7.
+    let right = Plan {
+        steps: vec![(1, 2), (0, 1)],
+    };
+    assert_eq!(right.cost(&shapes, &[0, 3]).flops, 2.0 * 105.0 + 2.0 * 42.0);
+    // The optimal order is the cheaper one; a kept batch label counts once.
+    let best = optimal_plan(&shapes, &[0, 3]);
+    assert_eq!(best.cost(&shapes, &[0, 3]).flops, 200.0);
+    let batched = vec![
+        (vec![9, 0, 1], vec![4, 2, 3]),
+        (vec![9, 1, 2], vec![4, 3, 5]),
+    ];
+    let c = Plan {
+        steps: vec![(0, 1)],
+    }
+    .cost(&batched, &[9, 0, 2]);
+    assert_eq!(c.flops, 2.0 * 4.0 * 30.0);
+    assert_eq!(c.largest, 60);
 }

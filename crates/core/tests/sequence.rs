@@ -160,10 +160,17 @@ fn crossings_of_within_model_reductions_equal_every_matching() {
     // The fast path sums crossings between each model's within-model
     // reductions; the reference contracts every partial matching of the
     // joined legs (with means: biases, and the stream after an MLP).
+    // Attention-only with biases (the paper's blocks), 1 and 2 layers, both
+    // masks, with and without MLPs and biases: the expanded and dense
+    // factors, the position merges at the first attention and the diagonal
+    // output from the last attention on all take part.
     for s in [
         shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 2),
         shape(false, 1.0, Mask::Full, None, 1),
         shape(false, 0.3, Mask::Causal, Some((5, false, 0.4)), 2),
+        shape(true, 0.35, Mask::Causal, None, 2),
+        shape(true, 1.0, Mask::Full, None, 1),
+        shape(false, 0.5, Mask::Causal, Some((4, false, 0.5)), 1),
     ] {
         let a = s.random_model(4).unwrap();
         let b = perturbed(&a, 0.3, 5);

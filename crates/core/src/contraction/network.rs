@@ -1,0 +1,109 @@
+//! Whole networks along a plan, and the naive einsum every plan is tested against.
+
+use super::pair::contract_pair;
+use super::plan::Plan;
+use super::tensor::{strides, Tensor};
+use super::Label;
+use crate::error::{Error, Result};
+
+/// Contracts a network along a plan and returns the tensor with labels in `output` order.
+pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
+    let refs: Vec<&Tensor> = network.iter().collect();
+    contract_refs(&refs, output, plan)
+}
+
+/// [`contract`] over borrowed tensors: inputs are never copied, only
+/// intermediate results are allocated.
+pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
+    use std::borrow::Cow;
+    if network.is_empty() {
+        return Err(Error::Invalid("an empty network".into()));
+    }
+    let mut current: Vec<Cow<'_, Tensor>> = network.iter().map(|&t| Cow::Borrowed(t)).collect();
+    for &(i, j) in &plan.steps {
+        if j >= current.len() || i >= j {
+            return Err(Error::Invalid(format!(
+                "plan step ({i}, {j}) does not fit {} tensors",
+                current.len()
+            )));
+        }
+        let keep: Vec<Label> = current
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != i && k != j)
+            .flat_map(|(_, t)| t.labels.iter().copied())
+            .chain(output.iter().copied())
+            .collect();
+        let b = current.remove(j);
+        let a = current.remove(i);
+        current.push(Cow::Owned(contract_pair(&a, &b, &keep)?));
+    }
+    let last = current.pop().expect("one tensor left");
+    let extra: Vec<Label> = last
+        .labels
+        .iter()
+        .copied()
+        .filter(|l| !output.contains(l))
+        .collect();
+    let last = last.summed(&extra);
+    if output.iter().any(|l| !last.labels.contains(l)) {
+        return Err(Error::Invalid(format!(
+            "output labels {output:?} are not all in the network"
+        )));
+    }
+    Ok(last.permuted(output))
+}
+
+/// Reference: the same contraction by summing over every index assignment.
+/// Exponential in the number of labels; for tests on tiny networks.
+pub fn einsum_naive(network: &[Tensor], output: &[Label]) -> Tensor {
+    let mut labels: Vec<Label> = Vec::new();
+    let mut dims: Vec<usize> = Vec::new();
+    for t in network {
+        for (l, d) in t.labels.iter().zip(&t.dims) {
+            if !labels.contains(l) {
+                labels.push(*l);
+                dims.push(*d);
+            }
+        }
+    }
+    let out_dims: Vec<usize> = output
+        .iter()
+        .map(|l| dims[labels.iter().position(|x| x == l).expect("output label")])
+        .collect();
+    let out_strides = strides(&out_dims);
+    let mut out = vec![0.0; out_dims.iter().product()];
+    let total: usize = dims.iter().product();
+    let mut index = vec![0usize; labels.len()];
+    for _ in 0..total {
+        let mut value = 1.0;
+        for t in network {
+            let st = strides(&t.dims);
+            let off: usize = t
+                .labels
+                .iter()
+                .zip(&st)
+                .map(|(l, s)| index[labels.iter().position(|x| x == l).expect("label")] * s)
+                .sum();
+            value *= t.data[off];
+        }
+        let o: usize = output
+            .iter()
+            .zip(&out_strides)
+            .map(|(l, s)| index[labels.iter().position(|x| x == l).expect("label")] * s)
+            .sum();
+        out[o] += value;
+        for k in (0..index.len()).rev() {
+            index[k] += 1;
+            if index[k] < dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    Tensor {
+        labels: output.to_vec(),
+        dims: out_dims,
+        data: out,
+    }
+}

@@ -1,0 +1,193 @@
+//! A dense f64 tensor with one label per axis, and the index walks that
+//! permute it, take its diagonals and sum its axes.
+
+use super::Label;
+use crate::error::{Error, Result};
+
+/// A dense f64 tensor, row-major, one label per axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub labels: Vec<Label>,
+    pub dims: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+pub(crate) fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * dims[k + 1];
+    }
+    s
+}
+
+/// The flat offsets `Σ_k index[k]·stride[k]` of every index of `dims`, in
+/// row-major order (one offset, 0, for no axes): the walk of a strided view.
+pub(crate) fn strided_offsets<'a>(
+    dims: &'a [usize],
+    stride: &'a [usize],
+) -> impl Iterator<Item = usize> + 'a {
+    let mut index = vec![0usize; dims.len()];
+    let mut offset = 0usize;
+    (0..dims.iter().product::<usize>()).map(move |_| {
+        let current = offset;
+        for k in (0..dims.len()).rev() {
+            index[k] += 1;
+            offset += stride[k];
+            if index[k] < dims[k] {
+                break;
+            }
+            offset -= stride[k] * dims[k];
+            index[k] = 0;
+        }
+        current
+    })
+}
+
+impl Tensor {
+    /// A tensor from labels, dimensions and row-major values.
+    pub fn new(labels: Vec<Label>, dims: Vec<usize>, data: Vec<f64>) -> Result<Self> {
+        if labels.len() != dims.len() || dims.iter().product::<usize>() != data.len() {
+            return Err(Error::Invalid(format!(
+                "tensor with labels {labels:?} and dims {dims:?} cannot hold {} values",
+                data.len()
+            )));
+        }
+        let mut sorted = labels.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Invalid(format!(
+                "repeated label in {labels:?} (take a diagonal first)"
+            )));
+        }
+        Ok(Tensor { labels, dims, data })
+    }
+
+    pub(crate) fn dim_of(&self, label: Label) -> usize {
+        self.dims[self
+            .labels
+            .iter()
+            .position(|&l| l == label)
+            .expect("label present")]
+    }
+
+    /// The same values with axes in the order of `order` (a permutation of the labels).
+    pub fn permuted(&self, order: &[Label]) -> Tensor {
+        let axes: Vec<usize> = order
+            .iter()
+            .map(|l| {
+                self.labels
+                    .iter()
+                    .position(|x| x == l)
+                    .expect("label present")
+            })
+            .collect();
+        let dims: Vec<usize> = axes.iter().map(|&a| self.dims[a]).collect();
+        let src = strides(&self.dims);
+        let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();
+        let n = self.data.len();
+        let mut data = Vec::with_capacity(n);
+        // Copy runs along the last output axis; an odometer walks the others.
+        let rank = dims.len();
+        if rank == 0 || n == 0 {
+            data.extend_from_slice(&self.data);
+        } else {
+            let (run, step) = (dims[rank - 1], moved[rank - 1]);
+            for offset in strided_offsets(&dims[..rank - 1], &moved[..rank - 1]) {
+                if step == 1 {
+                    data.extend_from_slice(&self.data[offset..offset + run]);
+                } else {
+                    data.extend((0..run).map(|r| self.data[offset + r * step]));
+                }
+            }
+        }
+        Tensor {
+            labels: order.to_vec(),
+            dims,
+            data,
+        }
+    }
+
+    /// [`Tensor::permuted`], borrowing when the order is already right.
+    pub fn permuted_cow(&self, order: &[Label]) -> std::borrow::Cow<'_, Tensor> {
+        if order == self.labels.as_slice() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.permuted(order))
+        }
+    }
+
+    /// The tensor with every label `l` renamed to `map(l)`. Where two axes
+    /// get one name, the result keeps their diagonal (`T'[i] = T[i, i]`):
+    /// this is what a Kronecker delta between the two indices contracts to.
+    /// Labels keep their first-appearance order; borrows when nothing changes.
+    ///
+    /// # Panics
+    /// If two merged axes have different dimensions.
+    pub fn relabeled(&self, map: impl Fn(Label) -> Label) -> std::borrow::Cow<'_, Tensor> {
+        use std::borrow::Cow;
+        let mapped: Vec<Label> = self.labels.iter().map(|&l| map(l)).collect();
+        if mapped == self.labels {
+            return Cow::Borrowed(self);
+        }
+        let mut labels: Vec<Label> = Vec::with_capacity(mapped.len());
+        let mut dims = Vec::with_capacity(mapped.len());
+        // For every output axis, the sum of the source strides of the axes it merges.
+        let mut stride = Vec::with_capacity(mapped.len());
+        let source = strides(&self.dims);
+        for (k, &l) in mapped.iter().enumerate() {
+            match labels.iter().position(|&x| x == l) {
+                Some(u) => {
+                    assert_eq!(
+                        dims[u], self.dims[k],
+                        "merged axes of label {l} differ in size"
+                    );
+                    stride[u] += source[k];
+                }
+                None => {
+                    labels.push(l);
+                    dims.push(self.dims[k]);
+                    stride.push(source[k]);
+                }
+            }
+        }
+        if labels.len() == mapped.len() {
+            return Cow::Owned(Tensor {
+                labels,
+                dims: self.dims.clone(),
+                data: self.data.clone(),
+            });
+        }
+        let data = strided_offsets(&dims, &stride)
+            .map(|offset| self.data[offset])
+            .collect();
+        Cow::Owned(Tensor { labels, dims, data })
+    }
+
+    /// Sums out the given labels.
+    pub fn summed(&self, labels: &[Label]) -> Tensor {
+        if labels.is_empty() {
+            return self.clone();
+        }
+        let keep: Vec<Label> = self
+            .labels
+            .iter()
+            .copied()
+            .filter(|l| !labels.contains(l))
+            .collect();
+        let mut order = keep.clone();
+        order.extend_from_slice(labels);
+        let p = self.permuted(&order);
+        let inner: usize = labels.iter().map(|&l| self.dim_of(l)).product();
+        let data: Vec<f64> = p
+            .data
+            .chunks(inner.max(1))
+            .map(|c| c.iter().sum())
+            .collect();
+        let dims = keep.iter().map(|&l| self.dim_of(l)).collect();
+        Tensor {
+            labels: keep,
+            dims,
+            data,
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The factorised moment of one component (module docs of [`super`]): each
+//! model's within-model numbers (bridges, means, dense reductions) once per
+//! model, then per pair the cross bridges and one contraction per network of
+//! [`TermPair`], summed in fixed chunks and mapped by the output maps.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use faer::{Mat, MatRef, Par};
+
+use crate::contraction::{add_on_diagonals, contract_refs, Tensor};
+use crate::error::Result;
+use crate::gemm::product;
+
+use super::bridges::{bridge, mean_tensor, LegNumbers};
+use super::numbers::RawComponent;
+use super::topology::{ComponentTopology, Leg, Network, Slot, TermPair, TermTopology, SHIFT};
+
+/// Numbers of one component of one model.
+#[derive(Clone, Debug)]
+pub(super) struct ComponentNumbers {
+    /// `[projection][position]`: `rows × (d_in+1)`, already multiplied by the
+    /// input normaliser on the non-constant columns.
+    pub projections: Vec<Vec<Mat<f64>>>,
+    /// `[term][tensor]`, local labels.
+    pub structure: Vec<Vec<Tensor>>,
+    /// `[term]`: map from the term's output coordinates to the padded stream
+    /// (`None`: identity).
+    pub output_maps: Vec<Option<Mat<f64>>>,
+    /// Normaliser divided out of this component's output stream.
+    pub output_norm: f64,
+    /// `[term]`: within-model bridges by leg pair `(i, j)`, `i < j`.
+    pub within: Vec<HashMap<(usize, usize), Tensor>>,
+    /// `[term][leg]`: means (`None` where zero).
+    pub means: Vec<Vec<Option<Tensor>>>,
+    /// `[term][open legs bitmask]`: dense reductions (`None` where expanded
+    /// or where every matching vanishes).
+    pub dense: Vec<Vec<Option<Tensor>>>,
+}
+
+/// The legs of a term with their projections.
+fn leg_numbers<'a>(
+    term: &'a TermTopology,
+    legs: &'a [Leg],
+    projections: &'a [Vec<Mat<f64>>],
+) -> Vec<LegNumbers<'a>> {
+    legs.iter()
+        .map(|leg| LegNumbers {
+            leg,
+            projections: &projections[leg.projection],
+            coord_dims: leg.coords.iter().map(|&c| term.dim(c)).collect(),
+        })
+        .collect()
+}
+
+impl ComponentNumbers {
+    /// One model's numbers on `topology`, given its input moment: centred
+    /// covariance `c` and means `mu` of the (normalised) input stream.
+    pub fn new(
+        raw: RawComponent,
+        topology: &ComponentTopology,
+        c: MatRef<'_, f64>,
+        mu: &[Vec<f64>],
+    ) -> Result<Self> {
+        let mut numbers = ComponentNumbers {
+            projections: raw.projections,
+            structure: raw.structure,
+            output_maps: raw.output_maps,
+            output_norm: 1.0,
+            within: Vec::new(),
+            means: Vec::new(),
+            dense: Vec::new(),
+        };
+        for t in &topology.terms {
+            let legs = leg_numbers(t, &t.legs, &numbers.projections);
+            let mut within = HashMap::new();
+            for i in 0..legs.len() {
+                for j in (i + 1)..legs.len() {
+                    let tied = topology.ties(legs[i].leg.position, legs[j].leg.position);
+                    within.insert((i, j), bridge(&legs[i], &legs[j], c, false, tied));
+                }
+            }
+            numbers
+                .means
+                .push(legs.iter().map(|l| mean_tensor(l, mu)).collect());
+            numbers.within.push(within);
+        }
+        for term in 0..topology.terms.len() {
+            let dense = numbers.dense_reductions(topology, term)?;
+            numbers.dense.push(dense);
+        }
+        Ok(numbers)
+    }
+
+    /// `R(open)` for every dense open set of `term`: the sum over partial
+    /// matchings of the other legs (pairs bridged by the model's own
+    /// covariance, unmatched legs by their means) contracted into the term's
+    /// structure.
+    fn dense_reductions(
+        &self,
+        topology: &ComponentTopology,
+        term: usize,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let t = &topology.terms[term];
+        (0..topology.reductions[term].len())
+            .map(|open| {
+                if !t.dense(open) {
+                    return Ok(None);
+                }
+                let labels = t.reduced_labels(open);
+                let dims: Vec<usize> = labels.iter().map(|&l| t.dim(l)).collect();
+                let mut sum: Option<Vec<f64>> = None;
+                for r in &topology.reductions[term][open] {
+                    let network = r.network.as_ref().expect("dense reductions have networks");
+                    let Some(t) = self.contract(network, term, &self.as_side(), None)? else {
+                        continue;
+                    };
+                    let data = sum.get_or_insert_with(|| vec![0.0; dims.iter().product()]);
+                    add_on_diagonals(data, &network.full_output, &dims, &t, 1.0);
+                }
+                Ok(sum.map(|data| Tensor::new(labels, dims, data).expect("reduced shape")))
+            })
+            .collect()
+    }
+
+    /// This model's tensors as side A (labels unshifted).
+    fn as_side(&self) -> Side<'_> {
+        Side {
+            structure: self
+                .structure
+                .iter()
+                .map(|t| t.iter().map(Cow::Borrowed).collect())
+                .collect(),
+            within: self
+                .within
+                .iter()
+                .map(|m| m.iter().map(|(k, v)| (*k, Cow::Borrowed(v))).collect())
+                .collect(),
+            means: self
+                .means
+                .iter()
+                .map(|m| m.iter().map(|v| v.as_ref().map(Cow::Borrowed)).collect())
+                .collect(),
+            dense: self
+                .dense
+                .iter()
+                .map(|m| m.iter().map(|v| v.as_ref().map(Cow::Borrowed)).collect())
+                .collect(),
+        }
+    }
+
+    /// This model's tensors as side B: every label shifted by [`SHIFT`].
+    fn as_shifted_side(&self) -> Side<'_> {
+        let shift = |t: &Tensor| Cow::Owned(t.relabeled(|l| l + SHIFT).into_owned());
+        Side {
+            structure: self
+                .structure
+                .iter()
+                .map(|t| t.iter().map(shift).collect())
+                .collect(),
+            within: self
+                .within
+                .iter()
+                .map(|m| m.iter().map(|(k, v)| (*k, shift(v))).collect())
+                .collect(),
+            means: self
+                .means
+                .iter()
+                .map(|m| m.iter().map(|v| v.as_ref().map(shift)).collect())
+                .collect(),
+            dense: self
+                .dense
+                .iter()
+                .map(|m| m.iter().map(|v| v.as_ref().map(shift)).collect())
+                .collect(),
+        }
+    }
+
+    /// Contracts one network of a single model (a dense reduction), `None`
+    /// when one of its tensors vanishes.
+    fn contract(
+        &self,
+        network: &Network,
+        term: usize,
+        side: &Side<'_>,
+        cross: Option<&[Tensor]>,
+    ) -> Result<Option<Tensor>> {
+        contract_network(network, (term, side), (term, side), cross, 0)
+    }
+}
+
+/// One model's tensors as they enter a pair (labels shifted on side B).
+struct Side<'a> {
+    structure: Vec<Vec<Cow<'a, Tensor>>>,
+    within: Vec<HashMap<(usize, usize), Cow<'a, Tensor>>>,
+    means: Vec<Vec<Option<Cow<'a, Tensor>>>>,
+    dense: Vec<Vec<Option<Cow<'a, Tensor>>>>,
+}
+
+/// Contracts `network` with its slots resolved against side A (`(term,
+/// side)`), side B and the cross bridges (`[i * kb + j]`); `None` when a
+/// slot vanishes (a zero mean or an all-zero reduction).
+fn contract_network(
+    network: &Network,
+    (ta, a): (usize, &Side<'_>),
+    (tb, b): (usize, &Side<'_>),
+    cross: Option<&[Tensor]>,
+    kb: usize,
+) -> Result<Option<Tensor>> {
+    let mut tensors: Vec<&Tensor> = Vec::with_capacity(network.slots.len());
+    for slot in &network.slots {
+        let side = |is_b: bool| if is_b { (tb, b) } else { (ta, a) };
+        let t: Option<&Tensor> = match *slot {
+            Slot::Dense { b: is_b, open } => {
+                let (term, s) = side(is_b);
+                s.dense[term][open].as_deref()
+            }
+            Slot::Structure { b: is_b, k } => {
+                let (term, s) = side(is_b);
+                Some(s.structure[term][k].as_ref())
+            }
+            Slot::Within { b: is_b, i, j } => {
+                let (term, s) = side(is_b);
+                Some(s.within[term][&(i, j)].as_ref())
+            }
+            Slot::Mean { b: is_b, i } => {
+                let (term, s) = side(is_b);
+                s.means[term][i].as_deref()
+            }
+            Slot::Cross { i, j } => Some(&cross.expect("a pair network")[i * kb + j]),
+        };
+        match t {
+            Some(t) => tensors.push(t),
+            None => return Ok(None),
+        }
+    }
+    let merged: Vec<Cow<'_, Tensor>> = tensors
+        .iter()
+        .map(|t| t.relabeled(|l| network.rename(l)))
+        .collect();
+    let refs: Vec<&Tensor> = merged.iter().map(|t| t.as_ref()).collect();
+    contract_refs(&refs, &network.output, network.plan()).map(Some)
+}
+
+/// Networks summed sequentially per chunk, chunks in parallel in groups; the
+/// chunk sums are added in order, so results do not depend on the thread
+/// count, and at most one group of partial sums is held at a time.
+pub(super) const NETWORKS_PER_CHUNK: usize = 32;
+pub(super) const CHUNKS_PER_GROUP: usize = 8;
+
+/// Applies the output maps to the raw term-pair moment (labels
+/// `[p, coords_a…, q, coords_b…]`) and adds it to `total` (only the blocks
+/// `p = q` when `diagonal`). `mirror`: `Some(true)` for a diagonal term pair
+/// of a self moment whose mirror images were skipped (its symmetric part is
+/// added), `Some(false)` for an off-diagonal one (added with its
+/// transpose), `None` for a cross moment.
+pub(super) fn add_term_pair(
+    total: &mut Mat<f64>,
+    raw: &[f64],
+    (ca, cb): (usize, usize),
+    (map_a, map_b): (Option<&Mat<f64>>, Option<&Mat<f64>>),
+    (n, diagonal): (usize, bool),
+    mirror: Option<bool>,
+) {
+    let w_out = total.nrows() / n;
+    let mut sum = Mat::<f64>::zeros(n * w_out, n * w_out);
+    for p in 0..n {
+        for q in 0..n {
+            if diagonal && p != q {
+                continue;
+            }
+            let block = Mat::from_fn(ca, cb, |i, j| raw[((p * ca + i) * n + q) * cb + j]);
+            let left = match map_a {
+                Some(m) => product(m.as_ref(), block.as_ref(), Par::Seq),
+                None => block,
+            };
+            let both = match map_b {
+                Some(m) => product(left.as_ref(), m.as_ref().transpose(), Par::Seq),
+                None => left,
+            };
+            sum.as_mut()
+                .submatrix_mut(p * w_out, q * w_out, w_out, w_out)
+                .copy_from(both.as_ref());
+        }
+    }
+    match mirror {
+        Some(diagonal) => {
+            // Mirror images are transposes: sym() of the reduced sum, and
+            // off-diagonal term pairs count with their transposes.
+            let factor = if diagonal { 0.5 } else { 1.0 };
+            for r in 0..sum.nrows() {
+                for c in 0..sum.ncols() {
+                    total[(r, c)] += factor * (sum[(r, c)] + sum[(c, r)]);
+                }
+            }
+        }
+        None => *total += &sum,
+    }
+}
+
+impl ComponentTopology {
+    /// The cross bridges of a term pair, `[i * kb + j]`: leg `i` of `a`
+    /// with leg `j` of `b` through `c_ab`.
+    fn cross_bridges(
+        &self,
+        (ta, a): (usize, &ComponentNumbers),
+        (tb, b): (usize, &ComponentNumbers),
+        c_ab: MatRef<'_, f64>,
+    ) -> Vec<Tensor> {
+        use rayon::prelude::*;
+        let (term_a, term_b) = (&self.terms[ta], &self.terms[tb]);
+        let legs_b: Vec<Leg> = term_b.legs.iter().map(|l| l.shifted(SHIFT)).collect();
+        let la = leg_numbers(term_a, &term_a.legs, &a.projections);
+        let lb = leg_numbers(term_b, &legs_b, &b.projections);
+        let pairs: Vec<(usize, usize)> = (0..la.len())
+            .flat_map(|i| (0..lb.len()).map(move |j| (i, j)))
+            .collect();
+        pairs
+            .par_iter()
+            .map(|&(i, j)| {
+                let tied = self.ties(la[i].leg.position, lb[j].leg.position);
+                bridge(&la[i], &lb[j], c_ab, false, tied)
+            })
+            .collect()
+    }
+
+    /// `E[T_a T_b]` summed over all term pairs: the output moment
+    /// `(n(d_out+1)) × (n(d_out+1))` (only its blocks of equal positions on
+    /// a diagonal-output component), from each model's numbers and the
+    /// cross covariance `c_ab`. With `mirror`, `a` and `b` are one model and
+    /// each mirror pair of crossings is contracted once.
+    pub fn moment(
+        &self,
+        a: &ComponentNumbers,
+        b: &ComponentNumbers,
+        c_ab: MatRef<'_, f64>,
+        n: usize,
+        mirror: bool,
+    ) -> Result<Mat<f64>> {
+        let w_out = self.output_dim + 1;
+        let mut total = Mat::<f64>::zeros(n * w_out, n * w_out);
+        let side_a = a.as_side();
+        let side_b = b.as_shifted_side();
+        for ta in 0..self.terms.len() {
+            for tb in 0..self.terms.len() {
+                if mirror && tb < ta {
+                    continue;
+                }
+                let pair = &self.pairs[ta][tb];
+                let cross = self.cross_bridges((ta, a), (tb, b), c_ab);
+                let diagonal = mirror && ta == tb;
+                let raw =
+                    self.sum_networks(pair, (ta, &side_a), (tb, &side_b), &cross, diagonal)?;
+                let (ca, cb) = (self.terms[ta].out_width(), self.terms[tb].out_width());
+                add_term_pair(
+                    &mut total,
+                    &raw,
+                    (ca, cb),
+                    (a.output_maps[ta].as_ref(), b.output_maps[tb].as_ref()),
+                    (n, self.diagonal_output),
+                    mirror.then_some(ta == tb),
+                );
+            }
+        }
+        Ok(total)
+    }
+
+    /// The raw moment of one term pair: every network contracted and added
+    /// onto the output's diagonals with its crossing's mirror weight (on a
+    /// diagonal term pair of a self moment) or 1.
+    fn sum_networks(
+        &self,
+        pair: &TermPair,
+        a: (usize, &Side<'_>),
+        b: (usize, &Side<'_>),
+        cross: &[Tensor],
+        diagonal: bool,
+    ) -> Result<Vec<f64>> {
+        use rayon::prelude::*;
+        let kb = self.terms[b.0].legs.len();
+        let size: usize = pair.output_dims.iter().product();
+        let mut raw = vec![0.0; size];
+        for group in pair.networks.chunks(NETWORKS_PER_CHUNK * CHUNKS_PER_GROUP) {
+            let partial: Vec<Vec<f64>> = group
+                .par_chunks(NETWORKS_PER_CHUNK)
+                .map(|chunk| -> Result<Vec<f64>> {
+                    let mut sum = vec![0.0; size];
+                    for net in chunk {
+                        let x = &pair.crossings[net.crossing];
+                        let weight = if diagonal { x.mirror_weight } else { 1.0 };
+                        if weight == 0.0 {
+                            continue;
+                        }
+                        let network = &net.network;
+                        if let Some(t) = contract_network(network, a, b, Some(cross), kb)? {
+                            add_on_diagonals(
+                                &mut sum,
+                                &network.full_output,
+                                &pair.output_dims,
+                                &t,
+                                weight,
+                            );
+                        }
+                    }
+                    Ok(sum)
+                })
+                .collect::<Result<_>>()?;
+            for p in &partial {
+                for (r, v) in raw.iter_mut().zip(p) {
+                    *r += v;
+                }
+            }
+        }
+        Ok(raw)
+    }
+}
