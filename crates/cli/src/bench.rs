@@ -198,77 +198,108 @@ fn peak_memory_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Exact Gaussian similarity of transformers (MATH.md §3, sequences): a
-/// cold pair (geometry and contraction plans built), a warm pair (plans
-/// reused), and an N×N matrix sharing one geometry. One run each: these take
-/// seconds to minutes.
-fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Case>) -> Result<()> {
+/// What `tensim bench --transformer` times.
+pub struct TransformerBench {
+    pub positions: usize,
+    /// Models in the matrix case (benchmark size only).
+    pub models: usize,
+    /// The paper's language-model size instead of the benchmark size.
+    pub paper: bool,
+}
+
+/// Exact Gaussian similarity of transformers (MATH.md §3, sequences):
+/// preparing one model, a cold pair (plans built), a warm pair (plans
+/// reused) and, at the benchmark size, an N×N matrix sharing one geometry;
+/// FLOPs from the geometry's cost model (the plans the engine executes).
+/// One run each: these take seconds to minutes.
+fn transformer_cases(layers: usize, opts: &TransformerBench, out: &mut Vec<Case>) -> Result<()> {
     use std::sync::Arc;
     use tensim_core::sequence::{SequenceGeometry, SequencePrepared};
     use tensim_core::transformer::TransformerShape;
-    let shape = TransformerShape::benchmark(layers);
-    let size = format!("{layers} layer(s), {positions} positions");
-    let models: Vec<_> = (0..n)
+    let (positions, n) = (opts.positions, opts.models);
+    let shape = if opts.paper {
+        TransformerShape::paper(layers)
+    } else {
+        TransformerShape::benchmark(layers)
+    };
+    let size = format!(
+        "{layers}L d{} v{}, {positions} pos",
+        shape.d_model, shape.vocab
+    );
+    let count = if opts.paper { 2 } else { n };
+    let models: Vec<_> = (0..count)
         .map(|s| shape.random_model(s as u64))
         .collect::<Result<_, _>>()?;
+    let mut case = |name: String, seconds: f64, flops: Option<f64>| {
+        out.push(Case {
+            name,
+            precision: "f64",
+            size: size.clone(),
+            median_s: seconds,
+            min_s: seconds,
+            flops,
+        });
+    };
     let t = Instant::now();
     let geometry = Arc::new(SequenceGeometry::new(&shape, positions)?);
+    let (pair_cost, prepare_cost) = (geometry.pair_cost(), geometry.prepare_cost());
+    let plans = t.elapsed().as_secs_f64();
+    case(
+        format!("transformer, geometry + plans ({})", geometry.plans_built()),
+        plans,
+        None,
+    );
+    let t = Instant::now();
     let a = SequencePrepared::new(&models[0], geometry.clone())?;
+    case(
+        "transformer, prepare one model".into(),
+        t.elapsed().as_secs_f64(),
+        Some(prepare_cost.flops()),
+    );
     let b = SequencePrepared::new(&models[1], geometry.clone())?;
-    similarity(&a, &b, Par::Seq)?;
-    let cold = t.elapsed().as_secs_f64();
-    let plans = geometry.plans_built();
-    out.push(Case {
-        name: format!("transformer, cold pair ({plans} plans)"),
-        precision: "f64",
-        size: size.clone(),
-        median_s: cold,
-        min_s: cold,
-        flops: None,
-    });
-    let t = Instant::now();
-    let b = SequencePrepared::new(&models[1], geometry.clone())?;
-    let prepare = t.elapsed().as_secs_f64();
-    out.push(Case {
-        name: "transformer, prepare one model (warm)".into(),
-        precision: "f64",
-        size: size.clone(),
-        median_s: prepare,
-        min_s: prepare,
-        flops: None,
-    });
     let t = Instant::now();
     similarity(&a, &b, Par::Seq)?;
-    let warm = t.elapsed().as_secs_f64();
-    out.push(Case {
-        name: "transformer, warm pair (prepared)".into(),
-        precision: "f64",
-        size: size.clone(),
-        median_s: warm,
-        min_s: warm,
-        flops: None,
-    });
+    case(
+        "transformer, pair (first)".into(),
+        t.elapsed().as_secs_f64(),
+        Some(pair_cost.flops()),
+    );
     let t = Instant::now();
-    let prepared: Vec<SequencePrepared> = {
-        use rayon::prelude::*;
-        models
-            .par_iter()
-            .map(|m| SequencePrepared::new(m, geometry.clone()))
-            .collect::<Result<_, _>>()?
-    };
-    GramMatrices::compute(&prepared, &|| {})
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .cosine_total()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let matrix = t.elapsed().as_secs_f64();
-    out.push(Case {
-        name: format!("transformer, {n}×{n} matrix (warm plans)"),
-        precision: "f64",
-        size,
-        median_s: matrix,
-        min_s: matrix,
-        flops: None,
-    });
+    similarity(&a, &b, Par::Seq)?;
+    case(
+        "transformer, pair (again)".into(),
+        t.elapsed().as_secs_f64(),
+        Some(pair_cost.flops()),
+    );
+    eprintln!(
+        "transformer {layers} layer(s), {positions} positions: cost model {:.1} GFLOP per pair ({:.1} in {} networks), {:.1} per prepared model; largest intermediate {} entries; estimated peak {:.0} MiB for a pair",
+        pair_cost.flops() / 1e9,
+        pair_cost.contraction_flops / 1e9,
+        pair_cost.networks,
+        prepare_cost.flops() / 1e9,
+        pair_cost.largest_intermediate.max(prepare_cost.largest_intermediate),
+        geometry.peak_bytes(2) / 1048576.0,
+    );
+    if !opts.paper {
+        let t = Instant::now();
+        let prepared: Vec<SequencePrepared> = {
+            use rayon::prelude::*;
+            models
+                .par_iter()
+                .map(|m| SequencePrepared::new(m, geometry.clone()))
+                .collect::<Result<_, _>>()?
+        };
+        GramMatrices::compute(&prepared, &|| {})
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .cosine_total()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let flops = n as f64 * prepare_cost.flops() + (n * (n - 1) / 2) as f64 * pair_cost.flops();
+        case(
+            format!("transformer, {n}×{n} matrix"),
+            t.elapsed().as_secs_f64(),
+            Some(flops),
+        );
+    }
     if let Some(mib) = peak_memory_mib() {
         eprintln!("transformer {layers} layer(s): peak resident memory so far {mib:.0} MiB");
     }
@@ -278,7 +309,7 @@ fn transformer_cases(layers: usize, positions: usize, n: usize, out: &mut Vec<Ca
 pub fn run(
     runs: usize,
     n: usize,
-    transformer: Option<(usize, usize)>,
+    transformer: Option<TransformerBench>,
     json_out: bool,
 ) -> Result<()> {
     let classifier = Architecture {
@@ -310,9 +341,9 @@ pub fn run(
     gaussian_cases::<f64>(runs, &deep_models, &mut cases)?;
     gaussian_cases::<f32>(runs, &deep_models, &mut cases)?;
     training_case(runs, &classifier, &mut cases)?;
-    if let Some((positions, count)) = transformer {
+    if let Some(opts) = &transformer {
         for layers in [1, 2] {
-            transformer_cases(layers, positions, count, &mut cases)?;
+            transformer_cases(layers, opts, &mut cases)?;
         }
     }
     let threads = rayon::current_num_threads();

@@ -158,8 +158,9 @@ enum Command {
         #[arg(long, default_value_t = 41)]
         models: usize,
         /// Also time the exact Gaussian metric of bilinear-attention
-        /// transformers (vocab 64, d_model 32, 2 heads, context 8; 1 and 2
-        /// layers): cold and warm pairs and a matrix (slow: minutes).
+        /// transformers (1 and 2 layers, `--transformer-size`): prepare,
+        /// cold and warm pairs and a matrix, with the cost model's FLOPs and
+        /// peak memory (slow: minutes).
         #[arg(long)]
         transformer: bool,
         /// Gaussian positions for the transformer cases.
@@ -168,6 +169,11 @@ enum Command {
         /// Models in the transformer matrix case.
         #[arg(long, default_value_t = 20)]
         transformer_models: usize,
+        /// Size of the transformer cases: `benchmark` (vocab 64, d_model 32)
+        /// or `paper` (the paper's language models: vocab 4096, d_model 256,
+        /// 8 heads of 32, attention-only blocks with biases; no matrix case).
+        #[arg(long, default_value = "benchmark", value_parser = ["benchmark", "paper"])]
+        transformer_size: String,
         #[arg(long)]
         json: bool,
     },
@@ -486,11 +492,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             transformer,
             positions,
             transformer_models,
+            transformer_size,
             json,
         } => bench::run(
             runs.max(1),
             models.max(2),
-            transformer.then_some((positions, transformer_models.max(2))),
+            transformer.then_some(bench::TransformerBench {
+                positions,
+                models: transformer_models.max(2),
+                paper: transformer_size == "paper",
+            }),
             json,
         ),
     }

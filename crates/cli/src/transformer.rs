@@ -148,8 +148,50 @@ fn parameter_cosine(a: &Transformer, b: &Transformer) -> f64 {
     ab / (aa.sqrt() * bb.sqrt())
 }
 
-fn prepare_all(models: &[&Transformer], positions: usize) -> Result<Vec<SequencePrepared>> {
+/// Bytes this process may use: the kernel's `MemAvailable`, capped by
+/// `TENSIM_MEMORY_LIMIT_MIB` when set (a job's allocation on a cluster).
+fn available_bytes() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0)
+    });
+    let limit = std::env::var("TENSIM_MEMORY_LIMIT_MIB")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|mib| mib * 1048576.0);
+    match (meminfo, limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Refuses, before any work, a job whose estimated peak memory (the cost
+/// model of the geometry) exceeds what is available.
+fn check_memory(geometry: &SequenceGeometry, models: usize, first: &Path) -> Result<()> {
+    let need = geometry.peak_bytes(models);
+    if let Some(available) = available_bytes() {
+        if need > available {
+            let gib = |b: f64| b / 1073741824.0;
+            bail!(
+                "{}: comparing {models} transformer(s) of this size on {} Gaussian positions needs an estimated {:.2} GiB, more than the {:.2} GiB available (use fewer positions or checkpoints, or raise TENSIM_MEMORY_LIMIT_MIB)",
+                first.display(),
+                geometry.positions(),
+                gib(need),
+                gib(available)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn prepare_all(
+    models: &[&Transformer],
+    positions: usize,
+    first: &Path,
+) -> Result<Vec<SequencePrepared>> {
     let geometry = Arc::new(SequenceGeometry::new(&models[0].shape(), positions)?);
+    check_memory(&geometry, models.len(), first)?;
     let bar = progress::bar(models.len() as u64, "moments");
     let prepared = models
         .par_iter()
@@ -192,7 +234,7 @@ pub fn matrix(args: &[PathBuf], opts: &MatrixOptions<'_>) -> Result<()> {
     let bar = progress::bar((n * (n + 1) / 2) as u64, "pairs");
     let (matrix, description) = match metric {
         Metric::Gaussian | Metric::Slice(_) => {
-            let prepared = prepare_all(&models, positions)?;
+            let prepared = prepare_all(&models, positions, &loaded[0].path)?;
             let exactness = prepared[0].exactness().describe();
             let gram =
                 GramMatrices::compute(&prepared, &|| bar.inc(1)).map_err(|e| named(e, &loaded))?;
@@ -290,7 +332,7 @@ pub fn compare(
     let loaded = load_all(&[a.to_path_buf(), b.to_path_buf()])?;
     let (ma, mb) = (&loaded[0].model, &loaded[1].model);
     let positions = positions_for(ma, positions);
-    let prepared = prepare_all(&[ma, mb], positions)?;
+    let prepared = prepare_all(&[ma, mb], positions, &loaded[0].path)?;
     let start = Instant::now();
     let sim = tensim_core::similarity(&prepared[0], &prepared[1], Par::Seq)
         .with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;

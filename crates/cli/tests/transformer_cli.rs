@@ -165,3 +165,38 @@ fn mixed_kinds_and_architectures_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_job_larger_than_the_memory_available_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(
+        dir.path(),
+        "a.safetensors",
+        &shape(4).random_model(1).unwrap(),
+        1,
+    );
+    let b = save(
+        dir.path(),
+        "b.safetensors",
+        &shape(4).random_model(2).unwrap(),
+        2,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tensim"))
+        .args(["compare", &a, &b, "--positions", "4"])
+        .env("TENSIM_MEMORY_LIMIT_MIB", "0.01")
+        .output()
+        .expect("run tensim");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no partial output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a.safetensors"), "{stderr}");
+    assert!(stderr.contains("needs an estimated"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // With room to spare the same job runs.
+    let ok = Command::new(env!("CARGO_BIN_EXE_tensim"))
+        .args(["compare", &a, &b, "--positions", "4", "--json"])
+        .env("TENSIM_MEMORY_LIMIT_MIB", "100000")
+        .output()
+        .expect("run tensim");
+    json_of(&ok);
+}

@@ -18,7 +18,7 @@ pub mod plan;
 pub mod tensor;
 
 pub use diagonal::{add_on_diagonals, dedup_in_order, flat, tensor_with_diagonals};
-pub use network::{contract, contract_refs, einsum_naive};
+pub use network::{contract, contract_refs, contract_renamed, einsum_naive};
 pub use pair::contract_pair;
 pub use plan::{greedy_plan, optimal_plan, Cost, Plan, OPTIMAL_PLAN_MAX};
 pub use tensor::Tensor;

@@ -1,8 +1,8 @@
 //! Whole networks along a plan, and the naive einsum every plan is tested against.
 
-use super::pair::contract_pair;
+use super::pair::{contract_pair, contract_parts};
 use super::plan::Plan;
-use super::tensor::{strides, Tensor};
+use super::tensor::{strides, Parts, Tensor};
 use super::Label;
 use crate::error::{Error, Result};
 
@@ -39,6 +39,80 @@ pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Resu
         current.push(Cow::Owned(contract_pair(&a, &b, &keep)?));
     }
     let last = current.pop().expect("one tensor left");
+    finish(last.into_owned(), output)
+}
+
+/// [`contract_refs`] with every input label `l` renamed to `rename(l)`: an
+/// input whose renamed labels stay distinct is read in place under its new
+/// names; one whose axes merge takes its diagonal first
+/// ([`Tensor::relabeled`]).
+pub fn contract_renamed(
+    network: &[&Tensor],
+    rename: impl Fn(Label) -> Label + Copy,
+    output: &[Label],
+    plan: &Plan,
+) -> Result<Tensor> {
+    enum Operand<'a> {
+        Renamed(Vec<Label>, &'a Tensor),
+        Owned(Tensor),
+    }
+    impl Operand<'_> {
+        fn parts(&self) -> Parts<'_> {
+            match self {
+                Operand::Renamed(labels, t) => Parts {
+                    labels,
+                    dims: &t.dims,
+                    data: &t.data,
+                },
+                Operand::Owned(t) => t.parts(),
+            }
+        }
+    }
+    if network.is_empty() {
+        return Err(Error::Invalid("an empty network".into()));
+    }
+    let mut current: Vec<Operand<'_>> = network
+        .iter()
+        .map(|&t| {
+            let labels: Vec<Label> = t.labels.iter().map(|&l| rename(l)).collect();
+            let mut distinct = labels.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() == labels.len() {
+                Operand::Renamed(labels, t)
+            } else {
+                Operand::Owned(t.relabeled(rename).into_owned())
+            }
+        })
+        .collect();
+    for &(i, j) in &plan.steps {
+        if j >= current.len() || i >= j {
+            return Err(Error::Invalid(format!(
+                "plan step ({i}, {j}) does not fit {} tensors",
+                current.len()
+            )));
+        }
+        let keep: Vec<Label> = current
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != i && k != j)
+            .flat_map(|(_, t)| t.parts().labels.to_vec())
+            .chain(output.iter().copied())
+            .collect();
+        let b = current.remove(j);
+        let a = current.remove(i);
+        current.push(Operand::Owned(contract_parts(a.parts(), b.parts(), &keep)?));
+    }
+    let last = current.pop().expect("one tensor left");
+    let last = match last {
+        Operand::Owned(t) => t,
+        Operand::Renamed(..) => last.parts().to_tensor(),
+    };
+    finish(last, output)
+}
+
+/// Sums out the labels `output` drops and orders the rest like `output`.
+fn finish(last: Tensor, output: &[Label]) -> Result<Tensor> {
     let extra: Vec<Label> = last
         .labels
         .iter()

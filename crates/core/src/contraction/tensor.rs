@@ -72,38 +72,15 @@ impl Tensor {
 
     /// The same values with axes in the order of `order` (a permutation of the labels).
     pub fn permuted(&self, order: &[Label]) -> Tensor {
-        let axes: Vec<usize> = order
-            .iter()
-            .map(|l| {
-                self.labels
-                    .iter()
-                    .position(|x| x == l)
-                    .expect("label present")
-            })
-            .collect();
-        let dims: Vec<usize> = axes.iter().map(|&a| self.dims[a]).collect();
-        let src = strides(&self.dims);
-        let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();
-        let n = self.data.len();
-        let mut data = Vec::with_capacity(n);
-        // Copy runs along the last output axis; an odometer walks the others.
-        let rank = dims.len();
-        if rank == 0 || n == 0 {
-            data.extend_from_slice(&self.data);
-        } else {
-            let (run, step) = (dims[rank - 1], moved[rank - 1]);
-            for offset in strided_offsets(&dims[..rank - 1], &moved[..rank - 1]) {
-                if step == 1 {
-                    data.extend_from_slice(&self.data[offset..offset + run]);
-                } else {
-                    data.extend((0..run).map(|r| self.data[offset + r * step]));
-                }
-            }
-        }
-        Tensor {
-            labels: order.to_vec(),
-            dims,
-            data,
+        self.parts().permuted(order)
+    }
+
+    /// The tensor's labels, dimensions and values, borrowed.
+    pub(crate) fn parts(&self) -> Parts<'_> {
+        Parts {
+            labels: &self.labels,
+            dims: &self.dims,
+            data: &self.data,
         }
     }
 
@@ -186,6 +163,70 @@ impl Tensor {
         let dims = keep.iter().map(|&l| self.dim_of(l)).collect();
         Tensor {
             labels: keep,
+            dims,
+            data,
+        }
+    }
+}
+
+/// A tensor's values under a label list that may differ from its own (the
+/// same axes renamed): what a contraction reads without copying.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parts<'a> {
+    pub labels: &'a [Label],
+    pub dims: &'a [usize],
+    pub data: &'a [f64],
+}
+
+impl Parts<'_> {
+    pub fn dim_of(&self, label: Label) -> usize {
+        self.dims[self
+            .labels
+            .iter()
+            .position(|&l| l == label)
+            .expect("label present")]
+    }
+
+    pub fn to_tensor(self) -> Tensor {
+        Tensor {
+            labels: self.labels.to_vec(),
+            dims: self.dims.to_vec(),
+            data: self.data.to_vec(),
+        }
+    }
+
+    /// The same values with axes in the order of `order` (a permutation of the labels).
+    pub fn permuted(&self, order: &[Label]) -> Tensor {
+        let axes: Vec<usize> = order
+            .iter()
+            .map(|l| {
+                self.labels
+                    .iter()
+                    .position(|x| x == l)
+                    .expect("label present")
+            })
+            .collect();
+        let dims: Vec<usize> = axes.iter().map(|&a| self.dims[a]).collect();
+        let src = strides(self.dims);
+        let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();
+        let n = self.data.len();
+        let mut data = Vec::with_capacity(n);
+        // Copy runs along the last output axis; an odometer walks the others.
+        let rank = dims.len();
+        if rank == 0 || n == 0 {
+            data.extend_from_slice(self.data);
+        } else {
+            let (run, step) = (dims[rank - 1], moved[rank - 1]);
+            for offset in strided_offsets(&dims[..rank - 1], &moved[..rank - 1]) {
+                if step == 1 {
+                    data.extend_from_slice(&self.data[offset..offset + run]);
+                } else {
+                    data.extend((0..run).map(|r| self.data[offset + r * step]));
+                }
+            }
+        }
+        Tensor {
+            labels: order.to_vec(),
             dims,
             data,
         }

@@ -186,8 +186,8 @@ impl SequenceGeometry {
     }
 
     /// Estimated bytes one prepared model holds: its projections, its own
-    /// moment at every component's input, within-model bridges, means and
-    /// dense reductions.
+    /// stream means at every component's input, within-model bridges, leg
+    /// means and dense reductions.
     pub fn model_bytes(&self) -> f64 {
         let (v, d, n) = (
             self.shape.vocab as f64,
@@ -197,7 +197,7 @@ impl SequenceGeometry {
         let w = self.stream_width();
         let mut entries = 2.0 * v * d;
         for c in &self.components {
-            entries += (n * w) * (n * w);
+            entries += n * w;
             for (term, t) in c.terms.iter().enumerate() {
                 for i in 0..t.legs.len() {
                     entries += n * leg_rows(c, term, i) * w;

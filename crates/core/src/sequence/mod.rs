@@ -288,8 +288,8 @@ pub struct SequencePrepared {
     embed: Mat<f64>,
     embed_norm: f64,
     components: Vec<ComponentNumbers>,
-    /// Own second moment at each component's input (normalised).
-    own_inputs: Vec<Mat<f64>>,
+    /// Own stream means `E[x̂_p]` at each component's input (normalised).
+    own_means: Vec<Vec<Vec<f64>>>,
     /// `U ∈ R^(vocab × d)` times the last normaliser, and the normaliser of
     /// the logits' inner products.
     unembed: Mat<f64>,
@@ -320,7 +320,7 @@ impl SequencePrepared {
         let mut s = normalise(s, w, embed_norm, embed_norm);
         let mut c_in = embed_norm;
         let mut components = Vec::new();
-        let mut own_inputs = Vec::new();
+        let mut own_means = Vec::new();
         for (mut raw, topology) in component_numbers(model, n)
             .into_iter()
             .zip(&geometry.components)
@@ -340,7 +340,7 @@ impl SequencePrepared {
             let out = topology.moment(&numbers, &numbers, c.as_ref(), n, true)?;
             let norm = stream_norm(out.as_ref(), w);
             numbers.output_norm = norm;
-            own_inputs.push(s);
+            own_means.push(mu);
             s = normalise(out, w, norm, norm);
             c_in = norm;
             components.push(numbers);
@@ -369,7 +369,7 @@ impl SequencePrepared {
             embed,
             embed_norm,
             components,
-            own_inputs,
+            own_means,
             unembed,
             logit_norm,
             self_inner,
@@ -418,9 +418,8 @@ impl SequencePrepared {
         let w = geometry.shape.d_model + 1;
         let mut s = self.embedded_cross(other);
         for (k, topology) in geometry.components.iter().enumerate() {
-            let mu_a = means(self.own_inputs[k].as_ref(), n, w);
-            let mu_b = means(other.own_inputs[k].as_ref(), n, w);
-            let c_ab = centred(s.as_ref(), &mu_a, &mu_b);
+            let (mu_a, mu_b) = (&self.own_means[k], &other.own_means[k]);
+            let c_ab = centred(s.as_ref(), mu_a, mu_b);
             let (a, b) = (&self.components[k], &other.components[k]);
             let out = topology.moment(a, b, c_ab.as_ref(), n, false)?;
             s = normalise(out, w, a.output_norm, b.output_norm);

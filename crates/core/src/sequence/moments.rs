@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use faer::{Mat, MatRef, Par};
 
-use crate::contraction::{add_on_diagonals, contract_refs, Tensor};
+use crate::contraction::{add_on_diagonals, contract_renamed, dedup_in_order, Label, Tensor};
 use crate::error::Result;
 use crate::gemm::product;
 
@@ -234,12 +234,13 @@ fn contract_network(
             None => return Ok(None),
         }
     }
-    let merged: Vec<Cow<'_, Tensor>> = tensors
-        .iter()
-        .map(|t| t.relabeled(|l| network.rename(l)))
-        .collect();
-    let refs: Vec<&Tensor> = merged.iter().map(|t| t.as_ref()).collect();
-    contract_refs(&refs, &network.output, network.plan()).map(Some)
+    contract_renamed(
+        &tensors,
+        |l| network.rename(l),
+        &network.output,
+        network.plan(),
+    )
+    .map(Some)
 }
 
 /// Networks summed sequentially per chunk, chunks in parallel in groups; the
@@ -384,7 +385,9 @@ impl ComponentTopology {
             let partial: Vec<Vec<f64>> = group
                 .par_chunks(NETWORKS_PER_CHUNK)
                 .map(|chunk| -> Result<Vec<f64>> {
-                    let mut sum = vec![0.0; size];
+                    // Results with one output pattern are summed compactly,
+                    // then added onto the output's diagonals once.
+                    let mut compact: Vec<(&[Label], Vec<f64>)> = Vec::new();
                     for net in chunk {
                         let x = &pair.crossings[net.crossing];
                         let weight = if diagonal { x.mirror_weight } else { 1.0 };
@@ -392,15 +395,34 @@ impl ComponentTopology {
                             continue;
                         }
                         let network = &net.network;
-                        if let Some(t) = contract_network(network, a, b, Some(cross), kb)? {
-                            add_on_diagonals(
-                                &mut sum,
-                                &network.full_output,
-                                &pair.output_dims,
-                                &t,
-                                weight,
-                            );
+                        let Some(t) = contract_network(network, a, b, Some(cross), kb)? else {
+                            continue;
+                        };
+                        let key = network.full_output.as_slice();
+                        match compact.iter_mut().find(|(k, _)| *k == key) {
+                            Some((_, acc)) => {
+                                for (s, v) in acc.iter_mut().zip(&t.data) {
+                                    *s += weight * v;
+                                }
+                            }
+                            None => {
+                                let scaled = t.data.iter().map(|v| weight * v).collect();
+                                compact.push((key, scaled));
+                            }
                         }
+                    }
+                    let mut sum = vec![0.0; size];
+                    for (key, acc) in compact {
+                        let mut distinct = key.to_vec();
+                        dedup_in_order(&mut distinct);
+                        let dims: Vec<usize> = distinct
+                            .iter()
+                            .map(|l| {
+                                pair.output_dims[key.iter().position(|k| k == l).expect("label")]
+                            })
+                            .collect();
+                        let t = Tensor::new(distinct, dims, acc).expect("output shape");
+                        add_on_diagonals(&mut sum, key, &pair.output_dims, &t, 1.0);
                     }
                     Ok(sum)
                 })
