@@ -507,7 +507,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Keeps freed memory in glibc's heap instead of returning every large block
+/// to the kernel: the exact sequence metric allocates and frees tensors of
+/// many MiB per contraction step, and fresh pages cost a fault each (about
+/// 12% of a paper-size pair, measured).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const LIMIT: libc::c_int = 1 << 30;
+        // SAFETY: mallopt only sets allocator parameters; it is called before
+        // any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, LIMIT);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, LIMIT);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     if matches!(
         cli.command,

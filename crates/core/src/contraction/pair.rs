@@ -24,23 +24,30 @@ struct MatrixViews {
 impl MatrixViews {
     /// `None` unless the row labels (in the order given) fuse into one
     /// strided axis, and so do the column labels.
-    fn of(t: Parts<'_>, batch: &[Label], rows: &[Label], cols: &[Label]) -> Option<Self> {
+    fn of(
+        t: Parts<'_>,
+        outer: &[Label],
+        outer_dims: &[usize],
+        rows: &[Label],
+        cols: &[Label],
+    ) -> Option<Self> {
+        if !fuses(t, rows) || !fuses(t, cols) {
+            return None;
+        }
         let stride = strides(t.dims);
         let axis = |l: &Label| t.labels.iter().position(|x| x == l).expect("label present");
-        let fused = |group: &[Label]| -> Option<usize> {
-            let axes: Vec<usize> = group.iter().map(axis).collect();
-            for w in axes.windows(2) {
-                if stride[w[0]] != stride[w[1]] * t.dims[w[1]] {
-                    return None;
-                }
-            }
-            Some(axes.last().map_or(0, |&a| stride[a]))
-        };
-        let (row_stride, col_stride) = (fused(rows)?, fused(cols)?);
-        let batch_axes: Vec<usize> = batch.iter().map(axis).collect();
-        let dims: Vec<usize> = batch_axes.iter().map(|&a| t.dims[a]).collect();
-        let steps: Vec<usize> = batch_axes.iter().map(|&a| stride[a]).collect();
-        let offsets: Vec<usize> = strided_offsets(&dims, &steps).collect();
+        let inner = |group: &[Label]| group.last().map_or(0, |l| stride[axis(l)]);
+        // An outer label this operand lacks repeats its matrix (stride 0).
+        let steps: Vec<usize> = outer
+            .iter()
+            .map(|l| {
+                t.labels
+                    .iter()
+                    .position(|x| x == l)
+                    .map_or(0, |a| stride[a])
+            })
+            .collect();
+        let offsets: Vec<usize> = strided_offsets(outer_dims, &steps).collect();
         let span = |group: &[Label]| -> usize {
             group
                 .iter()
@@ -51,8 +58,8 @@ impl MatrixViews {
         Some(MatrixViews {
             extent: last + span(rows) + span(cols) + 1,
             offsets,
-            row_stride,
-            col_stride,
+            row_stride: inner(rows),
+            col_stride: inner(cols),
         })
     }
 
@@ -76,7 +83,9 @@ impl MatrixViews {
 }
 
 /// Contracts two tensors, keeping the labels in `keep` even when both carry them.
-/// Result labels: batch (kept shared), then `a`'s free, then `b`'s free.
+/// Result labels: batch (kept shared), then the free labels of `a` and `b`
+/// that become outer loops, then the rows of `a` and the columns of `b`
+/// (for operands whose free axes fuse: batch, `a`'s free, `b`'s free).
 pub fn contract_pair(a: &Tensor, b: &Tensor, keep: &[Label]) -> Result<Tensor> {
     contract_parts(a.parts(), b.parts(), keep)
 }
@@ -144,33 +153,56 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
         .copied()
         .filter(|l| !shared.contains(l))
         .collect();
+    // Free labels that do not fuse with the innermost free axes of their
+    // operand become outer loops (no copy); summed labels must fuse in both
+    // operands in one order, else an operand is permuted.
+    let (outer_a, rows) = split_fused(a, &a_free);
+    let (outer_b, cols) = split_fused(b, &b_free);
+    let outer: Vec<Label> = [batch.as_slice(), &outer_a, &outer_b].concat();
+    let b_order: Vec<Label> = b
+        .labels
+        .iter()
+        .copied()
+        .filter(|l| summed.contains(l))
+        .collect();
+    // Prefer an order both operands fuse, else one the larger operand fuses.
+    let both = |o: &[Label]| fuses(a, o) && fuses(b, o);
+    let summed = if both(&summed) {
+        summed
+    } else if both(&b_order) || b.data.len() > a.data.len() {
+        b_order
+    } else {
+        summed
+    };
     let size = |t: Parts<'_>, ls: &[Label]| -> usize { ls.iter().map(|&l| t.dim_of(l)).product() };
-    let (nb, m, k, n) = (
-        size(a, &batch),
-        size(a, &a_free),
-        size(a, &summed),
-        size(b, &b_free),
-    );
-    // Read each operand in place where its axes group into a strided matrix
-    // per batch element; permute a copy only where they do not.
+    let (m, k, n) = (size(a, &rows), size(a, &summed), size(b, &cols));
+    let outer_dims: Vec<usize> = outer
+        .iter()
+        .map(|&l| {
+            if a.labels.contains(&l) {
+                a.dim_of(l)
+            } else {
+                b.dim_of(l)
+            }
+        })
+        .collect();
+    let nb: usize = outer_dims.iter().product();
     let (permuted_a, permuted_b);
-    let pa = match MatrixViews::of(a, &batch, &a_free, &summed) {
+    let pa = match MatrixViews::of(a, &outer, &outer_dims, &rows, &summed) {
         Some(v) => (a.data, v),
         None => {
-            permuted_a =
-                a.permuted(&[batch.as_slice(), a_free.as_slice(), summed.as_slice()].concat());
-            let v =
-                MatrixViews::of(permuted_a.parts(), &batch, &a_free, &summed).expect("contiguous");
+            permuted_a = a.permuted(&[batch.as_slice(), &outer_a, &rows, &summed].concat());
+            let v = MatrixViews::of(permuted_a.parts(), &outer, &outer_dims, &rows, &summed)
+                .expect("contiguous");
             (permuted_a.data.as_slice(), v)
         }
     };
-    let pb = match MatrixViews::of(b, &batch, &summed, &b_free) {
+    let pb = match MatrixViews::of(b, &outer, &outer_dims, &summed, &cols) {
         Some(v) => (b.data, v),
         None => {
-            permuted_b =
-                b.permuted(&[batch.as_slice(), summed.as_slice(), b_free.as_slice()].concat());
-            let v =
-                MatrixViews::of(permuted_b.parts(), &batch, &summed, &b_free).expect("contiguous");
+            permuted_b = b.permuted(&[batch.as_slice(), &summed, &outer_b, &cols].concat());
+            let v = MatrixViews::of(permuted_b.parts(), &outer, &outer_dims, &summed, &cols)
+                .expect("contiguous");
             (permuted_b.data.as_slice(), v)
         }
     };
@@ -196,7 +228,7 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
             matmul(c, Accum::Replace, am, bm, 1.0, Par::Seq);
         }
     }
-    let labels: Vec<Label> = [batch.as_slice(), a_free.as_slice(), b_free.as_slice()].concat();
+    let labels: Vec<Label> = [outer.as_slice(), &rows, &cols].concat();
     let dims = labels
         .iter()
         .map(|&l| {
@@ -208,4 +240,27 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
         })
         .collect();
     Ok(Tensor { labels, dims, data })
+}
+
+/// Whether `group` (in this order) fuses into one strided axis of `t`.
+fn fuses(t: Parts<'_>, group: &[Label]) -> bool {
+    let stride = strides(t.dims);
+    let axis = |l: &Label| t.labels.iter().position(|x| x == l).expect("label present");
+    group.windows(2).all(|w| {
+        let (x, y) = (axis(&w[0]), axis(&w[1]));
+        stride[x] == stride[y] * t.dims[y]
+    })
+}
+
+/// `free` (in `t`'s axis order) split into the labels that do not fuse and
+/// the longest innermost run that does.
+fn split_fused(t: Parts<'_>, free: &[Label]) -> (Vec<Label>, Vec<Label>) {
+    let mut start = free.len().saturating_sub(1);
+    while start > 0 && fuses(t, &free[start - 1..]) {
+        start -= 1;
+    }
+    if free.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    (free[..start].to_vec(), free[start..].to_vec())
 }
