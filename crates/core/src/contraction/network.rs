@@ -1,6 +1,6 @@
 //! Whole networks along a plan, and the naive einsum every plan is tested against.
 
-use super::pair::{contract_pair, contract_parts};
+use super::pair::contract_parts;
 use super::plan::Plan;
 use super::tensor::{strides, Parts, Tensor};
 use super::Label;
@@ -15,31 +15,7 @@ pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Ten
 /// [`contract`] over borrowed tensors: inputs are never copied, only
 /// intermediate results are allocated.
 pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
-    use std::borrow::Cow;
-    if network.is_empty() {
-        return Err(Error::Invalid("an empty network".into()));
-    }
-    let mut current: Vec<Cow<'_, Tensor>> = network.iter().map(|&t| Cow::Borrowed(t)).collect();
-    for &(i, j) in &plan.steps {
-        if j >= current.len() || i >= j {
-            return Err(Error::Invalid(format!(
-                "plan step ({i}, {j}) does not fit {} tensors",
-                current.len()
-            )));
-        }
-        let keep: Vec<Label> = current
-            .iter()
-            .enumerate()
-            .filter(|&(k, _)| k != i && k != j)
-            .flat_map(|(_, t)| t.labels.iter().copied())
-            .chain(output.iter().copied())
-            .collect();
-        let b = current.remove(j);
-        let a = current.remove(i);
-        current.push(Cow::Owned(contract_pair(&a, &b, &keep)?));
-    }
-    let last = current.pop().expect("one tensor left");
-    finish(last.into_owned(), output)
+    contract_renamed(network, |l| l, output, plan)
 }
 
 /// [`contract_refs`] with every input label `l` renamed to `rename(l)`: an

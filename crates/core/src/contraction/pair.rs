@@ -176,16 +176,14 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
     };
     let size = |t: Parts<'_>, ls: &[Label]| -> usize { ls.iter().map(|&l| t.dim_of(l)).product() };
     let (m, k, n) = (size(a, &rows), size(a, &summed), size(b, &cols));
-    let outer_dims: Vec<usize> = outer
-        .iter()
-        .map(|&l| {
-            if a.labels.contains(&l) {
-                a.dim_of(l)
-            } else {
-                b.dim_of(l)
-            }
-        })
-        .collect();
+    let dim = |l: &Label| {
+        if a.labels.contains(l) {
+            a.dim_of(*l)
+        } else {
+            b.dim_of(*l)
+        }
+    };
+    let outer_dims: Vec<usize> = outer.iter().map(dim).collect();
     let nb: usize = outer_dims.iter().product();
     let (permuted_a, permuted_b);
     let pa = match MatrixViews::of(a, &outer, &outer_dims, &rows, &summed) {
@@ -229,16 +227,7 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
         }
     }
     let labels: Vec<Label> = [outer.as_slice(), &rows, &cols].concat();
-    let dims = labels
-        .iter()
-        .map(|&l| {
-            if a.labels.contains(&l) {
-                a.dim_of(l)
-            } else {
-                b.dim_of(l)
-            }
-        })
-        .collect();
+    let dims = labels.iter().map(dim).collect();
     Ok(Tensor { labels, dims, data })
 }
 
