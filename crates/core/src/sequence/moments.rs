@@ -102,6 +102,7 @@ impl ComponentNumbers {
         term: usize,
     ) -> Result<Vec<Option<Tensor>>> {
         let t = &topology.terms[term];
+        let side = self.as_side();
         (0..topology.reductions[term].len())
             .map(|open| {
                 if !t.dense(open) {
@@ -112,7 +113,8 @@ impl ComponentNumbers {
                 let mut sum: Option<Vec<f64>> = None;
                 for r in &topology.reductions[term][open] {
                     let network = r.network.as_ref().expect("dense reductions have networks");
-                    let Some(t) = self.contract(network, term, &self.as_side(), None)? else {
+                    let Some(t) = contract_network(network, (term, &side), (term, &side), None, 0)?
+                    else {
                         continue;
                     };
                     let data = sum.get_or_insert_with(|| vec![0.0; dims.iter().product()]);
@@ -123,69 +125,40 @@ impl ComponentNumbers {
             .collect()
     }
 
-    /// This model's tensors as side A (labels unshifted).
+    /// This model's tensors as side A (labels unshifted, borrowed).
     fn as_side(&self) -> Side<'_> {
-        Side {
-            structure: self
-                .structure
-                .iter()
-                .map(|t| t.iter().map(Cow::Borrowed).collect())
-                .collect(),
-            within: self
-                .within
-                .iter()
-                .map(|m| m.iter().map(|(k, v)| (*k, Cow::Borrowed(v))).collect())
-                .collect(),
-            means: self
-                .means
-                .iter()
-                .map(|m| m.iter().map(|v| v.as_ref().map(Cow::Borrowed)).collect())
-                .collect(),
-            dense: self
-                .dense
-                .iter()
-                .map(|m| m.iter().map(|v| v.as_ref().map(Cow::Borrowed)).collect())
-                .collect(),
-        }
+        self.side_with(Cow::Borrowed)
     }
 
     /// This model's tensors as side B: every label shifted by [`SHIFT`].
     fn as_shifted_side(&self) -> Side<'_> {
-        let shift = |t: &Tensor| Cow::Owned(t.relabeled(|l| l + SHIFT).into_owned());
+        self.side_with(|t| Cow::Owned(t.relabeled(|l| l + SHIFT).into_owned()))
+    }
+
+    /// Every stored tensor passed through `f`.
+    fn side_with<'a>(&'a self, f: impl Fn(&'a Tensor) -> Cow<'a, Tensor>) -> Side<'a> {
         Side {
             structure: self
                 .structure
                 .iter()
-                .map(|t| t.iter().map(shift).collect())
+                .map(|t| t.iter().map(&f).collect())
                 .collect(),
             within: self
                 .within
                 .iter()
-                .map(|m| m.iter().map(|(k, v)| (*k, shift(v))).collect())
+                .map(|m| m.iter().map(|(k, v)| (*k, f(v))).collect())
                 .collect(),
             means: self
                 .means
                 .iter()
-                .map(|m| m.iter().map(|v| v.as_ref().map(shift)).collect())
+                .map(|m| m.iter().map(|v| v.as_ref().map(&f)).collect())
                 .collect(),
             dense: self
                 .dense
                 .iter()
-                .map(|m| m.iter().map(|v| v.as_ref().map(shift)).collect())
+                .map(|m| m.iter().map(|v| v.as_ref().map(&f)).collect())
                 .collect(),
         }
-    }
-
-    /// Contracts one network of a single model (a dense reduction), `None`
-    /// when one of its tensors vanishes.
-    fn contract(
-        &self,
-        network: &Network,
-        term: usize,
-        side: &Side<'_>,
-        cross: Option<&[Tensor]>,
-    ) -> Result<Option<Tensor>> {
-        contract_network(network, (term, side), (term, side), cross, 0)
     }
 }
 
