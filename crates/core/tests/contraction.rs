@@ -188,3 +188,68 @@ fn plan_cost_counts_the_gemms_of_a_matrix_chain() {
     assert_eq!(c.flops, 2.0 * 4.0 * 30.0);
     assert_eq!(c.largest, 60);
 }
+
+/// Every permutation of a tensor with axes longer than the transposing
+/// gather's tiles, against the value read at the permuted index.
+#[test]
+fn permutations_move_every_value_to_its_permuted_index() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let dims = [3usize, 20, 5, 18];
+    let dims_of = |l: Label| dims[l as usize];
+    let t = random_tensor(&[0, 1, 2, 3], &dims_of, &mut rng);
+    let mut orders: Vec<Vec<Label>> = vec![vec![]];
+    for _ in 0..4 {
+        orders = orders
+            .into_iter()
+            .flat_map(|o| {
+                (0..4)
+                    .filter(|l| !o.contains(l))
+                    .map(|l| [o.clone(), vec![l]].concat())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+    }
+    assert_eq!(orders.len(), 24);
+    for order in orders {
+        let p = t.permuted(&order);
+        let pd: Vec<usize> = order.iter().map(|&l| dims[l as usize]).collect();
+        assert_eq!(p.dims, pd);
+        for (flat, &v) in p.data.iter().enumerate() {
+            // The index of `flat` in the permuted tensor, mapped back.
+            let mut rest = flat;
+            let mut index = [0usize; 4];
+            for k in (0..4).rev() {
+                index[order[k] as usize] = rest % pd[k];
+                rest /= pd[k];
+            }
+            let source = ((index[0] * 20 + index[1]) * 5 + index[2]) * 18 + index[3];
+            assert_eq!(v, t.data[source], "order {order:?}");
+        }
+    }
+}
+
+/// Pairs whose products take each route of the pairwise contraction (GEMM,
+/// tiny products with the row or the column loop innermost, operands read
+/// in place or permuted, batch and outer-loop labels) equal the naive sum.
+#[test]
+fn pair_contractions_of_every_size_class_match_naive_einsum() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let dims = [7usize, 1, 9, 2, 33, 3];
+    let dims_of = |l: Label| dims[l as usize];
+    let cases: [(&[Label], &[Label], &[Label]); 7] = [
+        (&[0, 2], &[2, 4], &[0, 4]),
+        (&[4, 2], &[2, 0], &[4, 0]),
+        (&[3, 0, 1], &[3, 1, 2], &[3, 0, 2]),
+        (&[3, 4, 1], &[3, 1, 5], &[3, 4, 5]),
+        (&[0, 3, 2], &[2, 5, 3], &[3, 0, 5]),
+        (&[4, 5, 2, 3], &[3, 2, 0], &[3, 5, 4, 0]),
+        (&[2, 4, 0], &[5, 0, 2], &[4, 5]),
+    ];
+    for (la, lb, keep) in cases {
+        let a = random_tensor(la, &dims_of, &mut rng);
+        let b = random_tensor(lb, &dims_of, &mut rng);
+        let plan = Plan { steps: vec![(0, 1)] };
+        let fast = contract(&[a.clone(), b.clone()], keep, &plan).unwrap();
+        assert_same(&fast, &einsum_naive(&[a, b], keep));
+    }
+}

@@ -90,7 +90,22 @@ pub fn add_on_diagonals(
                 .sum()
         })
         .collect();
-    for (offset, v) in strided_offsets(&t.dims, &stride).zip(&t.data) {
-        raw[offset] += weight * v;
+    let Some((&run, outer)) = t.dims.split_last() else {
+        raw[0] += weight * t.data[0];
+        return;
+    };
+    // Runs along `t`'s last axis; an odometer walks the others.
+    let step = stride[outer.len()];
+    let runs = t.data.chunks_exact(run.max(1));
+    for (base, values) in strided_offsets(outer, &stride[..outer.len()]).zip(runs) {
+        if step == 1 {
+            for (r, v) in raw[base..base + run].iter_mut().zip(values) {
+                *r += weight * v;
+            }
+        } else {
+            for (k, v) in values.iter().enumerate() {
+                raw[base + k * step] += weight * v;
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! once per batch element. An index only one tensor carries and nothing else
 //! needs is summed out first.
 
+pub(crate) mod buffers;
 pub mod diagonal;
 pub mod network;
 pub mod pair;
@@ -18,7 +19,9 @@ pub mod plan;
 pub mod tensor;
 
 pub use diagonal::{add_on_diagonals, dedup_in_order, flat, tensor_with_diagonals};
-pub use network::{contract, contract_refs, contract_renamed, einsum_naive};
+pub use network::{
+    contract, contract_refs, contract_renamed, contract_renamed_unordered, einsum_naive,
+};
 pub use pair::contract_pair;
 pub use plan::{greedy_plan, optimal_plan, Cost, Plan, OPTIMAL_PLAN_MAX};
 pub use tensor::Tensor;

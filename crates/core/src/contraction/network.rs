@@ -1,5 +1,6 @@
 //! Whole networks along a plan, and the naive einsum every plan is tested against.
 
+use super::buffers::recycle;
 use super::pair::contract_parts;
 use super::plan::Plan;
 use super::tensor::{strides, Parts, Tensor};
@@ -23,6 +24,22 @@ pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Resu
 /// names; one whose axes merge takes its diagonal first
 /// ([`Tensor::relabeled`]).
 pub fn contract_renamed(
+    network: &[&Tensor],
+    rename: impl Fn(Label) -> Label + Copy,
+    output: &[Label],
+    plan: &Plan,
+) -> Result<Tensor> {
+    let last = contract_renamed_unordered(network, rename, output, plan)?;
+    Ok(match last.permuted_cow(output) {
+        std::borrow::Cow::Borrowed(_) => last,
+        std::borrow::Cow::Owned(t) => t,
+    })
+}
+
+/// [`contract_renamed`] with the result's axes in the order the last step
+/// leaves them (a permutation of `output`): for callers that add the result
+/// onto a larger tensor by strides anyway, this saves a copy.
+pub fn contract_renamed_unordered(
     network: &[&Tensor],
     rename: impl Fn(Label) -> Label + Copy,
     output: &[Label],
@@ -77,7 +94,13 @@ pub fn contract_renamed(
             .collect();
         let b = current.remove(j);
         let a = current.remove(i);
-        current.push(Operand::Owned(contract_parts(a.parts(), b.parts(), &keep)?));
+        let result = contract_parts(a.parts(), b.parts(), &keep)?;
+        for operand in [a, b] {
+            if let Operand::Owned(t) = operand {
+                recycle(t.data);
+            }
+        }
+        current.push(Operand::Owned(result));
     }
     let last = current.pop().expect("one tensor left");
     let last = match last {
@@ -87,7 +110,7 @@ pub fn contract_renamed(
     finish(last, output)
 }
 
-/// Sums out the labels `output` drops and orders the rest like `output`.
+/// Sums out the labels `output` drops; the rest keep their order.
 fn finish(last: Tensor, output: &[Label]) -> Result<Tensor> {
     let extra: Vec<Label> = last
         .labels
@@ -95,13 +118,17 @@ fn finish(last: Tensor, output: &[Label]) -> Result<Tensor> {
         .copied()
         .filter(|l| !output.contains(l))
         .collect();
-    let last = last.summed(&extra);
+    let last = if extra.is_empty() {
+        last
+    } else {
+        last.summed(&extra)
+    };
     if output.iter().any(|l| !last.labels.contains(l)) {
         return Err(Error::Invalid(format!(
             "output labels {output:?} are not all in the network"
         )));
     }
-    Ok(last.permuted(output))
+    Ok(last)
 }
 
 /// Reference: the same contraction by summing over every index assignment.

@@ -4,6 +4,7 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
+use super::buffers::{recycle, scratch, zeroed};
 use super::tensor::{strided_offsets, strides, Parts, Tensor};
 use super::Label;
 use crate::error::{Error, Result};
@@ -128,18 +129,16 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
             .collect()
     };
     let (lonely_a, lonely_b) = (lonely(a, b), lonely(b, a));
-    let (summed_a, summed_b);
+    let (mut summed_a, mut summed_b) = (None, None);
     let a = if lonely_a.is_empty() {
         a
     } else {
-        summed_a = a.to_tensor().summed(&lonely_a);
-        summed_a.parts()
+        summed_a.insert(a.to_tensor().summed(&lonely_a)).parts()
     };
     let b = if lonely_b.is_empty() {
         b
     } else {
-        summed_b = b.to_tensor().summed(&lonely_b);
-        summed_b.parts()
+        summed_b.insert(b.to_tensor().summed(&lonely_b)).parts()
     };
     let a_free: Vec<Label> = a
         .labels
@@ -185,50 +184,91 @@ pub(crate) fn contract_parts(a: Parts<'_>, b: Parts<'_>, keep: &[Label]) -> Resu
     };
     let outer_dims: Vec<usize> = outer.iter().map(dim).collect();
     let nb: usize = outer_dims.iter().product();
-    let (permuted_a, permuted_b);
+    let (mut permuted_a, mut permuted_b) = (None, None);
     let pa = match MatrixViews::of(a, &outer, &outer_dims, &rows, &summed) {
         Some(v) => (a.data, v),
         None => {
-            permuted_a = a.permuted(&[batch.as_slice(), &outer_a, &rows, &summed].concat());
-            let v = MatrixViews::of(permuted_a.parts(), &outer, &outer_dims, &rows, &summed)
+            let p = permuted_a
+                .insert(a.permuted(&[batch.as_slice(), &outer_a, &rows, &summed].concat()));
+            let v = MatrixViews::of(p.parts(), &outer, &outer_dims, &rows, &summed)
                 .expect("contiguous");
-            (permuted_a.data.as_slice(), v)
+            (p.data.as_slice(), v)
         }
     };
     let pb = match MatrixViews::of(b, &outer, &outer_dims, &summed, &cols) {
         Some(v) => (b.data, v),
         None => {
-            permuted_b = b.permuted(&[batch.as_slice(), &summed, &outer_b, &cols].concat());
-            let v = MatrixViews::of(permuted_b.parts(), &outer, &outer_dims, &summed, &cols)
+            let p = permuted_b
+                .insert(b.permuted(&[batch.as_slice(), &summed, &outer_b, &cols].concat()));
+            let v = MatrixViews::of(p.parts(), &outer, &outer_dims, &summed, &cols)
                 .expect("contiguous");
-            (permuted_b.data.as_slice(), v)
+            (p.data.as_slice(), v)
         }
     };
-    let mut data = vec![0.0; nb * m * n];
-    for (t, ct) in data.chunks_mut((m * n).max(1)).enumerate().take(nb) {
-        let am = pa.1.matrix(pa.0, t, m, k);
-        let bm = pb.1.matrix(pb.0, t, k, n);
-        if m * n * k <= SMALL_PRODUCT {
-            // Tiny products: plain loops beat a GEMM call.
-            for i in 0..m {
-                let out = &mut ct[i * n..(i + 1) * n];
-                for kk in 0..k {
-                    let x = am[(i, kk)];
-                    if x != 0.0 {
-                        for (j, o) in out.iter_mut().enumerate() {
-                            *o += x * bm[(kk, j)];
-                        }
-                    }
-                }
-            }
-        } else {
+    let mut data;
+    if m * n * k <= SMALL_PRODUCT {
+        data = zeroed(nb * m * n);
+        small_products(&mut data, (pa.0, &pa.1), (pb.0, &pb.1), (m, k, n));
+    } else {
+        data = scratch(nb * m * n);
+        for (t, ct) in data.chunks_mut((m * n).max(1)).enumerate().take(nb) {
+            let am = pa.1.matrix(pa.0, t, m, k);
+            let bm = pb.1.matrix(pb.0, t, k, n);
             let c = MatMut::from_row_major_slice_mut(ct, m, n);
             matmul(c, Accum::Replace, am, bm, 1.0, Par::Seq);
         }
     }
     let labels: Vec<Label> = [outer.as_slice(), &rows, &cols].concat();
     let dims = labels.iter().map(dim).collect();
+    for t in [permuted_a, permuted_b, summed_a, summed_b]
+        .into_iter()
+        .flatten()
+    {
+        recycle(t.data);
+    }
     Ok(Tensor { labels, dims, data })
+}
+
+/// `out[t] += A_t · B_t` for every batch element `t` of two operands read
+/// as strided matrices, for products too small for a GEMM call: the longer
+/// of the row and column loops runs innermost.
+fn small_products(
+    out: &mut [f64],
+    (a, va): (&[f64], &MatrixViews),
+    (b, vb): (&[f64], &MatrixViews),
+    (m, k, n): (usize, usize, usize),
+) {
+    if m * n == 0 {
+        return;
+    }
+    let (ars, acs, brs, bcs) = (va.row_stride, va.col_stride, vb.row_stride, vb.col_stride);
+    for (c, (&ao, &bo)) in out
+        .chunks_exact_mut(m * n)
+        .zip(va.offsets.iter().zip(&vb.offsets))
+    {
+        if n >= m {
+            for i in 0..m {
+                let row = &mut c[i * n..(i + 1) * n];
+                for kk in 0..k {
+                    let x = a[ao + i * ars + kk * acs];
+                    let from = bo + kk * brs;
+                    for (j, o) in row.iter_mut().enumerate() {
+                        *o += x * b[from + j * bcs];
+                    }
+                }
+            }
+        } else {
+            for j in 0..n {
+                for kk in 0..k {
+                    let y = b[bo + kk * brs + j * bcs];
+                    let from = ao + kk * acs;
+                    for i in 0..m {
+                        c[i * n + j] += a[from + i * ars] * y;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Whether `group` (in this order) fuses into one strided axis of `t`.

@@ -1,6 +1,7 @@
 //! A dense f64 tensor with one label per axis, and the index walks that
 //! permute it, take its diagonals and sum its axes.
 
+use super::buffers::scratch;
 use super::Label;
 use crate::error::{Error, Result};
 
@@ -209,26 +210,66 @@ impl Parts<'_> {
         let dims: Vec<usize> = axes.iter().map(|&a| self.dims[a]).collect();
         let src = strides(self.dims);
         let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();
-        let n = self.data.len();
-        let mut data = Vec::with_capacity(n);
-        // Copy runs along the last output axis; an odometer walks the others.
-        let rank = dims.len();
-        if rank == 0 || n == 0 {
-            data.extend_from_slice(self.data);
-        } else {
-            let (run, step) = (dims[rank - 1], moved[rank - 1]);
-            for offset in strided_offsets(&dims[..rank - 1], &moved[..rank - 1]) {
-                if step == 1 {
-                    data.extend_from_slice(&self.data[offset..offset + run]);
-                } else {
-                    data.extend((0..run).map(|r| self.data[offset + r * step]));
-                }
-            }
-        }
+        let mut data = scratch(self.data.len());
+        gather(self.data, &dims, &moved, &mut data);
         Tensor {
             labels: order.to_vec(),
             dims,
             data,
+        }
+    }
+}
+
+/// Side of the square tiles a transposing gather copies through.
+const TILE: usize = 16;
+
+/// Writes `out[i] = src[offset(i)]` for every row-major index `i` of `dims`,
+/// where `offset(i) = Σ_k i_k·stride[k]`. Runs along the last axis are
+/// copied whole when they are contiguous in `src`; otherwise the axis that
+/// is contiguous in `src` and the last axis are walked in square tiles, so
+/// that both reads and writes stay within a few cache lines.
+fn gather(src: &[f64], dims: &[usize], stride: &[usize], out: &mut [f64]) {
+    let rank = dims.len();
+    if rank == 0 || out.is_empty() {
+        out.copy_from_slice(&src[..out.len()]);
+        return;
+    }
+    let (run, step) = (dims[rank - 1], stride[rank - 1]);
+    let unit = (0..rank - 1).find(|&k| stride[k] == 1 && dims[k] > 1);
+    match unit {
+        Some(c) if step != 1 => {
+            // Tiles of axis `c` (contiguous in `src`) × the last axis.
+            let out_stride = strides(dims);
+            let mut others: Vec<usize> = dims.to_vec();
+            others[c] = 1;
+            others[rank - 1] = 1;
+            let walk = strided_offsets(&others, stride).zip(strided_offsets(&others, &out_stride));
+            let (rows, row_out) = (dims[c], out_stride[c]);
+            for (base, base_out) in walk {
+                for i0 in (0..rows).step_by(TILE) {
+                    for j0 in (0..run).step_by(TILE) {
+                        for i in i0..(i0 + TILE).min(rows) {
+                            let o = base_out + i * row_out;
+                            let s = base + i;
+                            for j in j0..(j0 + TILE).min(run) {
+                                out[o + j] = src[s + j * step];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            let walk = strided_offsets(&dims[..rank - 1], &stride[..rank - 1]);
+            for (offset, chunk) in walk.zip(out.chunks_exact_mut(run.max(1))) {
+                if step == 1 {
+                    chunk.copy_from_slice(&src[offset..offset + run]);
+                } else {
+                    for (r, o) in chunk.iter_mut().enumerate() {
+                        *o = src[offset + r * step];
+                    }
+                }
+            }
         }
     }
 }

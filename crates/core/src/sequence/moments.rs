@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use faer::{Mat, MatRef, Par};
 
-use crate::contraction::{add_on_diagonals, contract_renamed, dedup_in_order, Label, Tensor};
+use crate::contraction::buffers::recycle;
+use crate::contraction::{add_on_diagonals, contract_renamed_unordered, Label, Tensor};
 use crate::error::Result;
 use crate::gemm::product;
 
@@ -207,7 +208,7 @@ fn contract_network(
             None => return Ok(None),
         }
     }
-    contract_renamed(
+    contract_renamed_unordered(
         &tensors,
         |l| network.rename(l),
         &network.output,
@@ -358,9 +359,10 @@ impl ComponentTopology {
             let partial: Vec<Vec<f64>> = group
                 .par_chunks(NETWORKS_PER_CHUNK)
                 .map(|chunk| -> Result<Vec<f64>> {
-                    // Results with one output pattern are summed compactly,
-                    // then added onto the output's diagonals once.
-                    let mut compact: Vec<(&[Label], Vec<f64>)> = Vec::new();
+                    // Results with one output pattern are summed compactly
+                    // (in the axis order of the first such result), then
+                    // added onto the output's diagonals once.
+                    let mut compact: Vec<(&[Label], Tensor)> = Vec::new();
                     for net in chunk {
                         let x = &pair.crossings[net.crossing];
                         let weight = if diagonal { x.mirror_weight } else { 1.0 };
@@ -368,34 +370,24 @@ impl ComponentTopology {
                             continue;
                         }
                         let network = &net.network;
-                        let Some(t) = contract_network(network, a, b, Some(cross), kb)? else {
+                        let Some(mut t) = contract_network(network, a, b, Some(cross), kb)? else {
                             continue;
                         };
                         let key = network.full_output.as_slice();
                         match compact.iter_mut().find(|(k, _)| *k == key) {
                             Some((_, acc)) => {
-                                for (s, v) in acc.iter_mut().zip(&t.data) {
-                                    *s += weight * v;
-                                }
+                                add_on_diagonals(&mut acc.data, &acc.labels, &acc.dims, &t, weight);
+                                recycle(t.data);
                             }
                             None => {
-                                let scaled = t.data.iter().map(|v| weight * v).collect();
-                                compact.push((key, scaled));
+                                t.data.iter_mut().for_each(|v| *v *= weight);
+                                compact.push((key, t));
                             }
                         }
                     }
                     let mut sum = vec![0.0; size];
                     for (key, acc) in compact {
-                        let mut distinct = key.to_vec();
-                        dedup_in_order(&mut distinct);
-                        let dims: Vec<usize> = distinct
-                            .iter()
-                            .map(|l| {
-                                pair.output_dims[key.iter().position(|k| k == l).expect("label")]
-                            })
-                            .collect();
-                        let t = Tensor::new(distinct, dims, acc).expect("output shape");
-                        add_on_diagonals(&mut sum, key, &pair.output_dims, &t, 1.0);
+                        add_on_diagonals(&mut sum, key, &pair.output_dims, &acc, 1.0);
                     }
                     Ok(sum)
                 })
