@@ -248,7 +248,9 @@ fn pair_contractions_of_every_size_class_match_naive_einsum() {
     for (la, lb, keep) in cases {
         let a = random_tensor(la, &dims_of, &mut rng);
         let b = random_tensor(lb, &dims_of, &mut rng);
-        let plan = Plan { steps: vec![(0, 1)] };
+        let plan = Plan {
+            steps: vec![(0, 1)],
+        };
         let fast = contract(&[a.clone(), b.clone()], keep, &plan).unwrap();
         assert_same(&fast, &einsum_naive(&[a, b], keep));
     }

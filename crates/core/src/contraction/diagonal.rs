@@ -2,7 +2,7 @@
 //! the distinct labels of a repeated list (a repeated label takes the
 //! diagonal) and adding a tensor back onto the diagonals of a larger one.
 
-use super::tensor::{strided_offsets, strides, Tensor};
+use super::tensor::{for_each_run, strides, Tensor};
 use super::Label;
 
 /// Builds a tensor over the distinct labels of `labels` (dimensions `dims`,
@@ -90,22 +90,17 @@ pub fn add_on_diagonals(
                 .sum()
         })
         .collect();
-    let Some((&run, outer)) = t.dims.split_last() else {
-        raw[0] += weight * t.data[0];
-        return;
-    };
-    // Runs along `t`'s last axis; an odometer walks the others.
-    let step = stride[outer.len()];
-    let runs = t.data.chunks_exact(run.max(1));
-    for (base, values) in strided_offsets(outer, &stride[..outer.len()]).zip(runs) {
+    let contiguous = strides(&t.dims);
+    for_each_run(&t.dims, &contiguous, &stride, |s, o, len, _, step| {
+        let values = &t.data[s..s + len];
         if step == 1 {
-            for (r, v) in raw[base..base + run].iter_mut().zip(values) {
+            for (r, v) in raw[o..o + len].iter_mut().zip(values) {
                 *r += weight * v;
             }
         } else {
             for (k, v) in values.iter().enumerate() {
-                raw[base + k * step] += weight * v;
+                raw[o + k * step] += weight * v;
             }
         }
-    }
+    });
 }

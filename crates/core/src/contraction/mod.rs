@@ -20,7 +20,8 @@ pub mod tensor;
 
 pub use diagonal::{add_on_diagonals, dedup_in_order, flat, tensor_with_diagonals};
 pub use network::{
-    contract, contract_refs, contract_renamed, contract_renamed_unordered, einsum_naive,
+    contract, contract_refs, contract_renamed, contract_renamed_into, contract_renamed_unordered,
+    einsum_naive,
 };
 pub use pair::contract_pair;
 pub use plan::{greedy_plan, optimal_plan, Cost, Plan, OPTIMAL_PLAN_MAX};

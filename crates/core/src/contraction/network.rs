@@ -1,7 +1,8 @@
 //! Whole networks along a plan, and the naive einsum every plan is tested against.
 
 use super::buffers::recycle;
-use super::pair::contract_parts;
+use super::diagonal::add_on_diagonals;
+use super::pair::{contract_parts, contract_parts_into};
 use super::plan::Plan;
 use super::tensor::{strides, Parts, Tensor};
 use super::Label;
@@ -45,26 +46,80 @@ pub fn contract_renamed_unordered(
     output: &[Label],
     plan: &Plan,
 ) -> Result<Tensor> {
-    enum Operand<'a> {
-        Renamed(Vec<Label>, &'a Tensor),
-        Owned(Tensor),
+    let mut current = operands(network, rename)?;
+    run_steps(&mut current, &plan.steps, output)?;
+    let last = current.pop().expect("one tensor left");
+    let last = match last {
+        Operand::Owned(t) => t,
+        Operand::Renamed(..) => last.parts().to_tensor(),
+    };
+    finish(last, output)
+}
+
+/// `acc += weight · N`, where `N` is the network [`contract_renamed`]
+/// contracts and `acc` carries the labels of `output` in any order: the
+/// last step's products are written into `acc` directly where its strides
+/// allow, so the result is never formed on its own.
+pub fn contract_renamed_into(
+    network: &[&Tensor],
+    rename: impl Fn(Label) -> Label + Copy,
+    output: &[Label],
+    plan: &Plan,
+    acc: &mut Tensor,
+    weight: f64,
+) -> Result<()> {
+    let Some((&(i, j), steps)) = plan.steps.split_last() else {
+        let t = contract_renamed_unordered(network, rename, output, plan)?;
+        add_on_diagonals(&mut acc.data, &acc.labels, &acc.dims, &t, weight);
+        return Ok(());
+    };
+    let mut current = operands(network, rename)?;
+    run_steps(&mut current, steps, output)?;
+    if current.len() != 2 || (i, j) != (0, 1) {
+        return Err(Error::Invalid(format!(
+            "the last plan step ({i}, {j}) does not fit {} tensors",
+            current.len()
+        )));
     }
-    impl Operand<'_> {
-        fn parts(&self) -> Parts<'_> {
-            match self {
-                Operand::Renamed(labels, t) => Parts {
-                    labels,
-                    dims: &t.dims,
-                    data: &t.data,
-                },
-                Operand::Owned(t) => t.parts(),
-            }
+    let (a, b) = (&current[0], &current[1]);
+    contract_parts_into(a.parts(), b.parts(), output, acc, weight)?;
+    for operand in current {
+        if let Operand::Owned(t) = operand {
+            recycle(t.data);
         }
     }
+    Ok(())
+}
+
+/// An input read in place under its renamed labels, or an intermediate.
+enum Operand<'a> {
+    Renamed(Vec<Label>, &'a Tensor),
+    Owned(Tensor),
+}
+
+impl Operand<'_> {
+    fn parts(&self) -> Parts<'_> {
+        match self {
+            Operand::Renamed(labels, t) => Parts {
+                labels,
+                dims: &t.dims,
+                data: &t.data,
+            },
+            Operand::Owned(t) => t.parts(),
+        }
+    }
+}
+
+/// The inputs under their renamed labels: read in place where the labels
+/// stay distinct, their diagonals taken where axes merge.
+fn operands<'a>(
+    network: &[&'a Tensor],
+    rename: impl Fn(Label) -> Label + Copy,
+) -> Result<Vec<Operand<'a>>> {
     if network.is_empty() {
         return Err(Error::Invalid("an empty network".into()));
     }
-    let mut current: Vec<Operand<'_>> = network
+    Ok(network
         .iter()
         .map(|&t| {
             let labels: Vec<Label> = t.labels.iter().map(|&l| rename(l)).collect();
@@ -77,8 +132,18 @@ pub fn contract_renamed_unordered(
                 Operand::Owned(t.relabeled(rename).into_owned())
             }
         })
-        .collect();
-    for &(i, j) in &plan.steps {
+        .collect())
+}
+
+/// Performs `steps` on `current`: each pair is replaced by its contraction
+/// (appended last), keeping the labels still needed by other tensors or
+/// the output; consumed intermediates go back to the buffer pool.
+fn run_steps(
+    current: &mut Vec<Operand<'_>>,
+    steps: &[(usize, usize)],
+    output: &[Label],
+) -> Result<()> {
+    for &(i, j) in steps {
         if j >= current.len() || i >= j {
             return Err(Error::Invalid(format!(
                 "plan step ({i}, {j}) does not fit {} tensors",
@@ -102,12 +167,7 @@ pub fn contract_renamed_unordered(
         }
         current.push(Operand::Owned(result));
     }
-    let last = current.pop().expect("one tensor left");
-    let last = match last {
-        Operand::Owned(t) => t,
-        Operand::Renamed(..) => last.parts().to_tensor(),
-    };
-    finish(last, output)
+    Ok(())
 }
 
 /// Sums out the labels `output` drops; the rest keep their order.

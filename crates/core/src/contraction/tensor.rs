@@ -220,55 +220,74 @@ impl Parts<'_> {
     }
 }
 
-/// Side of the square tiles a transposing gather copies through.
+/// Side of the square tiles of [`for_each_run`].
 const TILE: usize = 16;
 
 /// Writes `out[i] = src[offset(i)]` for every row-major index `i` of `dims`,
-/// where `offset(i) = Σ_k i_k·stride[k]`. Runs along the last axis are
-/// copied whole when they are contiguous in `src`; otherwise the axis that
-/// is contiguous in `src` and the last axis are walked in square tiles, so
-/// that both reads and writes stay within a few cache lines.
+/// where `offset(i) = Σ_k i_k·stride[k]`.
 fn gather(src: &[f64], dims: &[usize], stride: &[usize], out: &mut [f64]) {
-    let rank = dims.len();
-    if rank == 0 || out.is_empty() {
-        out.copy_from_slice(&src[..out.len()]);
+    for_each_run(dims, stride, &strides(dims), |s, o, len, step, _| {
+        if step == 1 {
+            out[o..o + len].copy_from_slice(&src[s..s + len]);
+        } else {
+            for (r, x) in out[o..o + len].iter_mut().enumerate() {
+                *x = src[s + r * step];
+            }
+        }
+    });
+}
+
+/// Walks every index of `dims` as two offsets, `Σ_k i_k·a[k]` and
+/// `Σ_k i_k·b[k]`, in runs along the last axis: `f(a_offset, b_offset,
+/// len, a_step, b_step)` stands for `len` elements, the `r`-th at
+/// `a_offset + r·a_step` and `b_offset + r·b_step`. When one side is
+/// contiguous along the last axis and the other along another axis, the
+/// two axes are walked in square tiles, so that both sides stay within a
+/// few cache lines (a transposition).
+pub(crate) fn for_each_run(
+    dims: &[usize],
+    a: &[usize],
+    b: &[usize],
+    mut f: impl FnMut(usize, usize, usize, usize, usize),
+) {
+    let Some(last) = dims.len().checked_sub(1) else {
+        f(0, 0, 1, 0, 0);
+        return;
+    };
+    if dims.contains(&0) {
         return;
     }
-    let (run, step) = (dims[rank - 1], stride[rank - 1]);
-    let unit = (0..rank - 1).find(|&k| stride[k] == 1 && dims[k] > 1);
-    match unit {
-        Some(c) if step != 1 => {
-            // Tiles of axis `c` (contiguous in `src`) × the last axis.
-            let out_stride = strides(dims);
-            let mut others: Vec<usize> = dims.to_vec();
+    let (run, sa, sb) = (dims[last], a[last], b[last]);
+    let unit = |s: &[usize]| (0..last).find(|&k| s[k] == 1 && dims[k] > 1);
+    let across = match (sa == 1, sb == 1) {
+        (false, true) => unit(a),
+        (true, false) => unit(b),
+        _ => None,
+    };
+    match across {
+        Some(c) => {
+            let mut others = dims.to_vec();
             others[c] = 1;
-            others[rank - 1] = 1;
-            let walk = strided_offsets(&others, stride).zip(strided_offsets(&others, &out_stride));
-            let (rows, row_out) = (dims[c], out_stride[c]);
-            for (base, base_out) in walk {
-                for i0 in (0..rows).step_by(TILE) {
+            others[last] = 1;
+            let walk = strided_offsets(&others, a).zip(strided_offsets(&others, b));
+            for (base_a, base_b) in walk {
+                for i0 in (0..dims[c]).step_by(TILE) {
                     for j0 in (0..run).step_by(TILE) {
-                        for i in i0..(i0 + TILE).min(rows) {
-                            let o = base_out + i * row_out;
-                            let s = base + i;
-                            for j in j0..(j0 + TILE).min(run) {
-                                out[o + j] = src[s + j * step];
-                            }
+                        let len = TILE.min(run - j0);
+                        for i in i0..(i0 + TILE).min(dims[c]) {
+                            let (oa, ob) =
+                                (base_a + i * a[c] + j0 * sa, base_b + i * b[c] + j0 * sb);
+                            f(oa, ob, len, sa, sb);
                         }
                     }
                 }
             }
         }
-        _ => {
-            let walk = strided_offsets(&dims[..rank - 1], &stride[..rank - 1]);
-            for (offset, chunk) in walk.zip(out.chunks_exact_mut(run.max(1))) {
-                if step == 1 {
-                    chunk.copy_from_slice(&src[offset..offset + run]);
-                } else {
-                    for (r, o) in chunk.iter_mut().enumerate() {
-                        *o = src[offset + r * step];
-                    }
-                }
+        None => {
+            let walk = strided_offsets(&dims[..last], &a[..last])
+                .zip(strided_offsets(&dims[..last], &b[..last]));
+            for (oa, ob) in walk {
+                f(oa, ob, run, sa, sb);
             }
         }
     }

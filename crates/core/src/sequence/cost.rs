@@ -82,14 +82,19 @@ impl SequenceGeometry {
         let pair: &TermPair = &c.pairs[ta][tb];
         let mut cost = Cost::default();
         let diagonal = mirror && ta == tb;
-        for net in &pair.networks {
-            if diagonal && pair.crossings[net.crossing].mirror_weight == 0.0 {
-                continue;
+        let weight = |x: usize| {
+            if diagonal {
+                pair.crossings[x].mirror_weight
+            } else {
+                1.0
             }
-            let k = net.network.cost();
-            cost.contraction_flops += k.flops;
-            cost.networks += 1;
-            cost.largest_intermediate = cost.largest_intermediate.max(k.largest);
+        };
+        for node in &pair.sums {
+            if let Some((k, networks)) = node.cost(&weight) {
+                cost.contraction_flops += k.flops;
+                cost.networks += networks;
+                cost.largest_intermediate = cost.largest_intermediate.max(k.largest);
+            }
         }
         let mut bridge_entries = 0.0;
         let (la, lb) = (&c.terms[ta].legs, &c.terms[tb].legs);

@@ -9,13 +9,18 @@ use std::collections::HashMap;
 use faer::{Mat, MatRef, Par};
 
 use crate::contraction::buffers::recycle;
-use crate::contraction::{add_on_diagonals, contract_renamed_unordered, Label, Tensor};
+use crate::contraction::{
+    add_on_diagonals, contract_renamed_into, contract_renamed_unordered, Label, Plan, Tensor,
+};
 use crate::error::Result;
 use crate::gemm::product;
 
 use super::bridges::{bridge, mean_tensor, LegNumbers};
 use super::numbers::RawComponent;
-use super::topology::{ComponentTopology, Leg, Network, Slot, TermPair, TermTopology, SHIFT};
+use super::sums::{SumNode, LAST_STEP};
+use super::topology::{
+    rename_in, ComponentTopology, Leg, Network, Slot, TermPair, TermTopology, SHIFT,
+};
 
 /// Numbers of one component of one model.
 #[derive(Clone, Debug)]
@@ -171,56 +176,75 @@ struct Side<'a> {
     dense: Vec<Vec<Option<Cow<'a, Tensor>>>>,
 }
 
-/// Contracts `network` with its slots resolved against side A (`(term,
-/// side)`), side B and the cross bridges (`[i * kb + j]`); `None` when a
-/// slot vanishes (a zero mean or an all-zero reduction).
+/// A slot's tensor, resolved against side A (`(term, side)`), side B and
+/// the cross bridges (`[i * kb + j]`); `None` when it vanishes (a zero mean
+/// or an all-zero reduction).
+fn slot_tensor<'s>(
+    slot: Slot,
+    (ta, a): (usize, &'s Side<'_>),
+    (tb, b): (usize, &'s Side<'_>),
+    cross: Option<&'s [Tensor]>,
+    kb: usize,
+) -> Option<&'s Tensor> {
+    let side = |is_b: bool| if is_b { (tb, b) } else { (ta, a) };
+    match slot {
+        Slot::Dense { b: is_b, open } => {
+            let (term, s) = side(is_b);
+            s.dense[term][open].as_deref()
+        }
+        Slot::Structure { b: is_b, k } => {
+            let (term, s) = side(is_b);
+            Some(s.structure[term][k].as_ref())
+        }
+        Slot::Within { b: is_b, i, j } => {
+            let (term, s) = side(is_b);
+            Some(s.within[term][&(i, j)].as_ref())
+        }
+        Slot::Mean { b: is_b, i } => {
+            let (term, s) = side(is_b);
+            s.means[term][i].as_deref()
+        }
+        Slot::Cross { i, j } => Some(&cross.expect("a pair network")[i * kb + j]),
+    }
+}
+
+/// The input tensors of `network` ([`slot_tensor`]); `None` when a slot
+/// vanishes.
+fn network_inputs<'s>(
+    network: &Network,
+    a: (usize, &'s Side<'_>),
+    b: (usize, &'s Side<'_>),
+    cross: Option<&'s [Tensor]>,
+    kb: usize,
+) -> Option<Vec<&'s Tensor>> {
+    network
+        .slots
+        .iter()
+        .map(|&slot| slot_tensor(slot, a, b, cross, kb))
+        .collect()
+}
+
+/// `network` contracted over [`network_inputs`] (axes in the order the
+/// last step leaves them); `None` when a slot vanishes.
 fn contract_network(
     network: &Network,
-    (ta, a): (usize, &Side<'_>),
-    (tb, b): (usize, &Side<'_>),
+    a: (usize, &Side<'_>),
+    b: (usize, &Side<'_>),
     cross: Option<&[Tensor]>,
     kb: usize,
 ) -> Result<Option<Tensor>> {
-    let mut tensors: Vec<&Tensor> = Vec::with_capacity(network.slots.len());
-    for slot in &network.slots {
-        let side = |is_b: bool| if is_b { (tb, b) } else { (ta, a) };
-        let t: Option<&Tensor> = match *slot {
-            Slot::Dense { b: is_b, open } => {
-                let (term, s) = side(is_b);
-                s.dense[term][open].as_deref()
-            }
-            Slot::Structure { b: is_b, k } => {
-                let (term, s) = side(is_b);
-                Some(s.structure[term][k].as_ref())
-            }
-            Slot::Within { b: is_b, i, j } => {
-                let (term, s) = side(is_b);
-                Some(s.within[term][&(i, j)].as_ref())
-            }
-            Slot::Mean { b: is_b, i } => {
-                let (term, s) = side(is_b);
-                s.means[term][i].as_deref()
-            }
-            Slot::Cross { i, j } => Some(&cross.expect("a pair network")[i * kb + j]),
-        };
-        match t {
-            Some(t) => tensors.push(t),
-            None => return Ok(None),
-        }
-    }
-    contract_renamed_unordered(
-        &tensors,
-        |l| network.rename(l),
-        &network.output,
-        network.plan(),
-    )
-    .map(Some)
+    let Some(inputs) = network_inputs(network, a, b, cross, kb) else {
+        return Ok(None);
+    };
+    let rename = |l| network.rename(l);
+    contract_renamed_unordered(&inputs, rename, &network.output, network.plan()).map(Some)
 }
 
-/// Networks summed sequentially per chunk, chunks in parallel in groups; the
-/// chunk sums are added in order, so results do not depend on the thread
-/// count, and at most one group of partial sums is held at a time.
-pub(super) const NETWORKS_PER_CHUNK: usize = 32;
+/// Summands of a factored sum evaluated sequentially per chunk, chunks in
+/// parallel in groups; the chunk sums are added in order, so results do not
+/// depend on the thread count, and at most one group of partial sums is
+/// held at a time.
+pub(super) const SUMS_PER_CHUNK: usize = 2;
 pub(super) const CHUNKS_PER_GROUP: usize = 8;
 
 /// Applies the output maps to the raw term-pair moment (labels
@@ -271,6 +295,76 @@ pub(super) fn add_term_pair(
         }
         None => *total += &sum,
     }
+}
+
+/// What the slots of a term pair's networks resolve against.
+struct Inputs<'s, 'a> {
+    a: (usize, &'s Side<'a>),
+    b: (usize, &'s Side<'a>),
+    cross: &'s [Tensor],
+    kb: usize,
+}
+
+/// `acc += node` (its leaves weighted by `weight(crossing)`); an empty
+/// `acc` takes the first contribution in the axis order its last step
+/// leaves, so that later ones mostly add in place. Stays empty when nothing
+/// was added (every leaf weightless or vanishing).
+fn add_node(
+    node: &SumNode,
+    inputs: &Inputs<'_, '_>,
+    weight: &dyn Fn(usize) -> f64,
+    acc: &mut Option<Tensor>,
+) -> Result<()> {
+    let (a, b, cross, kb) = (inputs.a, inputs.b, Some(inputs.cross), inputs.kb);
+    let (tensors, renames, output, plan, w): (Vec<&Tensor>, &[(Label, Label)], _, _, _);
+    let last_step = Plan {
+        steps: vec![LAST_STEP],
+    };
+    let inner: Option<Tensor>;
+    match node {
+        SumNode::Leaf { crossing, network } => {
+            w = weight(*crossing);
+            let found = (w != 0.0).then(|| network_inputs(network, a, b, cross, kb));
+            let Some(Some(found)) = found else {
+                return Ok(());
+            };
+            (tensors, output, plan) = (found, &network.output, network.plan());
+            inner = None;
+            renames = &network.renames;
+        }
+        SumNode::Factored(f) => {
+            let Some(last) = slot_tensor(f.last, a, b, cross, kb) else {
+                return Ok(());
+            };
+            let mut sum = None;
+            for child in &f.children {
+                add_node(child, inputs, weight, &mut sum)?;
+            }
+            let Some(sum) = sum else {
+                return Ok(());
+            };
+            inner = Some(sum);
+            let sum = inner.as_ref().expect("just set");
+            (tensors, output, plan, w) = (vec![sum, last], &f.output, &last_step, 1.0);
+            renames = &f.renames;
+        }
+    }
+    let rename = |l| rename_in(renames, l);
+    match acc {
+        Some(acc) => contract_renamed_into(&tensors, rename, output, plan, acc, w)?,
+        None => {
+            let mut t = contract_renamed_unordered(&tensors, rename, output, plan)?;
+            if w != 1.0 {
+                t.data.iter_mut().for_each(|v| *v *= w);
+            }
+            *acc = Some(t);
+        }
+    }
+    drop(tensors);
+    if let Some(t) = inner {
+        recycle(t.data);
+    }
+    Ok(())
 }
 
 impl ComponentTopology {
@@ -340,9 +434,10 @@ impl ComponentTopology {
         Ok(total)
     }
 
-    /// The raw moment of one term pair: every network contracted and added
-    /// onto the output's diagonals with its crossing's mirror weight (on a
-    /// diagonal term pair of a self moment) or 1.
+    /// The raw moment of one term pair: every summand of its factored sum
+    /// evaluated, each network weighted by its crossing's mirror weight (on
+    /// a diagonal term pair of a self moment) or 1, and added onto the
+    /// output's diagonals.
     fn sum_networks(
         &self,
         pair: &TermPair,
@@ -355,47 +450,42 @@ impl ComponentTopology {
         let kb = self.terms[b.0].legs.len();
         let size: usize = pair.output_dims.iter().product();
         let mut raw = vec![0.0; size];
-        for group in pair.networks.chunks(NETWORKS_PER_CHUNK * CHUNKS_PER_GROUP) {
-            let partial: Vec<Vec<f64>> = group
-                .par_chunks(NETWORKS_PER_CHUNK)
-                .map(|chunk| -> Result<Vec<f64>> {
-                    // Results with one output pattern are summed compactly
-                    // (in the axis order of the first such result), then
-                    // added onto the output's diagonals once.
-                    let mut compact: Vec<(&[Label], Tensor)> = Vec::new();
-                    for net in chunk {
-                        let x = &pair.crossings[net.crossing];
-                        let weight = if diagonal { x.mirror_weight } else { 1.0 };
-                        if weight == 0.0 {
-                            continue;
-                        }
-                        let network = &net.network;
-                        let Some(mut t) = contract_network(network, a, b, Some(cross), kb)? else {
-                            continue;
-                        };
-                        let key = network.full_output.as_slice();
-                        match compact.iter_mut().find(|(k, _)| *k == key) {
-                            Some((_, acc)) => {
-                                add_on_diagonals(&mut acc.data, &acc.labels, &acc.dims, &t, weight);
-                                recycle(t.data);
-                            }
+        let weight = |x: usize| {
+            if diagonal {
+                pair.crossings[x].mirror_weight
+            } else {
+                1.0
+            }
+        };
+        let inputs = Inputs { a, b, cross, kb };
+        for group in pair.sums.chunks(SUMS_PER_CHUNK * CHUNKS_PER_GROUP) {
+            let partial: Vec<Vec<(&[Label], Tensor)>> = group
+                .par_chunks(SUMS_PER_CHUNK)
+                .map(|chunk| -> Result<Vec<(&[Label], Tensor)>> {
+                    // Summands with one output pattern are summed compactly
+                    // (over its distinct labels), then added onto the
+                    // output's diagonals once.
+                    let mut compact: Vec<(&[Label], Option<Tensor>)> = Vec::new();
+                    for node in chunk {
+                        let key = node.full_output();
+                        let at = match compact.iter().position(|(k, _)| *k == key) {
+                            Some(at) => at,
                             None => {
-                                t.data.iter_mut().for_each(|v| *v *= weight);
-                                compact.push((key, t));
+                                compact.push((key, None));
+                                compact.len() - 1
                             }
-                        }
+                        };
+                        add_node(node, &inputs, &weight, &mut compact[at].1)?;
                     }
-                    let mut sum = vec![0.0; size];
-                    for (key, acc) in compact {
-                        add_on_diagonals(&mut sum, key, &pair.output_dims, &acc, 1.0);
-                    }
-                    Ok(sum)
+                    Ok(compact
+                        .into_iter()
+                        .filter_map(|(k, t)| t.map(|t| (k, t)))
+                        .collect())
                 })
                 .collect::<Result<_>>()?;
-            for p in &partial {
-                for (r, v) in raw.iter_mut().zip(p) {
-                    *r += v;
-                }
+            for (key, acc) in partial.into_iter().flatten() {
+                add_on_diagonals(&mut raw, key, &pair.output_dims, &acc, 1.0);
+                recycle(acc.data);
             }
         }
         Ok(raw)

@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 use crate::contraction::{dedup_in_order, optimal_plan, Cost, Label, Plan};
 use crate::wick::{partial_matchings, permutations};
 
+use super::sums::{factor, SumNode, FACTOR_DEPTH};
+
 /// Local labels of a term: the output position and coordinate are fixed.
 pub(super) const POS: Label = 0;
 pub(super) const OUT: Label = 1;
@@ -165,7 +167,7 @@ pub(super) enum Factor {
 }
 
 /// A tensor of a pair network, resolved against the two models' numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Slot {
     /// Side A (`false`) or B (`true`) stored reduction of its term.
     Dense { b: bool, open: usize },
@@ -201,7 +203,7 @@ impl Network {
         output: &[Label],
         dim: impl Fn(Label) -> usize,
     ) -> Self {
-        let rename = |l: Label| renames.iter().find(|r| r.0 == l).map_or(l, |r| r.1);
+        let rename = |l: Label| rename_in(&renames, l);
         let (slots, shapes) = tensors
             .into_iter()
             .map(|(slot, labels)| {
@@ -234,22 +236,41 @@ impl Network {
     }
 
     pub fn rename(&self, l: Label) -> Label {
-        self.renames.iter().find(|r| r.0 == l).map_or(l, |r| r.1)
+        rename_in(&self.renames, l)
+    }
+
+    /// The network without slot `s`, returning `output` (labels after the
+    /// rename): the inner part of a factored sum ([`super::sums`]).
+    pub fn without(&self, s: usize, output: &[Label]) -> Network {
+        let keep = |k: &usize| *k != s;
+        Network {
+            slots: (0..self.slots.len())
+                .filter(keep)
+                .map(|k| self.slots[k])
+                .collect(),
+            renames: self.renames.clone(),
+            shapes: (0..self.shapes.len())
+                .filter(keep)
+                .map(|k| self.shapes[k].clone())
+                .collect(),
+            full_output: output.to_vec(),
+            output: output.to_vec(),
+            plan: OnceLock::new(),
+        }
     }
 }
 
-/// One network of a term pair: a crossing with one factor per side.
-#[derive(Debug)]
-pub(super) struct PairNetwork {
-    pub crossing: usize,
-    pub network: Network,
+/// `l` under the rename `renames` (`(label, representative)` pairs).
+pub(super) fn rename_in(renames: &[(Label, Label)], l: Label) -> Label {
+    renames.iter().find(|r| r.0 == l).map_or(l, |r| r.1)
 }
 
-/// Everything a term pair `(T_a, T_b)` evaluates.
+/// Everything a term pair `(T_a, T_b)` evaluates: one network per crossing
+/// and pair of factors, summed as [`super::sums`] factors them.
 #[derive(Debug)]
 pub(super) struct TermPair {
     pub crossings: Vec<Crossing>,
-    pub networks: Vec<PairNetwork>,
+    pub sums: Vec<SumNode>,
     /// Output labels `[p, coords_a…, q, coords_b…]` and their dimensions.
     pub output: Vec<Label>,
     pub output_dims: Vec<usize>,
@@ -481,29 +502,34 @@ impl ComponentTopology {
         for (xi, x) in crossings.iter().enumerate() {
             for fa in factors(ta, x.open_a) {
                 for fb in factors(tb, x.open_b) {
-                    networks.push(self.network(ta, tb, xi, x, fa, fb, &output));
+                    networks.push((xi, self.network(ta, tb, x, fa, fb, &output)));
                 }
             }
         }
+        let dim = |l: Label| {
+            if l >= SHIFT {
+                term_b.dim(l)
+            } else {
+                term_a.dim(l)
+            }
+        };
         TermPair {
             crossings,
-            networks,
+            sums: factor(networks, FACTOR_DEPTH, &dim),
             output,
             output_dims,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn network(
         &self,
         ta: usize,
         tb: usize,
-        crossing: usize,
         x: &Crossing,
         fa: Factor,
         fb: Factor,
         output: &[Label],
-    ) -> PairNetwork {
+    ) -> Network {
         let (term_a, term_b) = (&self.terms[ta], &self.terms[tb]);
         let legs_b: Vec<Leg> = term_b.legs.iter().map(|l| l.shifted(SHIFT)).collect();
         let mut tensors = self.factor_slots(ta, false, fa);
@@ -546,10 +572,7 @@ impl ComponentTopology {
                 term_a.dim(l)
             }
         };
-        PairNetwork {
-            crossing,
-            network: Network::new(tensors, merge_positions(&positions, &ties), output, dim),
-        }
+        Network::new(tensors, merge_positions(&positions, &ties), output, dim)
     }
 }
 
