@@ -48,6 +48,12 @@ pub(crate) fn zeroed(len: usize) -> Vec<f64> {
     buffer
 }
 
+/// The most bytes one thread's pool keeps when its buffers hold up to
+/// `largest` bytes each.
+pub(crate) fn pooled_bytes(largest: f64) -> f64 {
+    (POOLED_BUFFERS as f64 * largest).min(POOLED_BYTES as f64)
+}
+
 /// Returns a buffer to this thread's pool (dropping the smallest buffers
 /// beyond the pool's limits).
 pub(crate) fn recycle(buffer: Vec<f64>) {

@@ -117,11 +117,14 @@ impl SequenceGeometry {
         let output: f64 = pair.output_dims.iter().map(|&d| d as f64).product();
         let threads = rayon::current_num_threads() as f64;
         // Cross bridges, one group of chunk sums and the running sum, and per
-        // thread a contraction's inputs, intermediate and result.
+        // thread a contraction's inputs, intermediate and result, the inner
+        // sums of a factored summand and the buffers its pool keeps.
+        let largest = F64 * cost.largest_intermediate as f64;
+        let per_thread = (3.0 + super::sums::FACTOR_DEPTH as f64) * largest
+            + crate::contraction::buffers::pooled_bytes(largest);
         cost.working_bytes = F64
-            * (bridge_entries
-                + (super::moments::CHUNKS_PER_GROUP as f64 + 1.0) * output
-                + threads * 3.0 * cost.largest_intermediate as f64);
+            * (bridge_entries + (super::moments::CHUNKS_PER_GROUP as f64 + 1.0) * output)
+            + threads * per_thread;
         cost
     }
 

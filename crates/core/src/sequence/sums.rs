@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use crate::contraction::{greedy_plan, Cost, Label, Plan};
 
 use super::topology::{Network, Slot};
@@ -106,8 +108,13 @@ pub(super) fn factor(
     let mut nodes: Vec<SumNode> = Vec::new();
     let mut groups: Vec<(Key, Vec<Member>)> = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
-    for (crossing, network) in networks {
-        let Some((left_out, inner)) = (depth > 0).then(|| best_last(&network)).flatten() else {
+    let choices: Vec<Option<(usize, Vec<Label>)>> = if depth > 0 {
+        networks.par_iter().map(|(_, n)| best_last(n)).collect()
+    } else {
+        vec![None; networks.len()]
+    };
+    for ((crossing, network), choice) in networks.into_iter().zip(choices) {
+        let Some((left_out, inner)) = choice else {
             nodes.push(SumNode::Leaf { crossing, network });
             continue;
         };
