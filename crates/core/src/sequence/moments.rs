@@ -305,10 +305,8 @@ struct Inputs<'s, 'a> {
     kb: usize,
 }
 
-/// `acc += node` (its leaves weighted by `weight(crossing)`); an empty
-/// `acc` takes the first contribution in the axis order its last step
-/// leaves, so that later ones mostly add in place. Stays empty when nothing
-/// was added (every leaf weightless or vanishing).
+/// `acc += node`, its leaves weighted by `weight(crossing)`; `acc` stays
+/// empty when nothing was added (every leaf weightless or vanishing).
 fn add_node(
     node: &SumNode,
     inputs: &Inputs<'_, '_>,
@@ -316,21 +314,17 @@ fn add_node(
     acc: &mut Option<Tensor>,
 ) -> Result<()> {
     let (a, b, cross, kb) = (inputs.a, inputs.b, Some(inputs.cross), inputs.kb);
-    let (tensors, renames, output, plan, w): (Vec<&Tensor>, &[(Label, Label)], _, _, _);
-    let last_step = Plan {
-        steps: vec![LAST_STEP],
-    };
-    let inner: Option<Tensor>;
     match node {
         SumNode::Leaf { crossing, network } => {
-            w = weight(*crossing);
-            let found = (w != 0.0).then(|| network_inputs(network, a, b, cross, kb));
-            let Some(Some(found)) = found else {
+            let w = weight(*crossing);
+            if w == 0.0 {
+                return Ok(());
+            }
+            let Some(tensors) = network_inputs(network, a, b, cross, kb) else {
                 return Ok(());
             };
-            (tensors, output, plan) = (found, &network.output, network.plan());
-            inner = None;
-            renames = &network.renames;
+            let (output, plan) = (&network.output, network.plan());
+            add_contraction(acc, &tensors, &network.renames, output, plan, w)
         }
         SumNode::Factored(f) => {
             let Some(last) = slot_tensor(f.last, a, b, cross, kb) else {
@@ -343,28 +337,39 @@ fn add_node(
             let Some(sum) = sum else {
                 return Ok(());
             };
-            inner = Some(sum);
-            let sum = inner.as_ref().expect("just set");
-            (tensors, output, plan, w) = (vec![sum, last], &f.output, &last_step, 1.0);
-            renames = &f.renames;
+            let plan = Plan {
+                steps: vec![LAST_STEP],
+            };
+            add_contraction(acc, &[&sum, last], &f.renames, &f.output, &plan, 1.0)?;
+            recycle(sum.data);
+            Ok(())
         }
     }
+}
+
+/// `acc += w · contract(tensors)` (labels renamed by `renames`); an empty
+/// `acc` takes the result in the axis order its last step leaves, so that
+/// later results mostly add in place.
+fn add_contraction(
+    acc: &mut Option<Tensor>,
+    tensors: &[&Tensor],
+    renames: &[(Label, Label)],
+    output: &[Label],
+    plan: &Plan,
+    w: f64,
+) -> Result<()> {
     let rename = |l| rename_in(renames, l);
     match acc {
-        Some(acc) => contract_renamed_into(&tensors, rename, output, plan, acc, w)?,
+        Some(acc) => contract_renamed_into(tensors, rename, output, plan, acc, w),
         None => {
-            let mut t = contract_renamed_unordered(&tensors, rename, output, plan)?;
+            let mut t = contract_renamed_unordered(tensors, rename, output, plan)?;
             if w != 1.0 {
                 t.data.iter_mut().for_each(|v| *v *= w);
             }
             *acc = Some(t);
+            Ok(())
         }
     }
-    drop(tensors);
-    if let Some(t) = inner {
-        recycle(t.data);
-    }
-    Ok(())
 }
 
 impl ComponentTopology {
