@@ -185,22 +185,24 @@ pub fn sequence_monte_carlo(
             let mut rng =
                 StdRng::seed_from_u64(seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let rows = SEQ_CHUNK.min(samples - k * SEQ_CHUNK);
-            (0..rows)
-                .map(|_| {
-                    let x = gaussian_inputs(positions, a.vocab(), &mut rng);
-                    let (ya, yb) = (a.forward(x.as_ref())?, b.forward(x.as_ref())?);
+            // The chunk's sequences stacked, drawn row by row (as one by one).
+            let x = gaussian_inputs(rows * positions, a.vocab(), &mut rng);
+            let ya = a.forward_stacked(x.as_ref(), positions)?;
+            let yb = b.forward_stacked(x.as_ref(), positions)?;
+            Ok((0..rows)
+                .map(|s| {
                     let (mut p, mut q, mut r) = (0.0, 0.0, 0.0);
                     for j in 0..ya.ncols() {
-                        for i in 0..ya.nrows() {
+                        for i in s * positions..(s + 1) * positions {
                             let (x, y) = (ya[(i, j)], yb[(i, j)]);
                             p += x * y;
                             q += x * x;
                             r += y * y;
                         }
                     }
-                    Ok([p, q, r])
+                    [p, q, r]
                 })
-                .collect()
+                .collect())
         })
         .collect::<Result<_>>()?;
     let pqr: Vec<[f64; 3]> = per_chunk.into_iter().flatten().collect();

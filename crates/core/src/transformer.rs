@@ -200,19 +200,25 @@ impl Attention {
         self.heads * self.head_dim
     }
 
-    /// Attention output (before residual mixing, with `b_O`) for one sequence `x` (`n × d_model`).
-    fn mix(&self, x: MatRef<'_, f64>, mask: Mask, base: f64) -> Mat<f64> {
-        let n = x.nrows();
+    /// Attention output (before residual mixing, with `b_O`) for sequences
+    /// of `n` positions stacked in `x` (`sequences·n × d_model`, sequence
+    /// `k` in rows `k·n..(k+1)·n`): projections, rotary and the output map
+    /// run over all rows at once, the pattern within each sequence.
+    fn mix(&self, x: MatRef<'_, f64>, n: usize, mask: Mask, base: f64) -> Mat<f64> {
         let dh = self.head_dim;
+        let rotations: Vec<Mat<f64>> = (0..n).map(|p| rotary(p, dh, base)).collect();
         let project = |l: &Linear, rotate: bool| -> Mat<f64> {
             let mut y = affine_rows(x, l.weight.as_ref(), l.bias.as_deref());
             if rotate {
-                for p in 0..n {
-                    let r = rotary(p, dh, base);
+                let mut row = vec![0.0; dh];
+                for i in 0..y.nrows() {
+                    let r = &rotations[i % n];
                     for h in 0..self.heads {
-                        let row: Vec<f64> = (0..dh).map(|e| y[(p, h * dh + e)]).collect();
+                        for (e, v) in row.iter_mut().enumerate() {
+                            *v = y[(i, h * dh + e)];
+                        }
                         for e in 0..dh {
-                            y[(p, h * dh + e)] = (0..dh).map(|f| r[(e, f)] * row[f]).sum();
+                            y[(i, h * dh + e)] = (0..dh).map(|f| r[(e, f)] * row[f]).sum();
                         }
                     }
                 }
@@ -227,20 +233,23 @@ impl Attention {
             project(&self.v, false),
         );
         let scale = 1.0 / (dh as f64 * dh as f64);
-        let mut z = Mat::zeros(n, self.width());
-        for h in 0..self.heads {
-            let cols = h * dh..(h + 1) * dh;
-            for s in 0..n {
-                for t in 0..n {
-                    let m = mask.weight(s, t);
-                    if m == 0.0 {
-                        continue;
-                    }
-                    let a1: f64 = cols.clone().map(|c| q1[(s, c)] * k1[(t, c)]).sum();
-                    let a2: f64 = cols.clone().map(|c| q2[(s, c)] * k2[(t, c)]).sum();
-                    let w = m * a1 * a2 * scale;
-                    for c in cols.clone() {
-                        z[(s, c)] += w * v[(t, c)];
+        let mut z = Mat::zeros(x.nrows(), self.width());
+        for first in (0..x.nrows()).step_by(n.max(1)) {
+            for h in 0..self.heads {
+                let cols = h * dh..(h + 1) * dh;
+                for s in 0..n {
+                    for t in 0..n {
+                        let m = mask.weight(s, t);
+                        if m == 0.0 {
+                            continue;
+                        }
+                        let (s, t) = (first + s, first + t);
+                        let a1: f64 = cols.clone().map(|c| q1[(s, c)] * k1[(t, c)]).sum();
+                        let a2: f64 = cols.clone().map(|c| q2[(s, c)] * k2[(t, c)]).sum();
+                        let w = m * a1 * a2 * scale;
+                        for c in cols.clone() {
+                            z[(s, c)] += w * v[(t, c)];
+                        }
                     }
                 }
             }
@@ -727,15 +736,42 @@ impl Transformer {
             r,
             ("residual-stream width", "model d_model", self.d_model()),
         )?;
+        let r = self.blocks_forward(r, r.nrows());
+        Ok(affine_rows(r.as_ref(), self.unembed.as_ref(), None))
+    }
+
+    /// The residual stream after every block, for the streams `r` of
+    /// sequences of `n` positions stacked (one sequence when `n` is all rows).
+    fn blocks_forward(&self, r: MatRef<'_, f64>, n: usize) -> Mat<f64> {
         let mut r = r.to_owned();
         for b in &self.blocks {
             let a = &b.attention;
-            let z = a.mix(r.as_ref(), self.mask, self.rotary_base);
+            let z = a.mix(r.as_ref(), n, self.mask, self.rotary_base);
             r = lerp(r.as_ref(), z.as_ref(), a.residual_scale);
             if let Some(m) = &b.mlp {
                 r = crate::model::bilinear_rows(r.as_ref(), m);
             }
         }
+        r
+    }
+
+    /// Logits of many sequences of `n` positions at once: `x` stacks them
+    /// (`sequences·n × vocab`, sequence `k` in rows `k·n..(k+1)·n`), and so
+    /// does the result. Equal to [`Self::forward`] per sequence; every
+    /// position-wise map (embedding, projections, MLPs, unembedding) runs as
+    /// one product over all rows.
+    pub fn forward_stacked(&self, x: MatRef<'_, f64>, n: usize) -> Result<Mat<f64>> {
+        if n == 0 || x.nrows() % n != 0 {
+            return Err(Error::Invalid(format!(
+                "{} rows do not stack sequences of {n} positions",
+                x.nrows()
+            )));
+        }
+        self.check_sequence(
+            x.subrows(0, n),
+            ("input width", "model vocab", self.vocab()),
+        )?;
+        let r = self.blocks_forward(self.embed(x).as_ref(), n);
         Ok(affine_rows(r.as_ref(), self.unembed.as_ref(), None))
     }
 

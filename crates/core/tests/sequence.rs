@@ -435,3 +435,28 @@ fn forward_from_the_residual_stream_skips_only_the_embedding() {
     let long = Mat::<f64>::zeros(s.context + 1, s.d_model);
     assert!(t.forward_residual(long.as_ref()).is_err());
 }
+
+#[test]
+fn stacked_sequences_give_each_sequence_its_own_logits() {
+    let s = TransformerShape::benchmark(2);
+    let t = s.random_model(7).unwrap();
+    let (sequences, n) = (5, 3);
+    let x = Mat::from_fn(sequences * n, s.vocab, |i, j| {
+        ((i * 17 + j * 5) as f64 * 0.21).sin()
+    });
+    let stacked = t.forward_stacked(x.as_ref(), n).unwrap();
+    assert_eq!((stacked.nrows(), stacked.ncols()), (sequences * n, s.vocab));
+    for k in 0..sequences {
+        let alone = t.forward(x.as_ref().subrows(k * n, n)).unwrap();
+        for i in 0..n {
+            for j in 0..s.vocab {
+                let (a, b) = (stacked[(k * n + i, j)], alone[(i, j)]);
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+    }
+    // Rows that do not stack whole sequences, or sequences past the context: refused.
+    assert!(t.forward_stacked(x.as_ref(), 4).is_err());
+    let long = Mat::<f64>::zeros(2 * (s.context + 1), s.vocab);
+    assert!(t.forward_stacked(long.as_ref(), s.context + 1).is_err());
+}
