@@ -761,7 +761,7 @@ impl Transformer {
     /// position-wise map (embedding, projections, MLPs, unembedding) runs as
     /// one product over all rows.
     pub fn forward_stacked(&self, x: MatRef<'_, f64>, n: usize) -> Result<Mat<f64>> {
-        if n == 0 || x.nrows() % n != 0 {
+        if n == 0 || x.nrows() == 0 || x.nrows() % n != 0 {
             return Err(Error::Invalid(format!(
                 "{} rows do not stack sequences of {n} positions",
                 x.nrows()

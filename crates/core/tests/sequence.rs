@@ -457,6 +457,7 @@ fn stacked_sequences_give_each_sequence_its_own_logits() {
     }
     // Rows that do not stack whole sequences, or sequences past the context: refused.
     assert!(t.forward_stacked(x.as_ref(), 4).is_err());
+    assert!(t.forward_stacked(x.as_ref().subrows(0, 0), n).is_err());
     let long = Mat::<f64>::zeros(2 * (s.context + 1), s.vocab);
     assert!(t.forward_stacked(long.as_ref(), s.context + 1).is_err());
 }
