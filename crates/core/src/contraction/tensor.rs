@@ -135,9 +135,8 @@ impl Tensor {
                 data: self.data.clone(),
             });
         }
-        let data = strided_offsets(&dims, &stride)
-            .map(|offset| self.data[offset])
-            .collect();
+        let mut data = vec![0.0; dims.iter().product()];
+        gather(&self.data, &dims, &stride, &mut data);
         Cow::Owned(Tensor { labels, dims, data })
     }
 
