@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::json;
 use tensim_core::pairwise::GramMatrices;
+use tensim_core::Residual;
 use tensim_core::{
     similarity, Architecture, GaussianPrepared, LayerShape, Model, Par, Scalar, TensorPrepared,
 };
@@ -52,7 +53,7 @@ fn bilinear(input: usize, hidden: usize, output: usize) -> LayerShape {
         left_bias: false,
         right_bias: false,
         down_bias: false,
-        residual_scale: 1.0,
+        residual: Residual::None,
     }
 }
 

@@ -6,6 +6,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tensim_core::symmetry::{permute_hidden, rescale_hidden, swap_left_right};
+use tensim_core::Residual;
 use tensim_core::{
     gaussian_similarity, tensor_similarity, weight_cosine, Architecture, LayerShape, Model,
 };
@@ -23,7 +24,7 @@ fn classifier_arch() -> Architecture {
             left_bias: false,
             right_bias: false,
             down_bias: false,
-            residual_scale: 1.0,
+            residual: Residual::None,
         }],
     }
 }
@@ -41,7 +42,7 @@ fn interpolate(a: &Model, b: &Model, t: f64) -> Result<Model> {
                 .collect()
         })
         .collect();
-    Ok(Model::from_parameters(&a.architecture(), values)?)
+    Ok(Model::from_parameters(a.architecture(), values)?)
 }
 
 pub fn run(seed: u64, json_out: bool) -> Result<()> {

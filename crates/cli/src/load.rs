@@ -49,19 +49,12 @@ impl Loaded {
                     input,
                     hidden,
                     output,
-                    residual_scale,
+                    residual,
                     ..
-                } if residual_scale < 1.0 => {
-                    format!("bilinear {input}→{hidden}→{output} (residual s={residual_scale})")
-                }
-                tensim_core::LayerShape::Bilinear {
-                    input,
-                    hidden,
-                    output,
-                    ..
-                } => {
-                    format!("bilinear {input}→{hidden}→{output}")
-                }
+                } => match residual {
+                    tensim_core::Residual::None => format!("bilinear {input}→{hidden}→{output}"),
+                    r => format!("bilinear {input}→{hidden}→{output} ({})", r.describe()),
+                },
             })
             .collect();
         let meta = &self.checkpoint.meta;

@@ -133,7 +133,7 @@ fn parse_metric(name: &str) -> Result<Metric> {
 
 /// Default Gaussian positions: 4 as in the paper, at most the context.
 pub fn positions_for(model: &Transformer, positions: Option<usize>) -> usize {
-    positions.unwrap_or(4).min(model.context).max(1)
+    positions.unwrap_or(4).min(model.context()).max(1)
 }
 
 fn parameter_cosine(a: &Transformer, b: &Transformer) -> f64 {
@@ -371,8 +371,8 @@ pub fn compare(
         "transformer: vocab {}, d_model {}, {} block(s), context {}; Gaussian input on {positions} positions\n",
         ma.vocab(),
         ma.d_model(),
-        ma.blocks.len(),
-        ma.context
+        ma.blocks().len(),
+        ma.context()
     );
     println!("{:<34} {:>10}", "metric", "value");
     println!("{}", "-".repeat(46));

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use tensim_core::symmetry::permute_hidden;
+use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_io::{read_matrix, save_checkpoint, CheckpointMeta, StoredDtype};
 
@@ -38,7 +39,7 @@ fn classifier(outputs: usize, seed: u64) -> Model {
             left_bias: false,
             right_bias: false,
             down_bias: false,
-            residual_scale: 1.0,
+            residual: Residual::None,
         }],
     }
     .random_model(seed)

@@ -75,7 +75,7 @@ fn quick_language_run_writes_everything() {
         )))
         .unwrap();
         match ckpt.model {
-            AnyModel::Transformer(t) => assert_eq!(t.blocks.len(), layers),
+            AnyModel::Transformer(t) => assert_eq!(t.blocks().len(), layers),
             AnyModel::Sequential(_) => panic!("expected a transformer"),
         }
     }

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use tensim_core::sequence::sequence_similarity;
 use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::Residual;
 use tensim_io::{save_checkpoint, save_transformer_checkpoint, CheckpointMeta, StoredDtype};
 
 fn tensim(args: &[&str]) -> Output {
@@ -37,7 +38,7 @@ fn shape(context: usize) -> TransformerShape {
         rotary_base: 1e4,
         blocks: vec![BlockShape {
             attention_bias: false,
-            attention_residual: 0.5,
+            attention_residual: Residual::Lerp(0.5),
             mlp: None,
         }],
     }

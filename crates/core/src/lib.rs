@@ -25,6 +25,7 @@ pub mod monte_carlo;
 pub mod output_cosine;
 mod padded;
 pub mod pairwise;
+pub mod residual;
 pub mod scalar;
 pub mod sequence;
 pub mod similarity;
@@ -41,6 +42,7 @@ pub use gaussian::{gaussian_similarity, Centring, Exactness, GaussianPrepared};
 pub use model::{
     matrix_from_row_major, Architecture, Bilinear, Layer, LayerShape, Linear, Model, ParameterSpec,
 };
+pub use residual::Residual;
 pub use scalar::Scalar;
 pub use similarity::{
     difference_similarity, inner_products, similarity, InnerProductSpace, Similarity,

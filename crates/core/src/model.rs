@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::residual::Residual;
 
 /// Affine map `y = W x + b`, `W ∈ R^(out×in)` (embedding, unembedding, head).
 #[derive(Clone, Debug, PartialEq)]
@@ -17,11 +18,12 @@ pub struct Linear {
     pub bias: Option<Vec<f64>>,
 }
 
-/// Bilinear block `y = (1−s)·x + s·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (MATH.md §1).
+/// Bilinear block `y = keep·x + mix·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (MATH.md §1),
+/// `(keep, mix)` from its [`Residual`].
 ///
-/// `s = residual_scale`: 1 means no residual (a plain bilinear layer, any output
-/// width), `s < 1` mixes with the input and needs `out == in`. The single-layer
-/// classifier `y = P((Lx) ⊙ (Rx))` is one block with `down = P`.
+/// [`Residual::None`] is a plain bilinear layer (any output width); a lerp or
+/// additive residual mixes with the input and needs `out == in`. The
+/// single-layer classifier `y = P((Lx) ⊙ (Rx))` is one block with `down = P`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bilinear {
     /// `L ∈ R^(hidden×in)`.
@@ -33,8 +35,8 @@ pub struct Bilinear {
     pub left_bias: Option<Vec<f64>>,
     pub right_bias: Option<Vec<f64>>,
     pub down_bias: Option<Vec<f64>>,
-    /// Residual mixing `s ∈ [0, 1]` of `lerp(x, f(x), s)`.
-    pub residual_scale: f64,
+    /// How the block's output joins its input.
+    pub residual: Residual,
 }
 
 /// One component of a sequential model.
@@ -59,7 +61,7 @@ pub enum LayerShape {
         left_bias: bool,
         right_bias: bool,
         down_bias: bool,
-        residual_scale: f64,
+        residual: Residual,
     },
 }
 
@@ -77,9 +79,15 @@ pub struct ParameterSpec {
 }
 
 /// A sequential model `embed → blocks → head`, as a list of layers.
+///
+/// Built only through [`Model::new`] (or [`Model::from_parameters`]), which
+/// checks shapes, chaining and finiteness and computes the architecture and
+/// fingerprint once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     layers: Vec<Layer>,
+    architecture: Architecture,
+    fingerprint: u64,
 }
 
 impl LayerShape {
@@ -132,24 +140,11 @@ impl Architecture {
             if let LayerShape::Bilinear {
                 input,
                 output,
-                residual_scale: s,
+                residual,
                 ..
             } = *layer
             {
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(Error::Residual {
-                        layer: i,
-                        reason: format!("residual scale {s} is outside [0, 1]"),
-                    });
-                }
-                if s < 1.0 && input != output {
-                    return Err(Error::Residual {
-                        layer: i,
-                        reason: format!(
-                            "a residual block (scale {s} < 1) must map {input} to {input} dimensions, not to {output}"
-                        ),
-                    });
-                }
+                residual.validate(i, input, output)?;
             }
         }
         Ok(())
@@ -261,12 +256,22 @@ fn check_finite(name: &str, values: &[f64]) -> Result<()> {
 impl Model {
     /// Builds a model from layers, checking shapes, chaining and finiteness.
     pub fn new(layers: Vec<Layer>) -> Result<Self> {
-        let model = Model { layers };
-        let arch = model.architecture_unchecked()?;
-        arch.validate()?;
-        for (spec, values) in arch.parameter_specs().iter().zip(model.parameters()) {
+        let architecture = architecture_of(&layers)?;
+        architecture.validate()?;
+        let mut model = Model {
+            layers,
+            architecture,
+            fingerprint: 0,
+        };
+        for (spec, values) in model
+            .architecture
+            .parameter_specs()
+            .iter()
+            .zip(model.parameters())
+        {
             check_finite(&spec.name, &values)?;
         }
+        model.fingerprint = model.compute_fingerprint();
         Ok(model)
     }
 
@@ -279,7 +284,7 @@ impl Model {
             left_bias: None,
             right_bias: None,
             down_bias: None,
-            residual_scale: 1.0,
+            residual: Residual::None,
         })])
     }
 
@@ -306,7 +311,7 @@ impl Model {
                     left_bias,
                     right_bias,
                     down_bias,
-                    residual_scale,
+                    residual,
                     ..
                 } => {
                     let left = matrix(next());
@@ -322,7 +327,7 @@ impl Model {
                         left_bias,
                         right_bias,
                         down_bias,
-                        residual_scale,
+                        residual,
                     }));
                 }
             }
@@ -335,79 +340,17 @@ impl Model {
         &self.layers
     }
 
-    /// Mutable access for symmetry transforms; the caller keeps shapes intact.
-    pub(crate) fn layers_mut(&mut self) -> &mut [Layer] {
-        &mut self.layers
-    }
-
-    fn architecture_unchecked(&self) -> Result<Architecture> {
-        let mut shapes = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let check_len = |name: &str, v: &Option<Vec<f64>>, len: usize| match v {
-                Some(v) if v.len() != len => Err(Error::Shape {
-                    tensor: format!("layers.{i}.{name}"),
-                    expected: vec![len],
-                    found: vec![v.len()],
-                }),
-                _ => Ok(()),
-            };
-            shapes.push(match layer {
-                Layer::Linear(l) => {
-                    check_len("bias", &l.bias, l.weight.nrows())?;
-                    LayerShape::Linear {
-                        input: l.weight.ncols(),
-                        output: l.weight.nrows(),
-                        bias: l.bias.is_some(),
-                    }
-                }
-                Layer::Bilinear(b) => {
-                    let (hidden, input) = b.left.shape();
-                    for (name, m) in [("right.weight", &b.right)] {
-                        if m.shape() != (hidden, input) {
-                            return Err(Error::Shape {
-                                tensor: format!("layers.{i}.{name}"),
-                                expected: vec![hidden, input],
-                                found: vec![m.nrows(), m.ncols()],
-                            });
-                        }
-                    }
-                    if b.down.ncols() != hidden {
-                        return Err(Error::Shape {
-                            tensor: format!("layers.{i}.down.weight"),
-                            expected: vec![b.down.nrows(), hidden],
-                            found: vec![b.down.nrows(), b.down.ncols()],
-                        });
-                    }
-                    check_len("left.bias", &b.left_bias, hidden)?;
-                    check_len("right.bias", &b.right_bias, hidden)?;
-                    check_len("down.bias", &b.down_bias, b.down.nrows())?;
-                    LayerShape::Bilinear {
-                        input,
-                        hidden,
-                        output: b.down.nrows(),
-                        left_bias: b.left_bias.is_some(),
-                        right_bias: b.right_bias.is_some(),
-                        down_bias: b.down_bias.is_some(),
-                        residual_scale: b.residual_scale,
-                    }
-                }
-            });
-        }
-        Ok(Architecture { layers: shapes })
-    }
-
     /// The architecture this model instantiates.
-    pub fn architecture(&self) -> Architecture {
-        self.architecture_unchecked()
-            .expect("a constructed model has consistent shapes")
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
     }
 
     pub fn input_dim(&self) -> usize {
-        self.architecture().input_dim()
+        self.architecture.input_dim()
     }
 
     pub fn output_dim(&self) -> usize {
-        self.architecture().output_dim()
+        self.architecture.output_dim()
     }
 
     /// Every parameter tensor flattened row-major, in [`Architecture::parameter_specs`] order.
@@ -432,14 +375,19 @@ impl Model {
         out
     }
 
-    /// A 64-bit FNV-1a hash of the architecture and every weight's bits.
+    /// A 64-bit FNV-1a hash of the architecture and every weight's bits
+    /// (computed once, at construction).
     ///
     /// Pair metrics order their two arguments by it, so that `sim(a, b)` and
     /// `sim(b, a)` run the same floating-point operations (bit-exact symmetry).
     pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    fn compute_fingerprint(&self) -> u64 {
         let mut h = Fnv::new();
         for (spec, values) in self
-            .architecture()
+            .architecture
             .parameter_specs()
             .iter()
             .zip(self.parameters())
@@ -453,7 +401,7 @@ impl Model {
         }
         for layer in &self.layers {
             if let Layer::Bilinear(b) = layer {
-                h.eat(b.residual_scale.to_bits());
+                b.residual.hash_into(&mut h);
             }
         }
         h.finish()
@@ -477,6 +425,64 @@ impl Model {
         }
         Ok(x)
     }
+}
+
+/// The architecture of `layers`, checking that each layer's tensors agree
+/// in shape (chaining across layers is [`Architecture::validate`]'s job).
+fn architecture_of(layers: &[Layer]) -> Result<Architecture> {
+    let mut shapes = Vec::with_capacity(layers.len());
+    for (i, layer) in layers.iter().enumerate() {
+        let check_len = |name: &str, v: &Option<Vec<f64>>, len: usize| match v {
+            Some(v) if v.len() != len => Err(Error::Shape {
+                tensor: format!("layers.{i}.{name}"),
+                expected: vec![len],
+                found: vec![v.len()],
+            }),
+            _ => Ok(()),
+        };
+        shapes.push(match layer {
+            Layer::Linear(l) => {
+                check_len("bias", &l.bias, l.weight.nrows())?;
+                LayerShape::Linear {
+                    input: l.weight.ncols(),
+                    output: l.weight.nrows(),
+                    bias: l.bias.is_some(),
+                }
+            }
+            Layer::Bilinear(b) => {
+                let (hidden, input) = b.left.shape();
+                for (name, m) in [("right.weight", &b.right)] {
+                    if m.shape() != (hidden, input) {
+                        return Err(Error::Shape {
+                            tensor: format!("layers.{i}.{name}"),
+                            expected: vec![hidden, input],
+                            found: vec![m.nrows(), m.ncols()],
+                        });
+                    }
+                }
+                if b.down.ncols() != hidden {
+                    return Err(Error::Shape {
+                        tensor: format!("layers.{i}.down.weight"),
+                        expected: vec![b.down.nrows(), hidden],
+                        found: vec![b.down.nrows(), b.down.ncols()],
+                    });
+                }
+                check_len("left.bias", &b.left_bias, hidden)?;
+                check_len("right.bias", &b.right_bias, hidden)?;
+                check_len("down.bias", &b.down_bias, b.down.nrows())?;
+                LayerShape::Bilinear {
+                    input,
+                    hidden,
+                    output: b.down.nrows(),
+                    left_bias: b.left_bias.is_some(),
+                    right_bias: b.right_bias.is_some(),
+                    down_bias: b.down_bias.is_some(),
+                    residual: b.residual,
+                }
+            }
+        });
+    }
+    Ok(Architecture { layers: shapes })
 }
 
 /// Checks that `values` holds one tensor per spec, each of the spec's size
@@ -504,20 +510,13 @@ pub(crate) fn check_parameter_values(specs: &[ParameterSpec], values: &[Vec<f64>
 }
 
 /// A bilinear block on a batch of row vectors:
-/// `(1−s)·x + s·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (no mixing when `s = 1`).
+/// `keep·x + mix·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` ([`Residual::apply`]).
 pub(crate) fn bilinear_rows(x: MatRef<'_, f64>, b: &Bilinear) -> Mat<f64> {
     let u = affine_rows(x, b.left.as_ref(), b.left_bias.as_deref());
     let v = affine_rows(x, b.right.as_ref(), b.right_bias.as_deref());
     let hidden = Mat::from_fn(u.nrows(), u.ncols(), |i, j| u[(i, j)] * v[(i, j)]);
     let y = affine_rows(hidden.as_ref(), b.down.as_ref(), b.down_bias.as_deref());
-    let s = b.residual_scale;
-    if s < 1.0 {
-        Mat::from_fn(y.nrows(), y.ncols(), |i, j| {
-            (1.0 - s) * x[(i, j)] + s * y[(i, j)]
-        })
-    } else {
-        y
-    }
+    b.residual.apply(x, y)
 }
 
 /// `X Wᵀ + 1 bᵀ` for a batch of row vectors.

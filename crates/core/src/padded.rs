@@ -35,12 +35,13 @@ pub(crate) fn pad_linear(l: &Linear) -> Mat<f64> {
 }
 
 /// Padded bilinear form of a block, with the residual folded in as extra hidden
-/// units (`L̂ = e_i`, `R̂ = e_0`, `D̂ = (1−s)·e_i`) and one constant unit.
+/// units (`L̂ = e_i`, `R̂ = e_0`, `D̂ = keep·e_i`) and one constant unit; the
+/// bilinear units and the down bias carry `mix` ([`crate::Residual::coefficients`]).
 pub(crate) fn pad_bilinear(b: &Bilinear) -> (Mat<f64>, Mat<f64>, Mat<f64>) {
     let (hidden, inp) = b.left.shape();
     let out = b.down.nrows();
-    let s = b.residual_scale;
-    let skip = if s < 1.0 { inp } else { 0 };
+    let (keep, s) = b.residual.coefficients();
+    let skip = if b.residual.carries_input() { inp } else { 0 };
     let units = hidden + skip + 1;
     let mut left = Mat::zeros(units, inp + 1);
     let mut right = Mat::zeros(units, inp + 1);
@@ -60,7 +61,7 @@ pub(crate) fn pad_bilinear(b: &Bilinear) -> (Mat<f64>, Mat<f64>, Mat<f64>) {
         let unit = hidden + i;
         left[(unit, i + 1)] = 1.0;
         right[(unit, 0)] = 1.0;
-        down[(i + 1, unit)] = 1.0 - s;
+        down[(i + 1, unit)] = keep;
     }
     let constant = units - 1;
     left[(constant, 0)] = 1.0;

@@ -5,20 +5,32 @@
 use crate::error::{Error, Result};
 use crate::model::{Bilinear, Layer, Model};
 
-fn bilinear_mut(model: &mut Model, layer: usize) -> Result<&mut Bilinear> {
-    match model.layers_mut().get_mut(layer) {
-        Some(Layer::Bilinear(b)) => Ok(b),
-        _ => Err(Error::Invalid(format!(
-            "layer {layer} is not a bilinear layer"
-        ))),
+/// A copy of `model` with bilinear layer `layer` changed by `change`,
+/// checked again as a whole (the transforms keep every shape).
+fn with_bilinear(
+    model: &Model,
+    layer: usize,
+    change: impl FnOnce(&mut Bilinear) -> Result<()>,
+) -> Result<Model> {
+    let mut layers = model.layers().to_vec();
+    match layers.get_mut(layer) {
+        Some(Layer::Bilinear(b)) => change(b)?,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "layer {layer} is not a bilinear layer"
+            )))
+        }
     }
+    Model::new(layers)
 }
 
 /// Permutes the hidden units of a bilinear layer: new unit `h` is old unit
 /// `permutation[h]` (rows of `L`, `R` and their biases, columns of `D`).
 pub fn permute_hidden(model: &Model, layer: usize, permutation: &[usize]) -> Result<Model> {
-    let mut out = model.clone();
-    let b = bilinear_mut(&mut out, layer)?;
+    with_bilinear(model, layer, |b| permute_units(b, permutation))
+}
+
+fn permute_units(b: &mut Bilinear, permutation: &[usize]) -> Result<()> {
     let hidden = b.left.nrows();
     let mut seen = vec![false; hidden];
     if permutation.len() != hidden
@@ -48,13 +60,15 @@ pub fn permute_hidden(model: &Model, layer: usize, permutation: &[usize]) -> Res
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Rescales hidden unit `h`: `L_h ← α_h L_h` (with its bias), `D_{:,h} ← D_{:,h}/α_h`.
 pub fn rescale_hidden(model: &Model, layer: usize, alphas: &[f64]) -> Result<Model> {
-    let mut out = model.clone();
-    let b = bilinear_mut(&mut out, layer)?;
+    with_bilinear(model, layer, |b| rescale_units(b, alphas))
+}
+
+fn rescale_units(b: &mut Bilinear, alphas: &[f64]) -> Result<()> {
     if alphas.len() != b.left.nrows() || alphas.iter().any(|&a| a == 0.0 || !a.is_finite()) {
         return Err(Error::Invalid(
             "one finite, non-zero scale per hidden unit is required".into(),
@@ -71,14 +85,14 @@ pub fn rescale_hidden(model: &Model, layer: usize, alphas: &[f64]) -> Result<Mod
             b.down[(o, h)] /= a;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Swaps `L` and `R` (and their biases): `(Lx)⊙(Rx)` is symmetric.
 pub fn swap_left_right(model: &Model, layer: usize) -> Result<Model> {
-    let mut out = model.clone();
-    let b = bilinear_mut(&mut out, layer)?;
-    std::mem::swap(&mut b.left, &mut b.right);
-    std::mem::swap(&mut b.left_bias, &mut b.right_bias);
-    Ok(out)
+    with_bilinear(model, layer, |b| {
+        std::mem::swap(&mut b.left, &mut b.right);
+        std::mem::swap(&mut b.left_bias, &mut b.right_bias);
+        Ok(())
+    })
 }

@@ -1,6 +1,7 @@
 //! Transformers of bilinear components (MATH.md §1): token embedding, per
-//! block a bilinear attention and an optional bilinear MLP, each mixed with
-//! the residual stream by `lerp(x, f(x), s)`, then an unembedding.
+//! block a bilinear attention and an optional bilinear MLP, each joined to
+//! the residual stream by its [`Residual`] (`keep·x + mix·f(x)`), then an
+//! unembedding.
 //!
 //! Bilinear attention, per head of width `d_head`, positions `s` (query) and
 //! `t` (key):
@@ -26,6 +27,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::model::{affine_rows, Bilinear, Fnv, Linear, ParameterSpec};
+use crate::residual::Residual;
 
 /// Which key positions a query position attends to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,51 +65,67 @@ impl Mask {
     }
 }
 
-/// Bilinear attention with residual mixing `y = (1−s)·x + s·(z + b_O)`.
+/// Bilinear attention joined to the stream by its residual:
+/// `y = keep·x + mix·(O z + b_O)` ([`Residual::coefficients`]).
+///
+/// Shapes are checked when the attention joins a [`Transformer`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attention {
-    pub heads: usize,
-    pub head_dim: usize,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
     /// `[heads·head_dim, d_model]` each, optional biases (added before rotary).
-    pub q1: Linear,
-    pub k1: Linear,
-    pub q2: Linear,
-    pub k2: Linear,
-    pub v: Linear,
+    pub(crate) q1: Linear,
+    pub(crate) k1: Linear,
+    pub(crate) q2: Linear,
+    pub(crate) k2: Linear,
+    pub(crate) v: Linear,
     /// Output projection `O ∈ R^(d_model × heads·head_dim)`, optional bias.
-    pub out: Linear,
-    /// `s ∈ [0, 1]` of `lerp(x, attention(x), s)`.
-    pub residual_scale: f64,
+    pub(crate) out: Linear,
+    pub(crate) residual: Residual,
 }
 
 /// One transformer block: attention, then an optional bilinear MLP (a square
-/// [`Bilinear`] whose `residual_scale` mixes it with the stream).
+/// [`Bilinear`] joined to the stream by its own residual).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
-    pub attention: Attention,
-    pub mlp: Option<Bilinear>,
+    pub(crate) attention: Attention,
+    pub(crate) mlp: Option<Bilinear>,
 }
 
-/// Token embedding → blocks → unembedding, on sequences of up to `context` positions.
+/// Token embedding → blocks → unembedding, on sequences of up to `context`
+/// positions. Built only through [`Transformer::new`] or
+/// [`Transformer::from_parameters`], which check every shape and weight.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transformer {
     /// `E ∈ R^(d_model × vocab)` (no bias).
-    pub embed: Mat<f64>,
-    pub blocks: Vec<Block>,
+    pub(crate) embed: Mat<f64>,
+    pub(crate) blocks: Vec<Block>,
     /// `U ∈ R^(vocab × d_model)` (no bias).
-    pub unembed: Mat<f64>,
-    pub context: usize,
-    pub mask: Mask,
-    pub rotary_base: f64,
+    pub(crate) unembed: Mat<f64>,
+    pub(crate) context: usize,
+    pub(crate) mask: Mask,
+    pub(crate) rotary_base: f64,
+    /// [`Transformer::fingerprint`], computed once at construction.
+    fingerprint: u64,
+}
+
+/// The shape of a block's bilinear MLP.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlpShape {
+    /// Hidden units of `L`, `R` (rows) and `D` (columns).
+    pub hidden: usize,
+    /// Biases on all of left, right and down, or on none.
+    pub bias: bool,
+    pub residual: Residual,
 }
 
 /// The shape of one block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockShape {
+    /// Biases on all of q1, k1, q2, k2, v and out, or on none.
     pub attention_bias: bool,
-    pub attention_residual: f64,
-    /// `(hidden, bias, residual_scale)` of the MLP, if any.
-    pub mlp: Option<(usize, bool, f64)>,
+    pub attention_residual: Residual,
+    pub mlp: Option<MlpShape>,
 }
 
 /// Everything a checkpoint must declare about a transformer.
@@ -191,9 +209,54 @@ fn check_bias(name: &str, bias: &Option<Vec<f64>>, len: usize) -> Result<()> {
 }
 
 impl Attention {
+    /// An attention of `heads` heads of width `head_dim`: `projections` in
+    /// leg order `q1, k1, q2, k2, v` (`[heads·head_dim, d_model]` each),
+    /// `out` (`[d_model, heads·head_dim]`). Shapes and values are checked by
+    /// [`Transformer::new`].
+    pub fn new(
+        heads: usize,
+        head_dim: usize,
+        projections: [Linear; 5],
+        out: Linear,
+        residual: Residual,
+    ) -> Self {
+        let [q1, k1, q2, k2, v] = projections;
+        Attention {
+            heads,
+            head_dim,
+            q1,
+            k1,
+            q2,
+            k2,
+            v,
+            out,
+            residual,
+        }
+    }
+
+    /// Number of heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Width of one head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
     /// The five input projections in leg order `q1, k1, q2, k2, v`.
     pub fn projections(&self) -> [&Linear; 5] {
         [&self.q1, &self.k1, &self.q2, &self.k2, &self.v]
+    }
+
+    /// The output projection `O` and its bias.
+    pub fn out(&self) -> &Linear {
+        &self.out
+    }
+
+    /// How the attention joins the residual stream.
+    pub fn residual(&self) -> Residual {
+        self.residual
     }
 
     fn width(&self) -> usize {
@@ -277,12 +340,6 @@ impl Reader {
     }
 }
 
-fn lerp(x: MatRef<'_, f64>, y: MatRef<'_, f64>, s: f64) -> Mat<f64> {
-    Mat::from_fn(x.nrows(), x.ncols(), |i, j| {
-        (1.0 - s) * x[(i, j)] + s * y[(i, j)]
-    })
-}
-
 fn uniform(rows: usize, cols: usize, rng: &mut StdRng) -> Mat<f64> {
     let bound = 1.0 / (cols as f64).sqrt();
     Mat::from_fn(rows, cols, |_, _| rng.random_range(-bound..bound))
@@ -312,8 +369,12 @@ impl TransformerShape {
             blocks: vec![
                 BlockShape {
                     attention_bias: false,
-                    attention_residual: 0.35,
-                    mlp: Some((64, false, 0.35)),
+                    attention_residual: Residual::Lerp(0.35),
+                    mlp: Some(MlpShape {
+                        hidden: 64,
+                        bias: false,
+                        residual: Residual::Lerp(0.35),
+                    }),
                 };
                 layers
             ],
@@ -335,7 +396,7 @@ impl TransformerShape {
             blocks: vec![
                 BlockShape {
                     attention_bias: true,
-                    attention_residual: 0.35,
+                    attention_residual: Residual::Lerp(0.35),
                     mlp: None,
                 };
                 layers
@@ -363,14 +424,9 @@ impl TransformerShape {
             )));
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let scales = [Some(b.attention_residual), b.mlp.map(|m| m.2)];
-            for s in scales.into_iter().flatten() {
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(Error::Residual {
-                        layer: i,
-                        reason: format!("residual scale {s} is outside [0, 1]"),
-                    });
-                }
+            let residuals = [Some(b.attention_residual), b.mlp.map(|m| m.residual)];
+            for r in residuals.into_iter().flatten() {
+                r.validate(i, self.d_model, self.d_model)?;
             }
         }
         Ok(())
@@ -395,7 +451,7 @@ impl TransformerShape {
             if b.attention_bias {
                 push(format!("blocks.{i}.attn.out.bias"), vec![self.d_model]);
             }
-            if let Some((hidden, bias, _)) = b.mlp {
+            if let Some(MlpShape { hidden, bias, .. }) = b.mlp {
                 for (part, shape, len) in [
                     ("left", [hidden, self.d_model], hidden),
                     ("right", [hidden, self.d_model], hidden),
@@ -434,22 +490,28 @@ impl TransformerShape {
                     k2: lin(w, self.d_model, &mut rng),
                     v: lin(w, self.d_model, &mut rng),
                     out: lin(self.d_model, w, &mut rng),
-                    residual_scale: b.attention_residual,
+                    residual: b.attention_residual,
                 };
-                let mlp = b.mlp.map(|(hidden, bias, s)| {
-                    let left = uniform_linear(hidden, self.d_model, bias, &mut rng);
-                    let right = uniform_linear(hidden, self.d_model, bias, &mut rng);
-                    let down = uniform_linear(self.d_model, hidden, bias, &mut rng);
-                    Bilinear {
-                        left: left.weight,
-                        right: right.weight,
-                        down: down.weight,
-                        left_bias: left.bias,
-                        right_bias: right.bias,
-                        down_bias: down.bias,
-                        residual_scale: s,
-                    }
-                });
+                let mlp = b.mlp.map(
+                    |MlpShape {
+                         hidden,
+                         bias,
+                         residual,
+                     }| {
+                        let left = uniform_linear(hidden, self.d_model, bias, &mut rng);
+                        let right = uniform_linear(hidden, self.d_model, bias, &mut rng);
+                        let down = uniform_linear(self.d_model, hidden, bias, &mut rng);
+                        Bilinear {
+                            left: left.weight,
+                            right: right.weight,
+                            down: down.weight,
+                            left_bias: left.bias,
+                            right_bias: right.bias,
+                            down_bias: down.bias,
+                            residual,
+                        }
+                    },
+                );
                 Block { attention, mlp }
             })
             .collect();
@@ -465,6 +527,23 @@ impl TransformerShape {
     }
 }
 
+impl Block {
+    /// A block of an attention and an optional MLP, checked by [`Transformer::new`].
+    pub fn new(attention: Attention, mlp: Option<Bilinear>) -> Self {
+        Block { attention, mlp }
+    }
+
+    /// The block's attention.
+    pub fn attention(&self) -> &Attention {
+        &self.attention
+    }
+
+    /// The block's bilinear MLP, if any.
+    pub fn mlp(&self) -> Option<&Bilinear> {
+        self.mlp.as_ref()
+    }
+}
+
 impl Transformer {
     /// A transformer, checked: shapes chain, residual scales in `[0, 1]`,
     /// even head width, every weight finite.
@@ -476,15 +555,17 @@ impl Transformer {
         mask: Mask,
         rotary_base: f64,
     ) -> Result<Self> {
-        let t = Transformer {
+        let mut t = Transformer {
             embed,
             blocks,
             unembed,
             context,
             mask,
             rotary_base,
+            fingerprint: 0,
         };
         t.validate()?;
+        t.fingerprint = t.compute_fingerprint();
         Ok(t)
     }
 
@@ -566,20 +647,53 @@ impl Transformer {
                 .iter()
                 .map(|b| BlockShape {
                     attention_bias: b.attention.q1.bias.is_some(),
-                    attention_residual: b.attention.residual_scale,
-                    mlp: b
-                        .mlp
-                        .as_ref()
-                        .map(|m| (m.left.nrows(), m.left_bias.is_some(), m.residual_scale)),
+                    attention_residual: b.attention.residual,
+                    mlp: b.mlp.as_ref().map(|m| MlpShape {
+                        hidden: m.left.nrows(),
+                        bias: m.left_bias.is_some(),
+                        residual: m.residual,
+                    }),
                 })
                 .collect(),
         }
     }
 
+    /// Vocabulary size (input and output width).
     pub fn vocab(&self) -> usize {
         self.embed.ncols()
     }
 
+    /// The embedding `E ∈ R^(d_model × vocab)`.
+    pub fn embedding(&self) -> MatRef<'_, f64> {
+        self.embed.as_ref()
+    }
+
+    /// The unembedding `U ∈ R^(vocab × d_model)`.
+    pub fn unembedding(&self) -> MatRef<'_, f64> {
+        self.unembed.as_ref()
+    }
+
+    /// The blocks in order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The longest sequence the model takes.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// The attention mask of every block.
+    pub fn mask(&self) -> Mask {
+        self.mask
+    }
+
+    /// Base of the rotary embedding.
+    pub fn rotary_base(&self) -> f64 {
+        self.rotary_base
+    }
+
+    /// Width of the residual stream.
     pub fn d_model(&self) -> usize {
         self.embed.nrows()
     }
@@ -639,9 +753,9 @@ impl Transformer {
                 k2,
                 v,
                 out,
-                residual_scale: b.attention_residual,
+                residual: b.attention_residual,
             };
-            let mlp = b.mlp.map(|(_, bias, s)| {
+            let mlp = b.mlp.map(|MlpShape { bias, residual, .. }| {
                 let mut part = || (reader.matrix(), bias.then(|| reader.vector()));
                 let ((left, left_bias), (right, right_bias), (down, down_bias)) =
                     (part(), part(), part());
@@ -652,7 +766,7 @@ impl Transformer {
                     left_bias,
                     right_bias,
                     down_bias,
-                    residual_scale: s,
+                    residual,
                 }
             });
             blocks.push(Block { attention, mlp });
@@ -668,8 +782,13 @@ impl Transformer {
         )
     }
 
-    /// A 64-bit FNV-1a hash of the shape and every weight's bits.
+    /// A 64-bit FNV-1a hash of the shape and every weight's bits (computed
+    /// once, at construction).
     pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    fn compute_fingerprint(&self) -> u64 {
         let mut h = Fnv::new();
         let shape = self.shape();
         for (spec, values) in shape.parameter_specs().iter().zip(self.parameters()) {
@@ -681,8 +800,11 @@ impl Transformer {
             }
         }
         for b in &shape.blocks {
-            h.eat(b.attention_residual.to_bits());
-            h.eat(b.mlp.map_or(2.0f64, |m| m.2).to_bits());
+            b.attention_residual.hash_into(&mut h);
+            match b.mlp {
+                Some(m) => m.residual.hash_into(&mut h),
+                None => h.eat(2.0f64.to_bits()),
+            }
         }
         h.eat(self.context as u64);
         h.eat(matches!(self.mask, Mask::Causal) as u64);
@@ -747,7 +869,7 @@ impl Transformer {
         for b in &self.blocks {
             let a = &b.attention;
             let z = a.mix(r.as_ref(), n, self.mask, self.rotary_base);
-            r = lerp(r.as_ref(), z.as_ref(), a.residual_scale);
+            r = a.residual.apply(r.as_ref(), z);
             if let Some(m) = &b.mlp {
                 r = crate::model::bilinear_rows(r.as_ref(), m);
             }

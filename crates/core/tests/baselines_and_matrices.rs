@@ -173,7 +173,7 @@ fn gaussian_matrix_and_generic_pairs() {
 fn a_failing_pair_is_named() {
     let ok = classifier(3, 2, 2, 1);
     let zero = Model::from_parameters(
-        &ok.architecture(),
+        ok.architecture(),
         ok.parameters().iter().map(|v| vec![0.0; v.len()]).collect(),
     )
     .unwrap();

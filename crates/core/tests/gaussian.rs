@@ -9,7 +9,8 @@ use tensim_core::monte_carlo::monte_carlo_similarity;
 use tensim_core::similarity::{inner_products, similarity};
 use tensim_core::symmetry::{permute_hidden, rescale_hidden, swap_left_right};
 use tensim_core::{
-    gaussian_similarity, tensor_similarity, Centring, Exactness, GaussianPrepared, Model,
+    gaussian_similarity, tensor_similarity, Centring, Exactness, GaussianPrepared, Layer,
+    LayerShape, Mat, Model, Residual,
 };
 
 fn prep(m: &Model) -> GaussianPrepared<f64> {
@@ -200,7 +201,7 @@ fn f32_moments_survive_traces_beyond_1e25() {
         91,
     );
     let scaled = Model::from_parameters(
-        &base.architecture(),
+        base.architecture(),
         base.parameters()
             .into_iter()
             .map(|v| v.into_iter().map(|x| x * 30.0).collect())
@@ -258,7 +259,7 @@ fn absolute_inner_products_track_scale_through_deep_models() {
         for v in &mut p[n - 2..] {
             v.iter_mut().for_each(|x| *x *= c);
         }
-        Model::from_parameters(&m.architecture(), p).unwrap()
+        Model::from_parameters(m.architecture(), p).unwrap()
     };
     let base = inner_products(&prep(&a), &prep(&b), Par::Seq).unwrap();
     for c in [1e-6, 37.0, 1e8] {
@@ -273,4 +274,57 @@ fn absolute_inner_products_track_scale_through_deep_models() {
     let (p0, p1, p2) = (prep(&a), prep(&a1), prep(&a2));
     let d = tensim_core::difference_similarity(&p0, &p1, &p1, &p2, Par::Seq).unwrap();
     assert_close(d.total, 1.0, 1e-9, "parallel updates");
+}
+
+/// `bilinear(…)` with an additive residual `x + s·f(x)`.
+fn additive(width: usize, hidden: usize, bias: bool, s: f64) -> LayerShape {
+    LayerShape::Bilinear {
+        input: width,
+        hidden,
+        output: width,
+        left_bias: bias,
+        right_bias: bias,
+        down_bias: bias,
+        residual: Residual::Add(s),
+    }
+}
+
+#[test]
+fn additive_residual_is_the_input_plus_the_scaled_block() {
+    let with = model(vec![additive(5, 7, true, 0.35)], 3);
+    let mut layers = with.layers().to_vec();
+    if let Layer::Bilinear(b) = &mut layers[0] {
+        b.residual = Residual::None;
+    }
+    let without = Model::new(layers).unwrap();
+    let x = Mat::from_fn(4, 5, |i, j| ((i * 5 + j) as f64 * 0.61).sin());
+    let (y, f) = (
+        with.forward(x.as_ref()).unwrap(),
+        without.forward(x.as_ref()).unwrap(),
+    );
+    for i in 0..4 {
+        for j in 0..5 {
+            assert!((y[(i, j)] - (x[(i, j)] + 0.35 * f[(i, j)])).abs() < 1e-14);
+        }
+    }
+}
+
+#[test]
+fn additive_residual_matches_monte_carlo_within_four_standard_errors() {
+    let layers = vec![linear(6, 5, true), additive(5, 7, true, 0.35), linear(5, 3, true)];
+    let a = model(layers.clone(), 71);
+    let b = model(layers, 72);
+    for centring in [Centring::Uncentred, Centring::Centred] {
+        let pa = GaussianPrepared::<f64>::with_centring(&a, centring).unwrap();
+        let pb = GaussianPrepared::<f64>::with_centring(&b, centring).unwrap();
+        let exact = similarity(&pa, &pb, Par::Seq).unwrap().total;
+        let mc = monte_carlo_similarity(&a, &b, 200_000, 7, centring).unwrap();
+        let z = (exact - mc.value) / mc.std_error;
+        assert!(
+            z.abs() < 4.0,
+            "{centring:?}: exact {exact} vs MC {} ± {}",
+            mc.value,
+            mc.std_error
+        );
+    }
 }

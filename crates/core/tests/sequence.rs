@@ -10,8 +10,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tensim_core::monte_carlo::sequence_monte_carlo;
 use tensim_core::sequence::{sequence_similarity, SequenceGeometry, SequencePrepared};
-use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::transformer::{
+    Attention, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
+};
+use tensim_core::Residual;
 use tensim_core::{similarity, InnerProductSpace};
+use tensim_core::{Bilinear, Linear};
 
 fn shape(
     bias: bool,
@@ -31,12 +35,76 @@ fn shape(
         blocks: vec![
             BlockShape {
                 attention_bias: bias,
-                attention_residual: residual,
-                mlp,
+                attention_residual: Residual::from_lerp_scale(residual),
+                mlp: mlp.map(|(hidden, bias, s)| MlpShape {
+                    hidden,
+                    bias,
+                    residual: Residual::from_lerp_scale(s),
+                }),
             };
             layers
         ],
     }
+}
+
+/// An editable copy of one block: its attention's six maps and its MLP
+/// (the core's blocks are read-only; [`rebuild`] checks the edit).
+struct EditBlock {
+    q1: Linear,
+    k1: Linear,
+    q2: Linear,
+    k2: Linear,
+    v: Linear,
+    out: Linear,
+    mlp: Option<Bilinear>,
+}
+
+fn edit(t: &Transformer) -> Vec<EditBlock> {
+    t.blocks()
+        .iter()
+        .map(|b| {
+            let [q1, k1, q2, k2, v] = b.attention().projections().map(Clone::clone);
+            let out = b.attention().out().clone();
+            let mlp = b.mlp().cloned();
+            EditBlock {
+                q1,
+                k1,
+                q2,
+                k2,
+                v,
+                out,
+                mlp,
+            }
+        })
+        .collect()
+}
+
+/// `t` with its blocks replaced by `blocks` (heads, residuals and the rest of `t` kept).
+fn rebuild(t: &Transformer, blocks: Vec<EditBlock>) -> tensim_core::Result<Transformer> {
+    let blocks = t
+        .blocks()
+        .iter()
+        .zip(blocks)
+        .map(|(old, e)| {
+            let a = old.attention();
+            let attention = Attention::new(
+                a.heads(),
+                a.head_dim(),
+                [e.q1, e.k1, e.q2, e.k2, e.v],
+                e.out,
+                a.residual(),
+            );
+            Block::new(attention, e.mlp)
+        })
+        .collect();
+    Transformer::new(
+        t.embedding().to_owned(),
+        blocks,
+        t.unembedding().to_owned(),
+        t.context(),
+        t.mask(),
+        t.rotary_base(),
+    )
 }
 
 /// `a` plus independent noise of relative size `eps` on every weight.
@@ -94,6 +162,26 @@ fn one_attention_layer_equals_monte_carlo() {
         );
         check_against_monte_carlo(&shape(bias, residual, mask, None, 1), &label);
     }
+}
+
+/// `shape(…)` with additive residuals `x + s·f(x)` on every component (the
+/// paper's pretrained family: attention-only, q/k/v/o biases, `s = 0.35`).
+fn additive_shape(mlp: Option<usize>, layers: usize) -> TransformerShape {
+    let mut s = shape(true, 0.35, Mask::Causal, None, layers);
+    for b in &mut s.blocks {
+        b.attention_residual = Residual::Add(0.35);
+        b.mlp = mlp.map(|hidden| MlpShape {
+            hidden,
+            bias: true,
+            residual: Residual::Add(0.5),
+        });
+    }
+    s
+}
+
+#[test]
+fn additive_attention_equals_monte_carlo() {
+    check_against_monte_carlo(&additive_shape(None, 1), "additive residual");
 }
 
 #[test]
@@ -171,6 +259,7 @@ fn crossings_of_within_model_reductions_equal_every_matching() {
         shape(true, 0.35, Mask::Causal, None, 2),
         shape(true, 1.0, Mask::Full, None, 1),
         shape(false, 0.5, Mask::Causal, Some((4, false, 0.5)), 1),
+        additive_shape(Some(4), 2),
     ] {
         let a = s.random_model(4).unwrap();
         let b = perturbed(&a, 0.3, 5);
@@ -215,44 +304,40 @@ fn attention_symmetries_leave_similarity_at_one() {
     let head_perm: Vec<usize> = (0..heads * dh)
         .map(|r| ((r / dh + 1) % heads) * dh + r % dh)
         .collect();
-    let mut t = a.clone();
-    for b in &mut t.blocks {
-        let at = &mut b.attention;
+    let mut e = edit(&a);
+    for at in &mut e {
         for l in [&mut at.q1, &mut at.k1, &mut at.q2, &mut at.k2, &mut at.v] {
             l.weight = permute_rows(&l.weight, &head_perm);
             l.bias = permute_vec(&l.bias, &head_perm);
         }
         at.out.weight = permute_cols(&at.out.weight, &head_perm);
     }
-    variants.push(("heads permuted", t));
+    variants.push(("heads permuted", rebuild(&a, e).unwrap()));
 
     // Permute the value units within each head (rows of v, columns of O).
     let unit_perm: Vec<usize> = (0..heads * dh)
         .map(|r| (r / dh) * dh + (r % dh + 1) % dh)
         .collect();
-    let mut t = a.clone();
-    for b in &mut t.blocks {
-        let at = &mut b.attention;
+    let mut e = edit(&a);
+    for at in &mut e {
         at.v.weight = permute_rows(&at.v.weight, &unit_perm);
         at.v.bias = permute_vec(&at.v.bias, &unit_perm);
         at.out.weight = permute_cols(&at.out.weight, &unit_perm);
     }
-    variants.push(("value units permuted within heads", t));
+    variants.push(("value units permuted within heads", rebuild(&a, e).unwrap()));
 
     // Swap (Q1, K1) with (Q2, K2).
-    let mut t = a.clone();
-    for b in &mut t.blocks {
-        let at = &mut b.attention;
+    let mut e = edit(&a);
+    for at in &mut e {
         std::mem::swap(&mut at.q1, &mut at.q2);
         std::mem::swap(&mut at.k1, &mut at.k2);
     }
-    variants.push(("(Q1,K1) ↔ (Q2,K2)", t));
+    variants.push(("(Q1,K1) ↔ (Q2,K2)", rebuild(&a, e).unwrap()));
 
     // Rotate each rotary plane (i, i + d/2) of q1 and k1 by the same angle:
     // it commutes with the rotary embedding, so every score q1·k1 is unchanged.
-    let mut t = a.clone();
-    for b in &mut t.blocks {
-        let at = &mut b.attention;
+    let mut e = edit(&a);
+    for at in &mut e {
         for l in [&mut at.q1, &mut at.k1] {
             let w = l.weight.clone();
             let bias = l.bias.clone();
@@ -272,12 +357,14 @@ fn attention_symmetries_leave_similarity_at_one() {
             }
         }
     }
-    variants.push(("q1/k1 rotary planes rotated together", t));
+    variants.push((
+        "q1/k1 rotary planes rotated together",
+        rebuild(&a, e).unwrap(),
+    ));
 
     // Rescale q2 by α and k2 by 1/α.
-    let mut t = a.clone();
-    for b in &mut t.blocks {
-        let at = &mut b.attention;
+    let mut e = edit(&a);
+    for at in &mut e {
         at.q2.weight = Mat::from_fn(at.q2.weight.nrows(), at.q2.weight.ncols(), |i, j| {
             3.0 * at.q2.weight[(i, j)]
         });
@@ -295,12 +382,12 @@ fn attention_symmetries_leave_similarity_at_one() {
             .as_ref()
             .map(|v| v.iter().map(|x| x / 3.0).collect());
     }
-    variants.push(("q2·3, k2/3", t));
+    variants.push(("q2·3, k2/3", rebuild(&a, e).unwrap()));
 
     // Permute MLP hidden units.
-    let mut t = a.clone();
-    for b in &mut t.blocks {
-        let m = b.mlp.as_mut().unwrap();
+    let mut e = edit(&a);
+    for at in &mut e {
+        let m = at.mlp.as_mut().unwrap();
         let perm = [4, 2, 0, 1, 3];
         m.left = permute_rows(&m.left, &perm);
         m.right = permute_rows(&m.right, &perm);
@@ -308,7 +395,7 @@ fn attention_symmetries_leave_similarity_at_one() {
         m.right_bias = permute_vec(&m.right_bias, &perm);
         m.down = permute_cols(&m.down, &perm);
     }
-    variants.push(("MLP hidden units permuted", t));
+    variants.push(("MLP hidden units permuted", rebuild(&a, e).unwrap()));
 
     let x = Mat::from_fn(3, 5, |i, j| ((i * 5 + j) as f64 * 0.37).sin());
     let y = a.forward(x.as_ref()).unwrap();
@@ -369,18 +456,9 @@ fn mismatched_architectures_are_refused() {
         .unwrap_err()
         .to_string()
         .contains("context"));
-    let mut bad = a.clone();
-    bad.blocks[0].attention.v.weight[(0, 0)] = f64::NAN;
-    let err = Transformer::new(
-        bad.embed.clone(),
-        bad.blocks.clone(),
-        bad.unembed.clone(),
-        3,
-        Mask::Causal,
-        1e4,
-    )
-    .unwrap_err()
-    .to_string();
+    let mut bad = edit(&a);
+    bad[0].v.weight[(0, 0)] = f64::NAN;
+    let err = rebuild(&a, bad).unwrap_err().to_string();
     assert!(
         err.contains("blocks.0.attn.v.weight") && err.contains("NaN"),
         "{err}"
@@ -391,25 +469,25 @@ fn mismatched_architectures_are_refused() {
 fn inconsistent_biases_and_bad_rotary_bases_are_refused() {
     let s = shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 1);
     let a = s.random_model(1).unwrap();
-    let rebuild = |t: &Transformer| {
-        Transformer::new(
-            t.embed.clone(),
-            t.blocks.clone(),
-            t.unembed.clone(),
-            t.context,
-            t.mask,
-            t.rotary_base,
-        )
-    };
-    let mut t = a.clone();
-    t.blocks[0].attention.k1.bias = None;
-    assert!(rebuild(&t).unwrap_err().to_string().contains("`k1`"));
-    let mut t = a.clone();
-    t.blocks[0].mlp.as_mut().unwrap().down_bias = None;
-    assert!(rebuild(&t).unwrap_err().to_string().contains("MLP biases"));
-    let mut t = a.clone();
-    t.rotary_base = 0.0;
-    assert!(rebuild(&t).unwrap_err().to_string().contains("rotary_base"));
+    let mut t = edit(&a);
+    t[0].k1.bias = None;
+    assert!(rebuild(&a, t).unwrap_err().to_string().contains("`k1`"));
+    let mut t = edit(&a);
+    t[0].mlp.as_mut().unwrap().down_bias = None;
+    assert!(rebuild(&a, t)
+        .unwrap_err()
+        .to_string()
+        .contains("MLP biases"));
+    let blocks = a.blocks().to_vec();
+    let err = Transformer::new(
+        a.embedding().to_owned(),
+        blocks,
+        a.unembedding().to_owned(),
+        a.context(),
+        a.mask(),
+        0.0,
+    );
+    assert!(err.unwrap_err().to_string().contains("rotary_base"));
 }
 
 #[test]

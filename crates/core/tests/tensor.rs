@@ -212,7 +212,7 @@ fn f32_path_survives_huge_weights() {
     // 784 → 64 → 10 classifier with weights scaled by 1e5: ⟨A,A⟩ is far beyond f32's range.
     let base = classifier(784, 64, 10, 3);
     let scaled = Model::from_parameters(
-        &base.architecture(),
+        base.architecture(),
         base.parameters()
             .into_iter()
             .map(|v| v.into_iter().map(|x| x * 1e5).collect())

@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tensim_core::{matrix_from_row_major, Bilinear, Layer, Linear, Mat, Model};
+use tensim_core::{matrix_from_row_major, Bilinear, Layer, Linear, Mat, Model, Residual};
 
 use crate::checkpoint::{
     load_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
@@ -319,7 +319,7 @@ impl ArchSpec {
                         left_bias: lb,
                         right_bias: rb,
                         down_bias: db,
-                        residual_scale: *residual_scale,
+                        residual: Residual::from_lerp_scale(*residual_scale),
                     }));
                 }
             }

@@ -27,6 +27,7 @@ use tensim_core::model::ParameterSpec;
 use tensim_core::{Architecture, LayerShape, Model};
 
 use crate::atomic::write_atomic;
+use crate::residual_json::{residual_from_json, residual_to_json, ResidualKind};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "tensim-checkpoint/1";
@@ -120,6 +121,8 @@ enum LayerJson {
         right_bias: bool,
         down_bias: bool,
         residual_scale: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        residual_kind: Option<ResidualKind>,
     },
 }
 
@@ -151,16 +154,20 @@ pub fn architecture_to_json(arch: &Architecture) -> String {
                 left_bias,
                 right_bias,
                 down_bias,
-                residual_scale,
-            } => LayerJson::Bilinear {
-                input,
-                hidden,
-                output,
-                left_bias,
-                right_bias,
-                down_bias,
-                residual_scale,
-            },
+                residual,
+            } => {
+                let (residual_scale, residual_kind) = residual_to_json(residual);
+                LayerJson::Bilinear {
+                    input,
+                    hidden,
+                    output,
+                    left_bias,
+                    right_bias,
+                    down_bias,
+                    residual_scale,
+                    residual_kind,
+                }
+            }
         })
         .collect();
     serde_json::to_string(&ArchitectureJson { layers }).expect("plain data serialises")
@@ -190,6 +197,7 @@ pub fn architecture_from_json(text: &str) -> Result<Architecture, String> {
                 right_bias,
                 down_bias,
                 residual_scale,
+                residual_kind,
             } => LayerShape::Bilinear {
                 input,
                 hidden,
@@ -197,7 +205,7 @@ pub fn architecture_from_json(text: &str) -> Result<Architecture, String> {
                 left_bias,
                 right_bias,
                 down_bias,
-                residual_scale,
+                residual: residual_from_json(residual_scale, residual_kind),
             },
         })
         .collect();
@@ -449,7 +457,7 @@ pub fn save_checkpoint(
 ) -> Result<(), CheckpointError> {
     let arch = model.architecture();
     let mut info = HashMap::new();
-    info.insert("architecture".to_string(), architecture_to_json(&arch));
+    info.insert("architecture".to_string(), architecture_to_json(arch));
     write_file(
         path,
         info,

@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod foreign;
 pub mod matrix_file;
+mod residual_json;
 pub mod transformer_checkpoint;
 
 pub use arch_spec::{load_models, step_from_name, ArchSpec, LayerSpec, SpecError};

@@ -21,13 +21,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::transformer::{BlockShape, Mask, MlpShape, Transformer, TransformerShape};
 use tensim_core::Model;
 
 use crate::checkpoint::{
     parse, read_bytes, read_parameters, sequential_from, unknown_kind, write_file, Checkpoint,
     CheckpointError, CheckpointMeta, StoredDtype, KIND_KEY, KIND_SEQUENTIAL, KIND_TRANSFORMER,
 };
+use crate::residual_json::{residual_from_json, residual_to_json, ResidualKind};
 
 /// A loaded transformer checkpoint.
 #[derive(Clone, Debug)]
@@ -94,6 +95,8 @@ struct MlpJson {
     hidden: usize,
     bias: bool,
     residual_scale: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    residual_kind: Option<ResidualKind>,
 }
 
 /// JSON form of a block.
@@ -102,6 +105,8 @@ struct MlpJson {
 struct BlockJson {
     attention_bias: bool,
     attention_residual: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attention_residual_kind: Option<ResidualKind>,
     mlp: Option<MlpJson>,
 }
 
@@ -132,14 +137,23 @@ pub fn transformer_shape_to_json(shape: &TransformerShape) -> String {
         blocks: shape
             .blocks
             .iter()
-            .map(|b| BlockJson {
-                attention_bias: b.attention_bias,
-                attention_residual: b.attention_residual,
-                mlp: b.mlp.map(|(hidden, bias, residual_scale)| MlpJson {
-                    hidden,
-                    bias,
-                    residual_scale,
-                }),
+            .map(|b| {
+                let (attention_residual, attention_residual_kind) =
+                    residual_to_json(b.attention_residual);
+                BlockJson {
+                    attention_bias: b.attention_bias,
+                    attention_residual,
+                    attention_residual_kind,
+                    mlp: b.mlp.map(|m| {
+                        let (residual_scale, residual_kind) = residual_to_json(m.residual);
+                        MlpJson {
+                            hidden: m.hidden,
+                            bias: m.bias,
+                            residual_scale,
+                            residual_kind,
+                        }
+                    }),
+                }
             })
             .collect(),
     };
@@ -169,14 +183,21 @@ pub fn transformer_shape_from_json(text: &str) -> Result<TransformerShape, Strin
             .into_iter()
             .map(|b| BlockShape {
                 attention_bias: b.attention_bias,
-                attention_residual: b.attention_residual,
-                mlp: b.mlp.map(|m| (m.hidden, m.bias, m.residual_scale)),
+                attention_residual: residual_from_json(
+                    b.attention_residual,
+                    b.attention_residual_kind,
+                ),
+                mlp: b.mlp.map(|m| MlpShape {
+                    hidden: m.hidden,
+                    bias: m.bias,
+                    residual: residual_from_json(m.residual_scale, m.residual_kind),
+                }),
             })
             .collect(),
     };
     shape.validate().map_err(|e| e.to_string())?;
     for (i, b) in shape.blocks.iter().enumerate() {
-        if b.mlp.is_some_and(|m| m.0 == 0) {
+        if b.mlp.is_some_and(|m| m.hidden == 0) {
             return Err(format!("block {i}: an MLP needs at least one hidden unit"));
         }
     }

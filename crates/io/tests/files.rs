@@ -5,6 +5,7 @@ use std::path::Path;
 
 use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
+use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_io::checkpoint::{architecture_to_json, FORMAT};
 use tensim_io::{
@@ -26,7 +27,7 @@ fn deep_model() -> Model {
                 left_bias: true,
                 right_bias: false,
                 down_bias: true,
-                residual_scale: 0.35,
+                residual: Residual::Lerp(0.35),
             },
             LayerShape::Linear {
                 input: 4,

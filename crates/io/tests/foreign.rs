@@ -223,11 +223,14 @@ fn readme_deep_spec_loads_an_embed_mlp_head_model() {
     match &arch.layers[1] {
         tensim_core::LayerShape::Bilinear {
             hidden,
-            residual_scale,
+            residual,
             down_bias,
             ..
         } => {
-            assert_eq!((*hidden, *residual_scale, *down_bias), (6, 0.35, true));
+            assert_eq!(
+                (*hidden, *residual, *down_bias),
+                (6, tensim_core::Residual::Lerp(0.35), true)
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
-use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::transformer::{
+    Attention, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
+};
+use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape};
 use tensim_io::checkpoint::FORMAT;
 use tensim_io::transformer_checkpoint::{transformer_shape_from_json, transformer_shape_to_json};
@@ -26,12 +29,16 @@ fn shape(mask: Mask) -> TransformerShape {
         blocks: vec![
             BlockShape {
                 attention_bias: true,
-                attention_residual: 0.35,
-                mlp: Some((9, true, 0.4)),
+                attention_residual: Residual::Lerp(0.35),
+                mlp: Some(MlpShape {
+                    hidden: 9,
+                    bias: true,
+                    residual: Residual::Lerp(0.4),
+                }),
             },
             BlockShape {
                 attention_bias: false,
-                attention_residual: 1.0,
+                attention_residual: Residual::None,
                 mlp: None,
             },
         ],
@@ -274,7 +281,7 @@ fn sequential_files_still_load_and_kinds_are_not_confused() {
                 left_bias: false,
                 right_bias: true,
                 down_bias: false,
-                residual_scale: 1.0,
+                residual: Residual::None,
             },
         ],
     }
@@ -312,18 +319,40 @@ fn sequential_files_still_load_and_kinds_are_not_confused() {
 }
 
 #[test]
-fn a_model_whose_biases_disagree_with_its_shape_is_not_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("odd.safetensors");
-    let mut m = model();
-    // The core accepts this, but its parameters no longer match its shape's specs.
-    m.blocks[0].attention.k1.bias = None;
-    let err = save_transformer_checkpoint(&path, &m, &meta(), StoredDtype::F64)
-        .unwrap_err()
-        .to_string();
+fn a_model_whose_biases_disagree_with_its_shape_cannot_be_built_to_be_written() {
+    // Before the core's fields were private, a caller could drop one bias and
+    // hand the writer a model whose parameters no longer matched its shape's
+    // specs. Now the only way to such a model is a constructor, which refuses.
+    let m = model();
+    let blocks = m
+        .blocks()
+        .iter()
+        .map(|b| {
+            let a = b.attention();
+            let [q1, mut k1, q2, k2, v] = a.projections().map(Clone::clone);
+            k1.bias = None;
+            let attention = Attention::new(
+                a.heads(),
+                a.head_dim(),
+                [q1, k1, q2, k2, v],
+                a.out().clone(),
+                a.residual(),
+            );
+            Block::new(attention, b.mlp().cloned())
+        })
+        .collect();
+    let err = Transformer::new(
+        m.embedding().to_owned(),
+        blocks,
+        m.unembedding().to_owned(),
+        m.context(),
+        m.mask(),
+        m.rotary_base(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
-        err.contains("odd.safetensors") && err.contains("inconsistent biases"),
+        err.contains("attention biases") && err.contains("`k1`"),
         "{err}"
     );
-    assert!(!path.exists());
 }

@@ -92,7 +92,7 @@ impl PyModel {
     /// The architecture as tensim's checkpoint JSON.
     #[getter]
     fn architecture(&self) -> String {
-        tensim_io::checkpoint::architecture_to_json(&self.inner.architecture())
+        tensim_io::checkpoint::architecture_to_json(self.inner.architecture())
     }
 
     /// Logits for a batch `x` of shape `(n, input_dim)`.
@@ -174,10 +174,12 @@ fn model(layers: Vec<Bound<'_, PyDict>>) -> PyResult<PyModel> {
                 left_bias: optional_vec(d, "left_bias")?,
                 right_bias: optional_vec(d, "right_bias")?,
                 down_bias: optional_vec(d, "down_bias")?,
-                residual_scale: match d.get_item("residual_scale")? {
-                    Some(v) if !v.is_none() => v.extract()?,
-                    _ => 1.0,
-                },
+                residual: tensim_core::Residual::from_lerp_scale(
+                    match d.get_item("residual_scale")? {
+                        Some(v) if !v.is_none() => v.extract()?,
+                        _ => 1.0,
+                    },
+                ),
             }),
             other => {
                 return Err(PyValueError::new_err(format!(

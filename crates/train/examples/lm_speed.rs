@@ -17,7 +17,9 @@
 
 use std::time::Instant;
 
+use tensim_core::transformer::MlpShape;
 use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
+use tensim_core::Residual;
 use tensim_data::{
     eval_windows, load_text_dataset, split_train_val, BatchSampler, CharTokenizer, NgramModel,
     Smoothing, DEFAULT_VAL_FRACTION, MAX_VOCAB,
@@ -53,8 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rotary_base: 10000.0,
         blocks: vec![BlockShape {
             attention_bias: true,
-            attention_residual: 0.35,
-            mlp: Some((64, true, 0.35)),
+            attention_residual: Residual::Lerp(0.35),
+            mlp: Some(MlpShape {
+                hidden: 64,
+                bias: true,
+                residual: Residual::Lerp(0.35),
+            }),
         }],
     };
     let device = default_device();

@@ -5,7 +5,7 @@
 //! `y = (1−s)·x + s·(((x L̂ᵀ) ⊙ (x R̂ᵀ)) Dᵀ + b_D)`. Training runs in f32.
 
 use candle_core::{DType, Device, Tensor, Var};
-use tensim_core::{Architecture, LayerShape, Model, ParameterSpec};
+use tensim_core::{Architecture, LayerShape, Model, ParameterSpec, Residual};
 
 use crate::{Result, TrainError};
 
@@ -54,7 +54,7 @@ impl Network {
 
     /// Parameters copied from a core model (rounded to f32).
     pub fn from_model(model: &Model, device: &Device) -> Result<Self> {
-        let arch = model.architecture();
+        let arch = model.architecture().clone();
         let vars = vars_from_values(&arch.parameter_specs(), model.parameters(), device)?;
         Ok(Network {
             arch,
@@ -106,7 +106,7 @@ impl Network {
                     left_bias,
                     right_bias,
                     down_bias,
-                    residual_scale,
+                    residual,
                     ..
                 } => {
                     let l = next();
@@ -116,12 +116,7 @@ impl Network {
                     let d = next();
                     let db = down_bias.then(&mut next);
                     let hidden = (affine(&x, l, lb)? * affine(&x, r, rb)?)?;
-                    let y = affine(&hidden, d, db)?;
-                    if residual_scale < 1.0 {
-                        (x.affine(1.0 - residual_scale, 0.0)? + y.affine(residual_scale, 0.0)?)?
-                    } else {
-                        y
-                    }
+                    join_residual(&x, affine(&hidden, d, db)?, residual)?
                 }
             };
         }
@@ -129,8 +124,20 @@ impl Network {
     }
 }
 
-/// `x Wᵀ + b`.
-fn affine(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+/// `keep·x + mix·y` of a residual ([`Residual::coefficients`]); `y` itself
+/// when there is none.
+pub(crate) fn join_residual(x: &Tensor, y: Tensor, residual: Residual) -> Result<Tensor> {
+    match residual {
+        Residual::None => Ok(y),
+        _ => {
+            let (keep, mix) = residual.coefficients();
+            Ok((x.affine(keep, 0.0)? + y.affine(mix, 0.0)?)?)
+        }
+    }
+}
+
+/// `x Wᵀ + b` on rows.
+pub(crate) fn affine(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let y = x.matmul(&w.t()?)?;
     Ok(match b {
         Some(b) => y.broadcast_add(b)?,

@@ -23,9 +23,9 @@
 //! same model.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use tensim_core::transformer::{Transformer, TransformerShape};
+use tensim_core::transformer::{MlpShape, Transformer, TransformerShape};
 
-use crate::network::vars_from_values;
+use crate::network::{affine, join_residual, vars_from_values};
 use crate::{Result, TrainError};
 
 /// Trainable parameters of a transformer, one [`Var`] per parameter spec.
@@ -188,8 +188,8 @@ impl TransformerNetwork {
                 .contiguous()?
                 .reshape((rows, width))?;
             let y = affine(&z, out_w, out_b)?;
-            x = lerp(&x, &y, block.attention_residual)?;
-            if let Some((_, bias, scale)) = block.mlp {
+            x = join_residual(&x, y, block.attention_residual)?;
+            if let Some(MlpShape { bias, residual, .. }) = block.mlp {
                 let l = next();
                 let lb = bias.then(&mut next);
                 let r = next();
@@ -197,8 +197,7 @@ impl TransformerNetwork {
                 let dw = next();
                 let db = bias.then(&mut next);
                 let hidden = (affine(&x, l, lb)? * affine(&x, r, rb)?)?;
-                let y = affine(&hidden, dw, db)?;
-                x = lerp(&x, &y, scale)?;
+                x = join_residual(&x, affine(&hidden, dw, db)?, residual)?;
             }
         }
         debug_assert_eq!(x.dims(), [rows, d]);
@@ -275,21 +274,4 @@ fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let x2 = x.narrow(D::Minus1, half, half)?;
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
-}
-
-/// `x Wᵀ + b` on rows.
-fn affine(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul(&w.t()?)?;
-    Ok(match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    })
-}
-
-/// `(1−s)·x + s·y`.
-fn lerp(x: &Tensor, y: &Tensor, s: f64) -> Result<Tensor> {
-    if s == 1.0 {
-        return Ok(y.clone());
-    }
-    Ok((x.affine(1.0 - s, 0.0)? + y.affine(s, 0.0)?)?)
 }

@@ -2,6 +2,7 @@
 //! convert to core models with the same logits, and schedules are right.
 
 use rand::{Rng, SeedableRng};
+use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Mat};
 use tensim_train::evaluate::{evaluate, logits};
 use tensim_train::{Batch, Device, Network, Schedule, TrainConfig, Trainer};
@@ -21,7 +22,7 @@ fn deep_arch() -> Architecture {
                 left_bias: true,
                 right_bias: true,
                 down_bias: true,
-                residual_scale: 0.6,
+                residual: Residual::Lerp(0.6),
             },
             LayerShape::Linear {
                 input: 8,

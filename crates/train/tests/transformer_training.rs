@@ -4,8 +4,10 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tensim_core::transformer::MlpShape;
 use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
 use tensim_core::Mat;
+use tensim_core::Residual;
 use tensim_io::{
     load_transformer_checkpoint, save_transformer_checkpoint, CheckpointMeta, StoredDtype,
 };
@@ -24,13 +26,21 @@ fn shape(mask: Mask) -> TransformerShape {
         blocks: vec![
             BlockShape {
                 attention_bias: true,
-                attention_residual: 0.35,
-                mlp: Some((12, true, 0.5)),
+                attention_residual: Residual::Lerp(0.35),
+                mlp: Some(MlpShape {
+                    hidden: 12,
+                    bias: true,
+                    residual: Residual::Lerp(0.5),
+                }),
             },
             BlockShape {
                 attention_bias: true,
-                attention_residual: 0.6,
-                mlp: Some((10, true, 0.8)),
+                attention_residual: Residual::Lerp(0.6),
+                mlp: Some(MlpShape {
+                    hidden: 10,
+                    bias: true,
+                    residual: Residual::Lerp(0.8),
+                }),
             },
         ],
     }
@@ -169,8 +179,12 @@ fn loss_decreases_on_a_repeating_sequence() {
     let s = TransformerShape {
         blocks: vec![BlockShape {
             attention_bias: true,
-            attention_residual: 0.5,
-            mlp: Some((16, true, 0.5)),
+            attention_residual: Residual::Lerp(0.5),
+            mlp: Some(MlpShape {
+                hidden: 16,
+                bias: true,
+                residual: Residual::Lerp(0.5),
+            }),
         }],
         ..shape(Mask::Causal)
     };

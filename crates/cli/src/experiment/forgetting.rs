@@ -21,6 +21,7 @@ use super::figures::{lines, series, similarity_heatmap, PALETTE};
 use super::run_dir::RunDir;
 use super::similarity_suite as suite;
 use crate::progress;
+use tensim_core::Residual;
 
 pub struct Options {
     pub out: PathBuf,
@@ -116,7 +117,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 left_bias: false,
                 right_bias: false,
                 down_bias: false,
-                residual_scale: 1.0,
+                residual: Residual::None,
             },
             LayerShape::Linear {
                 input: s.embed,

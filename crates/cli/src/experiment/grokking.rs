@@ -23,6 +23,7 @@ use super::figures::{lines, row_major, series};
 use super::run_dir::RunDir;
 use super::similarity_suite as suite;
 use crate::progress;
+use tensim_core::Residual;
 
 pub struct Options {
     pub out: PathBuf,
@@ -134,7 +135,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             left_bias: false,
             right_bias: false,
             down_bias: false,
-            residual_scale: 1.0,
+            residual: Residual::None,
         }],
     };
     let device = tensim_train::default_device();

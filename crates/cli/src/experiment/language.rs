@@ -31,6 +31,8 @@ use tensim_train::{Schedule, TransformerNetwork};
 use super::figures::{lines, series, similarity_heatmap};
 use super::run_dir::RunDir;
 use crate::progress;
+use tensim_core::transformer::MlpShape;
+use tensim_core::Residual;
 
 pub struct Options {
     pub out: PathBuf,
@@ -240,8 +242,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             blocks: vec![
                 BlockShape {
                     attention_bias: false,
-                    attention_residual: s.residual_scale,
-                    mlp: Some((s.mlp_hidden, false, s.residual_scale)),
+                    attention_residual: Residual::from_lerp_scale(s.residual_scale),
+                    mlp: Some(MlpShape {
+                        hidden: s.mlp_hidden,
+                        bias: false,
+                        residual: Residual::from_lerp_scale(s.residual_scale)
+                    }),
                 };
                 layers
             ],

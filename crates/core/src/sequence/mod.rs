@@ -195,7 +195,7 @@ impl SequenceGeometry {
                 residual_term(n, d),
                 attention_term(n, d, shape.heads, shape.head_dim),
             ]);
-            if let Some((hidden, _, _)) = b.mlp {
+            if let Some(crate::transformer::MlpShape { hidden, .. }) = b.mlp {
                 terms.push(vec![residual_term(n, d), mlp_term(n, d, hidden)]);
             }
         }

@@ -9,6 +9,7 @@ use crate::contraction::Tensor;
 use crate::gemm::product;
 use crate::model::Linear;
 use crate::padded::{pad_bilinear, pad_linear};
+use crate::residual::Residual;
 use crate::transformer::{rotary, Transformer};
 
 use super::topology::POS;
@@ -30,13 +31,14 @@ fn padded_affine(weight: MatRef<'_, f64>, bias: Option<&[f64]>) -> Mat<f64> {
 }
 
 /// The residual (degree-1) part of a block in padded form:
-/// `[[1, 0], [s·b, (1−s)·I]]`.
-fn residual_map(d: usize, s: f64, bias: Option<&[f64]>) -> Mat<f64> {
+/// `[[1, 0], [mix·b, keep·I]]` ([`Residual::coefficients`]).
+fn residual_map(d: usize, residual: Residual, bias: Option<&[f64]>) -> Mat<f64> {
+    let (keep, s) = residual.coefficients();
     let mut w = Mat::zeros(d + 1, d + 1);
     w[(0, 0)] = 1.0;
     for i in 0..d {
         w[(i + 1, 0)] = s * bias.map_or(0.0, |b| b[i]);
-        w[(i + 1, i + 1)] = 1.0 - s;
+        w[(i + 1, i + 1)] = keep;
     }
     w
 }
@@ -85,9 +87,9 @@ pub(super) fn component_numbers(model: &Transformer, n: usize) -> Vec<RawCompone
     let mut out = Vec::new();
     for b in &model.blocks {
         let a = &b.attention;
-        let s = a.residual_scale;
+        let s = a.residual.mix();
         let (heads, dh) = (a.heads, a.head_dim);
-        let mut projections = vec![vec![residual_map(d, s, a.out.bias.as_deref()); n]];
+        let mut projections = vec![vec![residual_map(d, a.residual, a.out.bias.as_deref()); n]];
         for (k, l) in a.projections().into_iter().enumerate() {
             projections.push(
                 (0..n)
@@ -117,10 +119,10 @@ pub(super) fn component_numbers(model: &Transformer, n: usize) -> Vec<RawCompone
             output_maps: vec![None, Some(o)],
         });
         if let Some(m) = &b.mlp {
-            let s = m.residual_scale;
+            let s = m.residual.mix();
             let hidden = m.left.nrows();
             let mut no_residual = m.clone();
-            no_residual.residual_scale = 1.0;
+            no_residual.residual = Residual::None;
             no_residual.down_bias = None;
             let (left, right, _) = pad_bilinear(&no_residual);
             // pad_bilinear appends one constant unit; the bilinear term uses the first `hidden`.
@@ -135,7 +137,7 @@ pub(super) fn component_numbers(model: &Transformer, n: usize) -> Vec<RawCompone
             });
             out.push(RawComponent {
                 projections: vec![
-                    vec![residual_map(d, s, m.down_bias.as_deref()); n],
+                    vec![residual_map(d, m.residual, m.down_bias.as_deref()); n],
                     vec![left; n],
                     vec![right; n],
                 ],

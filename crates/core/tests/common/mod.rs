@@ -6,6 +6,7 @@ use faer::Mat;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 
 pub fn linear(input: usize, output: usize, bias: bool) -> LayerShape {
@@ -30,7 +31,7 @@ pub fn bilinear(
         left_bias: bias,
         right_bias: bias,
         down_bias: bias,
-        residual_scale,
+        residual: Residual::from_lerp_scale(residual_scale),
     }
 }
 
