@@ -10,8 +10,9 @@
 //!
 //! The four Gram blocks come from one GEMM of the stacked factors `[L̂; R̂]`.
 //! The `o×(d+1)×(d+1)` tensor is never materialised. This is the inner product
-//! of the *symmetrised* padded tensors, so it equals the covariance of the
-//! centred outputs on Gaussian input for bias-free models (MATH.md §3).
+//! of the *symmetrised* padded tensors: for models with `f(0) = 0` (bias-free
+//! ones among them) it is half the covariance of the outputs on Gaussian
+//! input, so its cosine equals the centred Gaussian cosine (MATH.md §3.3).
 
 use faer::{Mat, MatRef, Par};
 
