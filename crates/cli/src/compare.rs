@@ -12,13 +12,10 @@ use tensim_core::{
     TensorPrepared,
 };
 
-use crate::load;
+use crate::load::{self, Loaded};
 use crate::Precision;
 
 pub struct Options {
-    pub a: PathBuf,
-    pub b: PathBuf,
-    pub arch: Option<PathBuf>,
     pub inputs: Option<PathBuf>,
     pub samples: usize,
     pub seed: u64,
@@ -62,28 +59,24 @@ fn by_precision<R>(p: Precision, f64_path: impl FnOnce() -> R, f32_path: impl Fn
     }
 }
 
-pub fn run(opts: &Options) -> Result<()> {
-    let spec = load::spec(opts.arch.as_deref())?;
-    let (la, lb) = (
-        load::checkpoint(&opts.a, spec.as_ref())?,
-        load::checkpoint(&opts.b, spec.as_ref())?,
-    );
-    let (a, b) = (la.model(), lb.model());
+/// Compares two loaded sequential checkpoints.
+pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
+    let (a, b) = (la.model()?, lb.model()?);
     if a.output_dim() != b.output_dim() {
         bail!(
             "{} has {} outputs but {} has {}: similarity compares models with the same output space",
-            opts.a.display(),
+            la.path.display(),
             a.output_dim(),
-            opts.b.display(),
+            lb.path.display(),
             b.output_dim()
         );
     }
     if a.input_dim() != b.input_dim() {
         bail!(
             "{} takes {} inputs but {} takes {}: the models must share their input space",
-            opts.a.display(),
+            la.path.display(),
             a.input_dim(),
-            opts.b.display(),
+            lb.path.display(),
             b.input_dim()
         );
     }
@@ -201,8 +194,8 @@ pub fn run(opts: &Options) -> Result<()> {
             })
             .collect();
         let doc = json!({
-            "a": {"file": opts.a, "label": la.label(), "architecture": la.describe()},
-            "b": {"file": opts.b, "label": lb.label(), "architecture": lb.describe()},
+            "a": {"file": la.path, "label": la.label(), "architecture": la.describe()},
+            "b": {"file": lb.path, "label": lb.label(), "architecture": lb.describe()},
             "precision": format!("{p:?}").to_lowercase(),
             "metrics": metrics,
             "monte_carlo_std_error": monte_carlo.map(|e| e.std_error),
@@ -211,8 +204,8 @@ pub fn run(opts: &Options) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("A: {}  {}", opts.a.display(), la.describe());
-    println!("B: {}  {}", opts.b.display(), lb.describe());
+    println!("A: {}  {}", la.path.display(), la.describe());
+    println!("B: {}  {}", lb.path.display(), lb.describe());
     println!();
     println!("{:<38} {:>9}  note", "metric", "value");
     for r in &rows {

@@ -23,7 +23,7 @@ pub fn run(input: &Path, arch: Option<&Path>, output: &Path, f32_out: bool) -> R
                 output.display()
             );
         }
-        save_checkpoint(output, &models[0].model, &models[0].meta, dtype)?;
+        save_checkpoint(output, &models[0].network, &models[0].meta, dtype)?;
         eprintln!(
             "wrote {} ({} → tensim safetensors, {dtype:?})",
             output.display(),
@@ -35,7 +35,7 @@ pub fn run(input: &Path, arch: Option<&Path>, output: &Path, f32_out: bool) -> R
     for c in &models {
         let step = c.meta.step.unwrap_or(0);
         let path = output.join(format!("step-{step:06}.safetensors"));
-        save_checkpoint(&path, &c.model, &c.meta, dtype)?;
+        save_checkpoint(&path, &c.network, &c.meta, dtype)?;
     }
     eprintln!(
         "wrote {} checkpoints into {}",

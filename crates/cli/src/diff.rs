@@ -6,14 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use tensim_core::pairwise::GramMatrices;
-use tensim_core::{
-    Centring, GaussianPrepared, InnerProductSpace, Mat, Model, Scalar, TensorPrepared,
-};
+use tensim_core::metric::{Metric, MetricOptions};
+use tensim_core::network::Network;
+use tensim_core::{Centring, Mat};
 use tensim_io::write_matrix;
 
 use crate::load::{self, Loaded};
-use crate::matrix::name_pair;
+use crate::matrix::name_files;
 use crate::{progress, Precision};
 
 pub struct Options {
@@ -30,35 +29,6 @@ pub struct Options {
     pub json: bool,
 }
 
-fn gram<P: InnerProductSpace>(
-    models: &[&Model],
-    prepare: impl Fn(&Model) -> tensim_core::Result<P> + Sync,
-    tick: &(dyn Fn() + Sync),
-) -> Result<GramMatrices> {
-    use rayon::prelude::*;
-    let prepared: Vec<P> = models
-        .par_iter()
-        .map(|m| prepare(m))
-        .collect::<Result<_, _>>()?;
-    Ok(GramMatrices::compute(&prepared, tick)?)
-}
-
-fn gram_for<T: Scalar>(
-    metric: &str,
-    models: &[&Model],
-    tick: &(dyn Fn() + Sync),
-) -> Result<GramMatrices> {
-    match metric {
-        "tensor" => gram(models, TensorPrepared::<T>::new, tick),
-        "gaussian" => gram(
-            models,
-            |m| GaussianPrepared::<T>::with_centring(m, Centring::Uncentred),
-            tick,
-        ),
-        other => bail!("diff supports --metric tensor or gaussian, not `{other}`"),
-    }
-}
-
 pub fn run(opts: &Options) -> Result<()> {
     let spec = load::spec(opts.arch.as_deref())?;
     let mut loaded = load::checkpoints(&opts.checkpoints, spec.as_ref())?;
@@ -70,14 +40,23 @@ pub fn run(opts: &Options) -> Result<()> {
         loaded.push(load::checkpoint(from, spec.as_ref())?);
         loaded.push(load::checkpoint(to, spec.as_ref())?);
     }
-    let models: Vec<&Model> = loaded.iter().map(Loaded::model).collect();
-    let bar = progress::bar((models.len() * (models.len() + 1) / 2) as u64, "pairs");
-    let gram = match opts.precision {
-        Precision::F64 => gram_for::<f64>(&opts.metric, &models, &|| bar.inc(1)),
-        Precision::F32 => gram_for::<f32>(&opts.metric, &models, &|| bar.inc(1)),
-    }
-    .map_err(|e| name_pair(e, &loaded))?;
-    bar.finish_and_clear();
+    let metric = match opts.metric.as_str() {
+        "tensor" => Metric::Tensor,
+        "gaussian" => Metric::Gaussian(Centring::Uncentred),
+        other => bail!("diff supports --metric tensor or gaussian, not `{other}`"),
+    };
+    let networks: Vec<&Network> = loaded.iter().map(Loaded::network).collect();
+    let options = MetricOptions {
+        precision: opts.precision.into(),
+        ..MetricOptions::default()
+    };
+    let job = metric
+        .job(&networks, options)
+        .map_err(|e| name_files(e, &loaded))?;
+    let bars = progress::JobBars::new(networks.len());
+    let gram = job.gram(&bars).map_err(|e| name_files(e, &loaded));
+    bars.finish();
+    let gram = gram?;
     let outputs: Vec<usize> = match opts.class {
         Some(c) if c >= gram.outputs() => bail!(
             "class {c} does not exist: the models have {} outputs",

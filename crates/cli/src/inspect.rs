@@ -50,8 +50,8 @@ pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
     println!("{}", path.display());
     if let Some(c) = &tensim_file {
         println!("  tensim checkpoint, {}", c.source);
-        let arch = c.model.architecture();
-        for (spec, values) in arch.parameter_specs().iter().zip(c.model.parameters()) {
+        let specs = c.network.shape().parameter_specs();
+        for (spec, values) in specs.iter().zip(c.network.parameters()) {
             println!(
                 "  {:<28} {:>14} {} values",
                 spec.name,

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
+use tensim_core::network::Network;
+use tensim_core::transformer::Transformer;
 use tensim_core::{Mat, Model};
 use tensim_io::{load_models, read_matrix, step_from_name, ArchSpec, Checkpoint};
 
@@ -16,8 +18,23 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn model(&self) -> &Model {
-        &self.checkpoint.model
+    /// The checkpoint's network, of either kind.
+    pub fn network(&self) -> &Network {
+        &self.checkpoint.network
+    }
+
+    /// The sequential model, or an error naming the file when it holds a transformer.
+    pub fn model(&self) -> Result<&Model> {
+        self.network()
+            .as_sequential()
+            .with_context(|| self.path.display().to_string())
+    }
+
+    /// The transformer, or an error naming the file when it holds a sequential model.
+    pub fn transformer(&self) -> Result<&Transformer> {
+        self.network()
+            .as_transformer()
+            .with_context(|| self.path.display().to_string())
     }
 
     /// `label` metadata, else `step N`, else the file stem.
@@ -37,26 +54,18 @@ impl Loaded {
 
     /// One line: architecture and where the checkpoint sits in training.
     pub fn describe(&self) -> String {
-        let arch = self.model().architecture();
-        let layers: Vec<String> = arch
-            .layers
-            .iter()
-            .map(|l| match *l {
-                tensim_core::LayerShape::Linear { input, output, .. } => {
-                    format!("linear {input}→{output}")
-                }
-                tensim_core::LayerShape::Bilinear {
-                    input,
-                    hidden,
-                    output,
-                    residual,
-                    ..
-                } => match residual {
-                    tensim_core::Residual::None => format!("bilinear {input}→{hidden}→{output}"),
-                    r => format!("bilinear {input}→{hidden}→{output} ({})", r.describe()),
-                },
-            })
-            .collect();
+        let what = match self.network() {
+            Network::Sequential(m) => describe_layers(m),
+            Network::Transformer(t) => format!(
+                "transformer: vocab {}, d_model {}, {} block(s) of {}×{} heads, context {}",
+                t.vocab(),
+                t.d_model(),
+                t.blocks().len(),
+                t.blocks().first().map_or(0, |b| b.attention().heads()),
+                t.blocks().first().map_or(0, |b| b.attention().head_dim()),
+                t.context()
+            ),
+        };
         let meta = &self.checkpoint.meta;
         let mut where_ = Vec::new();
         if let Some(s) = meta.step {
@@ -70,8 +79,33 @@ impl Loaded {
         } else {
             format!(" [{}]", where_.join(", "))
         };
-        format!("{}{suffix}", layers.join(" → "))
+        format!("{what}{suffix}")
     }
+}
+
+/// The layers of a sequential model, `linear 784→64 → bilinear 64→64→10`.
+fn describe_layers(m: &Model) -> String {
+    let layers: Vec<String> = m
+        .architecture()
+        .layers
+        .iter()
+        .map(|l| match *l {
+            tensim_core::LayerShape::Linear { input, output, .. } => {
+                format!("linear {input}→{output}")
+            }
+            tensim_core::LayerShape::Bilinear {
+                input,
+                hidden,
+                output,
+                residual,
+                ..
+            } => match residual {
+                tensim_core::Residual::None => format!("bilinear {input}→{hidden}→{output}"),
+                r => format!("bilinear {input}→{hidden}→{output} ({})", r.describe()),
+            },
+        })
+        .collect();
+    layers.join(" → ")
 }
 
 /// Reads the `--arch` spec, if given.

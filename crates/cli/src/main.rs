@@ -9,7 +9,7 @@ mod experiment;
 mod inspect;
 mod load;
 mod matrix;
-mod metric;
+mod memory;
 mod progress;
 mod transformer;
 
@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tensim_core::network::NetworkKind;
 
 /// Compare bilinear networks by tensor similarity: from weights alone,
 /// invariant to the symmetries that fool weight comparison.
@@ -34,6 +35,15 @@ pub enum Precision {
     F64,
     /// Fast path (normalised, never overflows).
     F32,
+}
+
+impl From<Precision> for tensim_core::metric::Precision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F64 => tensim_core::metric::Precision::F64,
+            Precision::F32 => tensim_core::metric::Precision::F32,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -281,23 +291,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             precision,
             json,
         } => {
+            let spec = load::spec(arch.as_deref())?;
+            let (la, lb) = (
+                load::checkpoint(&a, spec.as_ref())?,
+                load::checkpoint(&b, spec.as_ref())?,
+            );
             // Transformer checkpoints (kind: transformer) take the sequence metrics.
-            if arch.is_none()
-                && inputs.is_none()
-                && transformer::names_transformers(std::slice::from_ref(&a))?
-            {
-                return transformer::compare(&a, &b, positions, samples, seed, json);
+            if la.network().kind() == NetworkKind::Transformer {
+                matrix::inputs_for(inputs.as_ref(), &la)?;
+                return transformer::compare(&la, &lb, positions, samples, seed, json);
             }
-            compare::run(&compare::Options {
-                a,
-                b,
-                arch,
-                inputs,
-                samples,
-                seed,
-                precision,
-                json,
-            })
+            compare::run(
+                &compare::Options {
+                    inputs,
+                    samples,
+                    seed,
+                    precision,
+                    json,
+                },
+                &la,
+                &lb,
+            )
         }
         Command::Matrix {
             checkpoints,
@@ -310,32 +324,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             precision,
             json,
-        } => {
-            if arch.is_none() && transformer::names_transformers(&checkpoints)? {
-                return transformer::matrix(
-                    &checkpoints,
-                    &transformer::MatrixOptions {
-                        metric: &metric,
-                        positions,
-                        samples,
-                        seed,
-                        output: output.as_deref(),
-                        json,
-                    },
-                );
-            }
-            matrix::run(&matrix::Options {
-                checkpoints,
-                arch,
-                metric,
-                output,
-                inputs,
-                samples,
-                seed,
-                precision,
-                json,
-            })
-        }
+        } => matrix::run(&matrix::Options {
+            checkpoints,
+            arch,
+            metric,
+            output,
+            inputs,
+            samples,
+            positions,
+            seed,
+            precision,
+            json,
+        }),
         Command::Diff {
             checkpoints,
             arch,

@@ -1,17 +1,18 @@
-//! `tensim matrix`: one metric over N checkpoints.
+//! `tensim matrix`: one metric over N checkpoints of either kind, through the
+//! core's metric vocabulary ([`tensim_core::metric`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
-use tensim_core::pairwise::PairError;
-use tensim_core::{Mat, Model};
+use tensim_core::metric::{Metric, MetricError, MetricOptions};
+use tensim_core::network::Network;
+use tensim_core::Mat;
 use tensim_io::write_matrix;
 
 use crate::load::{self, Loaded};
-use crate::metric::{compute_matrix, pair_count, MatrixJob, MetricSpec};
-use crate::{progress, Precision};
+use crate::{memory, progress, Precision};
 
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,
@@ -20,51 +21,66 @@ pub struct Options {
     pub output: Option<PathBuf>,
     pub inputs: Option<PathBuf>,
     pub samples: usize,
+    pub positions: Option<usize>,
     pub seed: u64,
     pub precision: Precision,
     pub json: bool,
 }
 
-/// Names the two files of a failed pair.
-pub fn name_pair(err: anyhow::Error, loaded: &[Loaded]) -> anyhow::Error {
-    let located = err.downcast_ref::<PairError>().map(|p| (p.i, p.j));
-    match located {
-        Some((i, j)) => err.context(format!(
-            "comparing {} with {}",
-            loaded[i].path.display(),
-            loaded[j].path.display()
-        )),
-        None => err,
+/// Names the files a metric error is about: the pair that failed, or the
+/// model that does not fit (beside the first, which set the job's shape).
+pub fn name_files(err: MetricError, loaded: &[Loaded]) -> anyhow::Error {
+    let path = |i: usize| loaded[i].path.display().to_string();
+    match err {
+        MetricError::Pair(p) => {
+            let context = format!("comparing {} with {}", path(p.i), path(p.j));
+            anyhow::Error::new(p).context(context)
+        }
+        MetricError::Model { index, source } if index > 0 => {
+            anyhow::anyhow!("{} and {}: {source}", path(0), path(index))
+        }
+        MetricError::Model { index, source } => anyhow::anyhow!("{}: {source}", path(index)),
+        MetricError::Job(e) => e.into(),
+    }
+}
+
+/// Reads `--inputs` for sequential networks (transformers take none).
+pub fn inputs_for(path: Option<&PathBuf>, first: &Loaded) -> Result<Option<Mat<f64>>> {
+    let Some(p) = path else { return Ok(None) };
+    match first.network() {
+        Network::Sequential(m) => Ok(Some(load::inputs(p, m.input_dim())?)),
+        Network::Transformer(_) => bail!(
+            "{}: --inputs applies to sequential models; transformers are compared on Gaussian sequences (--positions)",
+            first.path.display()
+        ),
     }
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    let spec = MetricSpec::parse(&opts.metric)?;
-    if spec.needs_inputs() && opts.inputs.is_none() {
-        anyhow::bail!(
-            "metric `{}` needs --inputs FILE.npy (n×d inputs, f64)",
-            opts.metric
-        );
-    }
+    let metric: Metric = opts.metric.parse()?;
     let arch = load::spec(opts.arch.as_deref())?;
     let loaded = load::checkpoints(&opts.checkpoints, arch.as_ref())?;
-    let models: Vec<&Model> = loaded.iter().map(Loaded::model).collect();
-    let inputs = match &opts.inputs {
-        Some(p) => Some(load::inputs(p, models[0].input_dim())?),
-        None => None,
-    };
-    let job = MatrixJob {
-        spec,
-        precision: opts.precision,
-        inputs: inputs.as_ref(),
+    let networks: Vec<&Network> = loaded.iter().map(Loaded::network).collect();
+    let inputs = inputs_for(opts.inputs.as_ref(), &loaded[0])?;
+    let options = MetricOptions {
+        precision: opts.precision.into(),
+        inputs: inputs.as_ref().map(Mat::as_ref),
         samples: opts.samples,
         seed: opts.seed,
+        positions: opts.positions,
     };
-    let bar = progress::bar(pair_count(models.len()), "pairs");
+    let job = metric
+        .job(&networks, options)
+        .map_err(|e| name_files(e, &loaded))?;
+    if let (Some(need), Some(positions)) = (job.peak_bytes(), job.positions()) {
+        memory::check(need, networks.len(), positions, &loaded[0].path)?;
+    }
+    let bars = progress::JobBars::new(networks.len());
     let start = Instant::now();
-    let matrix = compute_matrix(&job, &models, &|| bar.inc(1)).map_err(|e| name_pair(e, &loaded));
-    bar.finish_and_clear();
-    let matrix = matrix?;
+    let result = job.run(&bars).map_err(|e| name_files(e, &loaded));
+    bars.finish();
+    let result = result?;
+    let (matrix, description) = (result.values, result.description);
     let seconds = start.elapsed().as_secs_f64();
     let labels: Vec<String> = loaded.iter().map(Loaded::label).collect();
     if let Some(path) = &opts.output {
@@ -76,8 +92,10 @@ pub fn run(opts: &Options) -> Result<()> {
             .collect();
         let doc = json!({
             "metric": opts.metric,
-            "description": spec.describe(),
-            "precision": format!("{:?}", opts.precision).to_lowercase(),
+            "description": description,
+            "kind": networks[0].kind().name(),
+            "precision": format!("{:?}", job.precision()).to_lowercase(),
+            "positions": job.positions(),
             "files": loaded.iter().map(|l| l.path.display().to_string()).collect::<Vec<_>>(),
             "labels": labels,
             "matrix": rows,
@@ -88,10 +106,9 @@ pub fn run(opts: &Options) -> Result<()> {
     } else if let Some(path) = &opts.output {
         let (min, mean) = off_diagonal_summary(&matrix);
         eprintln!(
-            "{}×{} {} written to {} in {seconds:.2} s (off-diagonal: min {min:.4}, mean {mean:.4})",
+            "{}×{} {description} written to {} in {seconds:.2} s (off-diagonal: min {min:.4}, mean {mean:.4})",
             matrix.nrows(),
             matrix.ncols(),
-            spec.describe(),
             path.display()
         );
     } else {

@@ -53,7 +53,7 @@ fn save(dir: &Path, name: &str, model: &Model, step: u64) -> PathBuf {
         phase: Some("A".into()),
         label: None,
     };
-    save_checkpoint(&path, model, &meta, StoredDtype::F64).unwrap();
+    save_checkpoint(&path, &model.clone().into(), &meta, StoredDtype::F64).unwrap();
     path
 }
 
@@ -252,8 +252,16 @@ fn output_cosine_and_cka_on_given_inputs() {
             .unwrap()
     };
     let expected = tensim_core::output_cosine::output_cosine(
-        &tensim_io::load_checkpoint(&a).unwrap().model,
-        &tensim_io::load_checkpoint(&b).unwrap().model,
+        tensim_io::load_checkpoint(&a)
+            .unwrap()
+            .network
+            .as_sequential()
+            .unwrap(),
+        tensim_io::load_checkpoint(&b)
+            .unwrap()
+            .network
+            .as_sequential()
+            .unwrap(),
         x.as_ref(),
     )
     .unwrap();

@@ -5,7 +5,8 @@
 use std::process::Command;
 
 use serde_json::Value;
-use tensim_io::{load_any_checkpoint, read_matrix, AnyModel};
+use tensim_core::network::Network;
+use tensim_io::{load_checkpoint, read_matrix};
 
 #[test]
 fn quick_language_run_writes_everything() {
@@ -70,13 +71,13 @@ fn quick_language_run_writes_everything() {
                 }
             }
         }
-        let ckpt = load_any_checkpoint(&out.join(format!(
+        let ckpt = load_checkpoint(&out.join(format!(
             "checkpoints/{layers}-layer-step-000040.safetensors"
         )))
         .unwrap();
-        match ckpt.model {
-            AnyModel::Transformer(t) => assert_eq!(t.blocks().len(), layers),
-            AnyModel::Sequential(_) => panic!("expected a transformer"),
+        match ckpt.network {
+            Network::Transformer(t) => assert_eq!(t.blocks().len(), layers),
+            Network::Sequential(_) => panic!("expected a transformer"),
         }
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();

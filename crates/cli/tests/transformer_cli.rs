@@ -9,7 +9,7 @@ use serde_json::Value;
 use tensim_core::sequence::sequence_similarity;
 use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
 use tensim_core::Residual;
-use tensim_io::{save_checkpoint, save_transformer_checkpoint, CheckpointMeta, StoredDtype};
+use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 
 fn tensim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tensim"))
@@ -50,7 +50,7 @@ fn save(dir: &Path, name: &str, model: &Transformer, step: u64) -> String {
         step: Some(step),
         ..CheckpointMeta::default()
     };
-    save_transformer_checkpoint(&path, model, &meta, StoredDtype::F64).unwrap();
+    save_checkpoint(&path, &model.clone().into(), &meta, StoredDtype::F64).unwrap();
     path.display().to_string()
 }
 
@@ -157,7 +157,13 @@ fn mixed_kinds_and_architectures_are_refused() {
     .random_model(3)
     .unwrap();
     let c = dir.path().join("c.safetensors");
-    save_checkpoint(&c, &mlp, &CheckpointMeta::default(), StoredDtype::F64).unwrap();
+    save_checkpoint(
+        &c,
+        &mlp.into(),
+        &CheckpointMeta::default(),
+        StoredDtype::F64,
+    )
+    .unwrap();
     let out = tensim(&["matrix", &a, c.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -48,6 +48,12 @@ pub enum Error {
     /// A computed number came out NaN or infinite.
     #[error("{what} is not finite ({value})")]
     NotFinite { what: String, value: f64 },
+    /// A network of one kind was given where another is needed.
+    #[error("a {found} network was given where a {expected} network is needed")]
+    WrongKind {
+        expected: crate::network::NetworkKind,
+        found: crate::network::NetworkKind,
+    },
     /// An argument is out of its allowed range.
     #[error("{0}")]
     Invalid(String),

@@ -1,7 +1,7 @@
 //! # tensim-core
 //!
 //! Bilinear networks as tensor networks, and the metrics that say when two of
-//! them are the same (`../shared/docs/MATH.md`, restated in each module):
+//! them are the same (the project's `docs/MATH.md`, restated in each module):
 //!
 //! * [`tensor`]: tensor similarity in weight space (MATH.md §2), four GEMMs;
 //! * [`gaussian`]: exact Gaussian functional similarity by moment propagation (§3);
@@ -20,8 +20,10 @@ pub mod folded;
 pub mod frequencies;
 pub mod gaussian;
 mod gemm;
+pub mod metric;
 pub mod model;
 pub mod monte_carlo;
+pub mod network;
 pub mod output_cosine;
 mod padded;
 pub mod pairwise;

@@ -69,6 +69,36 @@ pub fn cosine_of(xy: f64, xx: f64, yy: f64, what: impl Fn() -> String) -> Result
     Ok(value)
 }
 
+/// Running sums `⟨a,b⟩`, `‖a‖²`, `‖b‖²` of a cosine of flattened values,
+/// closed by [`cosine_of`]'s one zero-norm rule.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CosineSums {
+    ab: f64,
+    aa: f64,
+    bb: f64,
+}
+
+impl CosineSums {
+    /// Adds value pairs `(a_k, b_k)` in order.
+    pub fn add(&mut self, pairs: impl IntoIterator<Item = (f64, f64)>) {
+        for (x, y) in pairs {
+            self.ab += x * y;
+            self.aa += x * x;
+            self.bb += y * y;
+        }
+    }
+
+    /// Adds two slices entry by entry.
+    pub fn add_slices(&mut self, a: &[f64], b: &[f64]) {
+        self.add(a.iter().copied().zip(b.iter().copied()));
+    }
+
+    /// `⟨a,b⟩ / (‖a‖ ‖b‖)`; `what` names the values if a norm is zero.
+    pub fn cosine(self, what: impl Fn() -> String) -> Result<f64> {
+        cosine_of(self.ab, self.aa, self.bb, what)
+    }
+}
+
 fn cosines(ab: &[f64], aa: &[f64], bb: &[f64]) -> Result<Similarity> {
     let total = cosine_of(ab.iter().sum(), aa.iter().sum(), bb.iter().sum(), || {
         "the model".to_string()

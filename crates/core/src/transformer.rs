@@ -383,7 +383,8 @@ impl TransformerShape {
 
     /// The size of the paper's language models (EXPERIMENTS §4): vocab
     /// 4096, d_model 256, 8 heads of 32, context 256, causal mask, and
-    /// `layers` attention-only blocks with biases and residual 0.35.
+    /// `layers` attention-only blocks with biases, added to the stream as the
+    /// published checkpoints do (`x + 0.35·attention(x)`).
     pub fn paper(layers: usize) -> Self {
         TransformerShape {
             vocab: 4096,
@@ -396,7 +397,7 @@ impl TransformerShape {
             blocks: vec![
                 BlockShape {
                     attention_bias: true,
-                    attention_residual: Residual::Lerp(0.35),
+                    attention_residual: Residual::Add(0.35),
                     mlp: None,
                 };
                 layers

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::similarity::cosine_of;
+use crate::similarity::CosineSums;
 
 /// Weight cosine per layer and over all parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,27 +15,6 @@ pub struct WeightCosine {
     pub per_layer: Vec<f64>,
     /// Cosine of every parameter concatenated.
     pub all: f64,
-}
-
-/// Sums `⟨a,b⟩`, `‖a‖²`, `‖b‖²` over tensors.
-#[derive(Clone, Copy, Default)]
-struct Dots {
-    ab: f64,
-    aa: f64,
-    bb: f64,
-}
-
-impl Dots {
-    fn add(&mut self, a: &[f64], b: &[f64]) {
-        for (&x, &y) in a.iter().zip(b) {
-            self.ab += x * y;
-            self.aa += x * x;
-            self.bb += y * y;
-        }
-    }
-    fn cosine(self, what: impl Fn() -> String) -> Result<f64> {
-        cosine_of(self.ab, self.aa, self.bb, what)
-    }
 }
 
 /// Matrix cosine of two models of identical architecture.
@@ -67,8 +46,8 @@ pub fn weight_cosine(a: &Model, b: &Model) -> Result<WeightCosine> {
     }
     let (pa, pb) = (a.parameters(), b.parameters());
     let layers = arch_a.layers.len();
-    let mut per_layer = vec![Dots::default(); layers];
-    let mut all = Dots::default();
+    let mut per_layer = vec![CosineSums::default(); layers];
+    let mut all = CosineSums::default();
     for ((spec, x), y) in specs_a.iter().zip(&pa).zip(&pb) {
         let layer: usize = spec
             .name
@@ -76,8 +55,8 @@ pub fn weight_cosine(a: &Model, b: &Model) -> Result<WeightCosine> {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        per_layer[layer].add(x, y);
-        all.add(x, y);
+        per_layer[layer].add_slices(x, y);
+        all.add_slices(x, y);
     }
     Ok(WeightCosine {
         per_layer: per_layer
@@ -87,4 +66,21 @@ pub fn weight_cosine(a: &Model, b: &Model) -> Result<WeightCosine> {
             .collect::<Result<_>>()?,
         all: all.cosine(|| "the weights".to_string())?,
     })
+}
+
+/// Cosine of two parameter lists of one shape (every tensor flattened and
+/// concatenated): the matrix cosine of networks of any kind.
+pub fn parameter_cosine(a: &[Vec<f64>], b: &[Vec<f64>]) -> Result<f64> {
+    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
+        return Err(Error::Mismatch {
+            what: "parameter shapes (matrix cosine compares weights entry by entry)",
+            a: format!("{} tensors", a.len()),
+            b: format!("{} tensors", b.len()),
+        });
+    }
+    let mut all = CosineSums::default();
+    for (x, y) in a.iter().zip(b) {
+        all.add_slices(x, y);
+    }
+    all.cosine(|| "the parameters".to_string())
 }

@@ -311,7 +311,11 @@ fn additive_residual_is_the_input_plus_the_scaled_block() {
 
 #[test]
 fn additive_residual_matches_monte_carlo_within_four_standard_errors() {
-    let layers = vec![linear(6, 5, true), additive(5, 7, true, 0.35), linear(5, 3, true)];
+    let layers = vec![
+        linear(6, 5, true),
+        additive(5, 7, true, 0.35),
+        linear(5, 3, true),
+    ];
     let a = model(layers.clone(), 71);
     let b = model(layers, 72);
     for centring in [Centring::Uncentred, Centring::Centred] {

@@ -259,7 +259,7 @@ fn crossings_of_within_model_reductions_equal_every_matching() {
         shape(true, 0.35, Mask::Causal, None, 2),
         shape(true, 1.0, Mask::Full, None, 1),
         shape(false, 0.5, Mask::Causal, Some((4, false, 0.5)), 1),
-        additive_shape(Some(4), 2),
+        additive_shape(Some(4), 1),
     ] {
         let a = s.random_model(4).unwrap();
         let b = perturbed(&a, 0.3, 5);

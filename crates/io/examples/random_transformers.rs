@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use tensim_core::transformer::TransformerShape;
-use tensim_io::{save_transformer_checkpoint, CheckpointMeta, StoredDtype};
+use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..CheckpointMeta::default()
         };
         let path = dir.join(format!("step-{seed}.safetensors"));
-        save_transformer_checkpoint(&path, &model, &meta, StoredDtype::F32)?;
+        save_checkpoint(&path, &model.into(), &meta, StoredDtype::F32)?;
         println!("{}", path.display());
     }
     Ok(())

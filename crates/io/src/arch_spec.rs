@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tensim_core::{matrix_from_row_major, Bilinear, Layer, Linear, Mat, Model, Residual};
 
 use crate::checkpoint::{
-    load_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
+    is_tensim_checkpoint, load_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
 };
 use crate::foreign::{read_tensor_sets, NamedTensor, TensorSet};
 
@@ -362,7 +362,7 @@ pub fn load_models(
                 let dtypes = set.dtypes();
                 let converted = dtypes.iter().any(|d| d != "f64");
                 Ok(Checkpoint {
-                    model,
+                    network: model.into(),
                     meta: CheckpointMeta {
                         step,
                         phase: None,
@@ -383,27 +383,20 @@ pub fn load_models(
             })
             .collect();
     }
-    match load_checkpoint(path) {
-        Ok(c) => Ok(vec![c]),
-        Err(e)
-            if e.reason.contains("not a tensim checkpoint")
-                || e.reason.contains("not a valid safetensors") =>
-        {
-            // Say what it is and what to do.
-            match read_tensor_sets(path, None) {
-                Ok(sets) => Err(CheckpointError {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "a {} file without tensim architecture metadata ({} tensors); pass --arch SPEC.toml to map its tensors (README: Loading other checkpoints)",
-                        sets[0].format,
-                        sets.iter().map(|s| s.tensors.len()).sum::<usize>()
-                    ),
-                }),
-                Err(_) => Err(e),
-            }
+    if !is_tensim_checkpoint(path) {
+        // Say what it is and what to do.
+        if let Ok(sets) = read_tensor_sets(path, None) {
+            return Err(CheckpointError {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "a {} file without tensim architecture metadata ({} tensors); pass --arch SPEC.toml to map its tensors (README: Loading other checkpoints)",
+                    sets[0].format,
+                    sets.iter().map(|s| s.tensors.len()).sum::<usize>()
+                ),
+            });
         }
-        Err(e) => Err(e),
     }
+    Ok(vec![load_checkpoint(path)?])
 }
 
 #[cfg(test)]

@@ -1,33 +1,33 @@
-//! Self-describing checkpoints: safetensors files whose header metadata
-//! declares the architecture, so every file says what it is.
+//! Self-describing checkpoints of any [`Network`]: safetensors files whose
+//! header metadata declares the network's kind and shape, so every file says
+//! what it is. One [`save_checkpoint`] and one [`load_checkpoint`] serve
+//! both kinds.
 //!
 //! Metadata keys (all strings, as safetensors requires):
 //! * `format`: `tensim-checkpoint/1`
-//! * `architecture`: JSON, e.g.
-//!   `{"layers":[{"kind":"bilinear","input":784,"hidden":64,"output":10,
-//!   "left_bias":false,"right_bias":false,"down_bias":false,"residual_scale":1.0}]}`
+//! * `kind`: absent (or `sequential`) for a sequential model, `transformer`
+//!   for a transformer
+//! * `architecture`: the shape as JSON ([`crate::shape_json`])
 //! * `dtype`: `f32` or `f64`, the dtype of every tensor
 //! * optional `step`, `phase`, `label`
-//! * optional `kind`: absent (or `sequential`) for the sequential models
-//!   above; `transformer` for a [`tensim_core::transformer::Transformer`],
-//!   whose `architecture` is described in [`crate::transformer_checkpoint`]
 //!
-//! Tensors are named as [`tensim_core::Architecture::parameter_specs`] says
-//! (`layers.0.left.weight`, …) in PyTorch layout `[out, in]`. Loading checks
-//! every tensor's presence, dtype and shape against the declared architecture
-//! and rejects NaN/Inf, naming the file and the tensor.
+//! Tensors are named as [`tensim_core::network::NetworkShape::parameter_specs`] says
+//! (`layers.0.left.weight`, `blocks.0.attn.q1.weight`, …) in PyTorch layout
+//! `[out, in]`. Loading checks every tensor's presence, dtype and shape
+//! against the declared shape and rejects NaN/Inf, naming the file and the
+//! tensor.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use serde::{Deserialize, Serialize};
 use tensim_core::model::ParameterSpec;
-use tensim_core::{Architecture, LayerShape, Model};
+use tensim_core::network::{Network, NetworkKind};
+use tensim_core::Model;
 
 use crate::atomic::write_atomic;
-use crate::residual_json::{residual_from_json, residual_to_json, ResidualKind};
+use crate::shape_json::{shape_from_json, shape_to_json};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "tensim-checkpoint/1";
@@ -72,10 +72,10 @@ pub struct CheckpointMeta {
     pub label: Option<String>,
 }
 
-/// A loaded checkpoint.
+/// A loaded checkpoint: a network of either kind and where it sits in training.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
-    pub model: Model,
+    pub network: Network,
     pub meta: CheckpointMeta,
     pub dtype: StoredDtype,
     /// Where the weights came from: "tensim safetensors (f32)", "PyTorch .pt (f16, converted to f64)", …
@@ -102,116 +102,6 @@ fn fail<T>(path: &Path, reason: impl Into<String>) -> Result<T, CheckpointError>
         path: path.to_path_buf(),
         reason: reason.into(),
     })
-}
-
-/// JSON form of a layer shape.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum LayerJson {
-    Linear {
-        input: usize,
-        output: usize,
-        bias: bool,
-    },
-    Bilinear {
-        input: usize,
-        hidden: usize,
-        output: usize,
-        left_bias: bool,
-        right_bias: bool,
-        down_bias: bool,
-        residual_scale: f64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        residual_kind: Option<ResidualKind>,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ArchitectureJson {
-    layers: Vec<LayerJson>,
-}
-
-/// The architecture as the JSON stored in the `architecture` metadata key.
-pub fn architecture_to_json(arch: &Architecture) -> String {
-    let layers = arch
-        .layers
-        .iter()
-        .map(|l| match *l {
-            LayerShape::Linear {
-                input,
-                output,
-                bias,
-            } => LayerJson::Linear {
-                input,
-                output,
-                bias,
-            },
-            LayerShape::Bilinear {
-                input,
-                hidden,
-                output,
-                left_bias,
-                right_bias,
-                down_bias,
-                residual,
-            } => {
-                let (residual_scale, residual_kind) = residual_to_json(residual);
-                LayerJson::Bilinear {
-                    input,
-                    hidden,
-                    output,
-                    left_bias,
-                    right_bias,
-                    down_bias,
-                    residual_scale,
-                    residual_kind,
-                }
-            }
-        })
-        .collect();
-    serde_json::to_string(&ArchitectureJson { layers }).expect("plain data serialises")
-}
-
-/// Parses the `architecture` metadata JSON.
-pub fn architecture_from_json(text: &str) -> Result<Architecture, String> {
-    let parsed: ArchitectureJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let layers = parsed
-        .layers
-        .into_iter()
-        .map(|l| match l {
-            LayerJson::Linear {
-                input,
-                output,
-                bias,
-            } => LayerShape::Linear {
-                input,
-                output,
-                bias,
-            },
-            LayerJson::Bilinear {
-                input,
-                hidden,
-                output,
-                left_bias,
-                right_bias,
-                down_bias,
-                residual_scale,
-                residual_kind,
-            } => LayerShape::Bilinear {
-                input,
-                hidden,
-                output,
-                left_bias,
-                right_bias,
-                down_bias,
-                residual: residual_from_json(residual_scale, residual_kind),
-            },
-        })
-        .collect();
-    let arch = Architecture { layers };
-    arch.validate().map_err(|e| e.to_string())?;
-    Ok(arch)
 }
 
 /// The metadata of a checkpoint file, read before any tensor.
@@ -448,21 +338,25 @@ pub(crate) fn write_file(
     })
 }
 
-/// Saves a model as a self-describing safetensors file, atomically.
+/// Saves a network of either kind as a self-describing safetensors file,
+/// atomically (a failed write leaves no file).
 pub fn save_checkpoint(
     path: &Path,
-    model: &Model,
+    network: &Network,
     meta: &CheckpointMeta,
     dtype: StoredDtype,
 ) -> Result<(), CheckpointError> {
-    let arch = model.architecture();
+    let shape = network.shape();
     let mut info = HashMap::new();
-    info.insert("architecture".to_string(), architecture_to_json(arch));
+    if network.kind() == NetworkKind::Transformer {
+        info.insert(KIND_KEY.to_string(), KIND_TRANSFORMER.to_string());
+    }
+    info.insert("architecture".to_string(), shape_to_json(&shape));
     write_file(
         path,
         info,
-        &arch.parameter_specs(),
-        &model.parameters(),
+        &shape.parameter_specs(),
+        &network.parameters(),
         meta,
         dtype,
     )
@@ -482,48 +376,72 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Vec<f64> {
     }
 }
 
-/// Loads a sequential model from its parsed file.
-pub(crate) fn sequential_from(
-    path: &Path,
-    tensors: &SafeTensors<'_>,
-    header: Header,
-) -> Result<Checkpoint, CheckpointError> {
-    let arch = match architecture_from_json(header.architecture(path)?) {
-        Ok(a) => a,
-        Err(e) => return fail(path, format!("metadata `architecture` is invalid: {e}")),
-    };
-    let values = read_parameters(path, tensors, &arch.parameter_specs(), header.dtype)?;
-    let model = Model::from_parameters(&arch, values).map_err(|e| CheckpointError {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(Checkpoint {
-        model,
-        meta: header.meta,
-        dtype: header.dtype,
-        source: format!("tensim safetensors ({})", header.dtype.name()),
-    })
-}
-
-/// Loads a self-describing checkpoint of a sequential model, checking every
-/// tensor. A transformer checkpoint is refused with a pointer to
-/// [`crate::load_any_checkpoint`].
+/// Loads a tensim checkpoint of either kind (`kind: transformer` in the
+/// metadata, else a sequential model), checking every tensor.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let bytes = read_bytes(path)?;
     let (tensors, header) = parse(path, &bytes)?;
-    match header.kind() {
-        None | Some(KIND_SEQUENTIAL) => sequential_from(path, &tensors, header),
-        Some(KIND_TRANSFORMER) => fail(
-            path,
-            "a transformer checkpoint (metadata `kind: transformer`), not a sequential model; load it with `load_transformer_checkpoint` or `load_any_checkpoint`",
-        ),
-        Some(other) => fail(path, unknown_kind(other)),
+    let kind = match header.kind() {
+        None | Some(KIND_SEQUENTIAL) => NetworkKind::Sequential,
+        Some(KIND_TRANSFORMER) => NetworkKind::Transformer,
+        Some(other) => {
+            return fail(
+                path,
+                format!(
+                    "metadata `kind` is `{other}`, expected `{KIND_TRANSFORMER}` or none (a sequential model)"
+                ),
+            )
+        }
+    };
+    let shape = match shape_from_json(kind, header.architecture(path)?) {
+        Ok(s) => s,
+        Err(e) => return fail(path, format!("metadata `architecture` is invalid: {e}")),
+    };
+    let values = read_parameters(path, &tensors, &shape.parameter_specs(), header.dtype)?;
+    let network = shape.from_parameters(values).map_err(|e| CheckpointError {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let kind_note = match kind {
+        NetworkKind::Sequential => String::new(),
+        NetworkKind::Transformer => ", transformer".to_string(),
+    };
+    Ok(Checkpoint {
+        network,
+        meta: header.meta,
+        dtype: header.dtype,
+        source: format!("tensim safetensors ({}{kind_note})", header.dtype.name()),
+    })
+}
+
+impl Checkpoint {
+    /// The sequential model, or an error naming `path` and the kind found.
+    pub fn sequential(&self, path: &Path) -> Result<&Model, CheckpointError> {
+        self.network.as_sequential().map_err(|e| CheckpointError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 }
 
-/// The message for a `kind` tensim does not know.
-pub(crate) fn unknown_kind(kind: &str) -> String {
-    format!(
-        "metadata `kind` is `{kind}`, expected `{KIND_TRANSFORMER}` or none (a sequential model)"
-    )
+/// Whether `path` is a safetensors file whose metadata has a `format` key:
+/// a tensim checkpoint (of whatever version), as opposed to a foreign file
+/// that needs an architecture spec. Reads only the header.
+pub(crate) fn is_tensim_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    /// Larger headers are not tensim's (it writes a few kilobytes).
+    const MAX_HEADER: u64 = 1 << 26;
+    let read_header = || -> Option<serde_json::Value> {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).ok()?;
+        let len = u64::from_le_bytes(len);
+        if len > MAX_HEADER {
+            return None;
+        }
+        let mut header = vec![0u8; len as usize];
+        file.read_exact(&mut header).ok()?;
+        serde_json::from_slice(&header).ok()
+    };
+    read_header().is_some_and(|h| h["__metadata__"]["format"].is_string())
 }

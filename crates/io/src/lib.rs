@@ -1,8 +1,9 @@
 //! # tensim-io
 //!
-//! Files of tensim: self-describing safetensors checkpoints ([`checkpoint`];
-//! transformers and loading either kind in [`transformer_checkpoint`]),
-//! similarity matrices as CSV or NPY ([`matrix_file`]), written atomically
+//! Files of tensim: self-describing safetensors checkpoints of any network
+//! ([`checkpoint`], shapes as JSON in [`shape_json`]), foreign checkpoints
+//! mapped by an architecture spec ([`arch_spec`], [`foreign`]), similarity
+//! matrices as CSV or NPY ([`matrix_file`]), all written atomically
 //! ([`atomic`]) so that a failed run never leaves a half-written file.
 
 pub mod arch_spec;
@@ -10,8 +11,7 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod foreign;
 pub mod matrix_file;
-mod residual_json;
-pub mod transformer_checkpoint;
+pub mod shape_json;
 
 pub use arch_spec::{load_models, step_from_name, ArchSpec, LayerSpec, SpecError};
 pub use checkpoint::{
@@ -19,7 +19,3 @@ pub use checkpoint::{
 };
 pub use foreign::{read_tensor_sets, NamedTensor, TensorSet};
 pub use matrix_file::{read_matrix, write_matrix, MatrixFileError};
-pub use transformer_checkpoint::{
-    load_any_checkpoint, load_transformer_checkpoint, save_transformer_checkpoint, AnyCheckpoint,
-    AnyModel, TransformerCheckpoint,
-};

@@ -7,7 +7,8 @@ use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
-use tensim_io::checkpoint::{architecture_to_json, FORMAT};
+use tensim_io::checkpoint::FORMAT;
+use tensim_io::shape_json::architecture_to_json;
 use tensim_io::{
     load_checkpoint, read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype,
 };
@@ -76,16 +77,22 @@ fn checkpoint_round_trip_is_bit_exact_in_f64() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.safetensors");
     let m = deep_model();
-    save_checkpoint(&path, &m, &meta(), StoredDtype::F64).unwrap();
+    save_checkpoint(&path, &m.clone().into(), &meta(), StoredDtype::F64).unwrap();
     let loaded = load_checkpoint(&path).unwrap();
-    assert_eq!(loaded.model, m);
+    assert_eq!(loaded.network.as_sequential().unwrap(), &m);
     assert_eq!(loaded.meta, meta());
     assert_eq!(loaded.dtype, StoredDtype::F64);
     // f32 storage rounds each weight once.
-    save_checkpoint(&path, &m, &CheckpointMeta::default(), StoredDtype::F32).unwrap();
+    save_checkpoint(
+        &path,
+        &m.clone().into(),
+        &CheckpointMeta::default(),
+        StoredDtype::F32,
+    )
+    .unwrap();
     let loaded = load_checkpoint(&path).unwrap();
     for (x, y) in loaded
-        .model
+        .network
         .parameters()
         .iter()
         .flatten()
@@ -175,7 +182,7 @@ fn missing_extra_and_non_finite_tensors_are_reported() {
 fn truncated_and_foreign_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.safetensors");
-    save_checkpoint(&path, &deep_model(), &meta(), StoredDtype::F64).unwrap();
+    save_checkpoint(&path, &deep_model().into(), &meta(), StoredDtype::F64).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 17]).unwrap();
     let err = load_checkpoint(&path).unwrap_err().to_string();

@@ -34,7 +34,7 @@ fn spec(text: &str) -> ArchSpec {
 fn one(path: &Path, spec: &ArchSpec) -> Model {
     let mut models = load_models(path, Some(spec)).unwrap();
     assert_eq!(models.len(), 1);
-    models.remove(0).model
+    models.remove(0).network.into_sequential().unwrap()
 }
 
 /// Parameters of the expected model: L, R (halves of `w`), identity D, head `p`.
@@ -60,7 +60,7 @@ fn pytorch_files_load_bit_exactly_in_every_float_dtype() {
     ] {
         let loaded = load_models(&fixture(file), Some(&s)).unwrap().remove(0);
         assert_eq!(
-            loaded.model.parameters(),
+            loaded.network.parameters(),
             expected_parameters("w", "p"),
             "{file}"
         );
@@ -81,7 +81,9 @@ fn the_same_weights_from_pt_npz_and_safetensors_give_identical_similarities() {
     let other = load_models(&fixture("steps.pt"), Some(&s))
         .unwrap()
         .remove(1)
-        .model;
+        .network
+        .into_sequential()
+        .unwrap();
     let reference = tensor_similarity(&one(&fixture("classifier_f32.pt"), &s), &other).unwrap();
     for file in [
         "classifier.npz",
@@ -120,7 +122,10 @@ fn nested_state_dicts_and_step_dictionaries() {
         steps.iter().map(|c| c.meta.step).collect::<Vec<_>>(),
         vec![Some(0), Some(250)]
     );
-    assert_eq!(steps[1].model.parameters(), expected_parameters("w2", "p2"));
+    assert_eq!(
+        steps[1].network.parameters(),
+        expected_parameters("w2", "p2")
+    );
     let err = load_models(
         &fixture("nested.pt"),
         Some(&spec(&format!("key = \"model\"\n{PAPER_SPEC}"))),

@@ -5,17 +5,15 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
+use tensim_core::network::{Network, NetworkKind, NetworkShape};
 use tensim_core::transformer::{
     Attention, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
 };
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape};
 use tensim_io::checkpoint::FORMAT;
-use tensim_io::transformer_checkpoint::{transformer_shape_from_json, transformer_shape_to_json};
-use tensim_io::{
-    load_any_checkpoint, load_checkpoint, load_transformer_checkpoint, save_checkpoint,
-    save_transformer_checkpoint, AnyModel, CheckpointMeta, StoredDtype,
-};
+use tensim_io::shape_json::{transformer_shape_from_json, transformer_shape_to_json};
+use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
 
 fn shape(mask: Mask) -> TransformerShape {
     TransformerShape {
@@ -107,22 +105,27 @@ fn transformer_round_trip_is_bit_exact_in_f64_and_rounds_once_in_f32() {
     let path = dir.path().join("lm.safetensors");
     for mask in [Mask::Causal, Mask::Full] {
         let m = shape(mask).random_model(3).unwrap();
-        save_transformer_checkpoint(&path, &m, &meta(), StoredDtype::F64).unwrap();
-        let loaded = load_transformer_checkpoint(&path).unwrap();
-        assert_eq!(loaded.model, m);
-        assert_eq!(loaded.model.fingerprint(), m.fingerprint());
+        save_checkpoint(&path, &m.clone().into(), &meta(), StoredDtype::F64).unwrap();
+        let loaded = load_checkpoint(&path).unwrap();
+        assert_eq!(loaded.network.as_transformer().unwrap(), &m);
+        assert_eq!(loaded.network.fingerprint(), m.fingerprint());
         assert_eq!(loaded.meta, meta());
         assert_eq!(loaded.dtype, StoredDtype::F64);
         assert!(loaded.source.contains("transformer"), "{}", loaded.source);
 
-        save_transformer_checkpoint(&path, &m, &CheckpointMeta::default(), StoredDtype::F32)
-            .unwrap();
-        let loaded = load_transformer_checkpoint(&path).unwrap();
+        save_checkpoint(
+            &path,
+            &m.clone().into(),
+            &CheckpointMeta::default(),
+            StoredDtype::F32,
+        )
+        .unwrap();
+        let loaded = load_checkpoint(&path).unwrap();
         assert_eq!(loaded.dtype, StoredDtype::F32);
         assert_eq!(loaded.meta, CheckpointMeta::default());
-        assert_eq!(loaded.model.shape(), m.shape());
+        assert_eq!(loaded.network.shape(), NetworkShape::Transformer(m.shape()));
         for (x, y) in loaded
-            .model
+            .network
             .parameters()
             .iter()
             .flatten()
@@ -177,18 +180,12 @@ fn wrong_shape_names_file_tensor_expected_and_found() {
         .unwrap();
     q.1 = vec![6, 8];
     write_raw(&path, &m.shape(), &tensors);
-    for err in [
-        load_transformer_checkpoint(&path).unwrap_err().to_string(),
-        load_any_checkpoint(&path).unwrap_err().to_string(),
-    ] {
-        assert!(err.contains("bad.safetensors"), "{err}");
-        assert!(
-            err.contains("blocks.1.attn.q2.weight")
-                && err.contains("[8, 6]")
-                && err.contains("[6, 8]"),
-            "{err}"
-        );
-    }
+    let err = load_checkpoint(&path).unwrap_err().to_string();
+    assert!(err.contains("bad.safetensors"), "{err}");
+    assert!(
+        err.contains("blocks.1.attn.q2.weight") && err.contains("[8, 6]") && err.contains("[6, 8]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -199,7 +196,7 @@ fn missing_extra_and_wrong_dtype_tensors_are_reported() {
     let mut tensors = tensors_of(&m);
     tensors.retain(|t| t.0 != "blocks.0.mlp.right.bias");
     write_raw(&path, &m.shape(), &tensors);
-    let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+    let err = load_checkpoint(&path).unwrap_err().to_string();
     assert!(
         err.contains("m.safetensors") && err.contains("`blocks.0.mlp.right.bias` is missing"),
         "{err}"
@@ -208,7 +205,7 @@ fn missing_extra_and_wrong_dtype_tensors_are_reported() {
     let mut tensors = tensors_of(&m);
     tensors.push(("blocks.1.mlp.left.weight".into(), vec![9, 6], vec![0.0; 54]));
     write_raw(&path, &m.shape(), &tensors);
-    let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+    let err = load_checkpoint(&path).unwrap_err().to_string();
     assert!(
         err.contains("blocks.1.mlp.left.weight") && err.contains("not part of"),
         "{err}"
@@ -216,7 +213,7 @@ fn missing_extra_and_wrong_dtype_tensors_are_reported() {
 
     // Tensors stored in f64 while the metadata says f32.
     write_raw_as(&path, &m.shape(), &tensors_of(&m), "f32");
-    let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+    let err = load_checkpoint(&path).unwrap_err().to_string();
     assert!(
         err.contains("embed.weight") && err.contains("expected dtype f32"),
         "{err}"
@@ -236,7 +233,7 @@ fn nan_and_inf_name_the_tensor() {
             .unwrap();
         t.2[3] = bad;
         write_raw(&path, &m.shape(), &tensors);
-        let err = load_any_checkpoint(&path).unwrap_err().to_string();
+        let err = load_checkpoint(&path).unwrap_err().to_string();
         assert!(
             err.contains("nan.safetensors")
                 && err.contains("blocks.0.attn.k1.bias")
@@ -251,11 +248,11 @@ fn nan_and_inf_name_the_tensor() {
 fn truncated_transformer_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.safetensors");
-    save_transformer_checkpoint(&path, &model(), &meta(), StoredDtype::F32).unwrap();
+    save_checkpoint(&path, &model().into(), &meta(), StoredDtype::F32).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     for cut in [bytes.len() - 5, 40, 4] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let err = load_transformer_checkpoint(&path).unwrap_err().to_string();
+        let err = load_checkpoint(&path).unwrap_err().to_string();
         assert!(
             err.contains("t.safetensors") && err.contains("not a valid safetensors"),
             "cut at {cut}: {err}"
@@ -287,33 +284,28 @@ fn sequential_files_still_load_and_kinds_are_not_confused() {
     }
     .random_model(2)
     .unwrap();
-    save_checkpoint(&seq_path, &seq, &meta(), StoredDtype::F64).unwrap();
+    save_checkpoint(&seq_path, &seq.clone().into(), &meta(), StoredDtype::F64).unwrap();
     // The sequential writer still leaves `kind` out, as older files do.
     let bytes = std::fs::read(&seq_path).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("\"kind\""));
-    assert_eq!(load_checkpoint(&seq_path).unwrap().model, seq);
-    let any = load_any_checkpoint(&seq_path).unwrap();
+    let any = load_checkpoint(&seq_path).unwrap();
     assert_eq!(any.meta, meta());
-    assert_eq!(any.model.kind(), "sequential");
-    assert!(matches!(any.model, AnyModel::Sequential(ref m) if *m == seq));
+    assert_eq!(any.network.kind(), NetworkKind::Sequential);
+    assert!(matches!(any.network, Network::Sequential(ref m) if *m == seq));
 
     let lm_path = dir.path().join("lm.safetensors");
     let m = model();
-    save_transformer_checkpoint(&lm_path, &m, &meta(), StoredDtype::F64).unwrap();
-    let any = load_any_checkpoint(&lm_path).unwrap();
-    assert_eq!(any.model.kind(), "transformer");
-    assert!(matches!(any.model, AnyModel::Transformer(ref t) if *t == m));
+    save_checkpoint(&lm_path, &m.clone().into(), &meta(), StoredDtype::F64).unwrap();
+    let any = load_checkpoint(&lm_path).unwrap();
+    assert_eq!(any.network.kind(), NetworkKind::Transformer);
+    assert!(matches!(any.network, Network::Transformer(ref t) if *t == m));
 
-    let err = load_checkpoint(&lm_path).unwrap_err().to_string();
+    // Asking a checkpoint for the other kind names the file and both kinds.
+    let err = any.sequential(&lm_path).unwrap_err().to_string();
     assert!(
-        err.contains("lm.safetensors") && err.contains("transformer checkpoint"),
-        "{err}"
-    );
-    let err = load_transformer_checkpoint(&seq_path)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("seq.safetensors") && err.contains("sequential model"),
+        err.contains("lm.safetensors")
+            && err.contains("transformer network")
+            && err.contains("sequential network is needed"),
         "{err}"
     );
 }

@@ -11,10 +11,11 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tensim_core::pairwise::{pairwise_values, GramMatrices};
+use tensim_core::metric::{Metric, MetricOptions};
+use tensim_core::network::Network;
 use tensim_core::{
-    similarity, weight_cosine, Bilinear, Centring, GaussianPrepared, InnerProductSpace, Layer,
-    Linear, Mat, Model, Par, TensorPrepared,
+    similarity, weight_cosine, Bilinear, Centring, GaussianPrepared, Layer, Linear, Mat, Model,
+    Par, TensorPrepared,
 };
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
@@ -69,21 +70,40 @@ fn to_numpy<'py>(py: Python<'py>, m: &Mat<f64>) -> PyResult<Bound<'py, PyArray2<
         .into_pyarray(py))
 }
 
-/// A bilinear network (f64 weights).
+/// A bilinear network (f64 weights): a sequential model or a transformer.
 #[pyclass(name = "Model", module = "tensim", frozen)]
 struct PyModel {
-    inner: Model,
+    inner: Network,
+}
+
+impl PyModel {
+    /// The sequential model, or a `ValueError` for a transformer.
+    fn sequential(&self) -> PyResult<&Model> {
+        self.inner.as_sequential().map_err(value_error)
+    }
+}
+
+impl From<Model> for PyModel {
+    fn from(m: Model) -> Self {
+        PyModel { inner: m.into() }
+    }
 }
 
 #[pymethods]
 impl PyModel {
-    /// Input width.
+    /// `"sequential"` or `"transformer"`.
     #[getter]
-    fn input_dim(&self) -> usize {
-        self.inner.input_dim()
+    fn kind(&self) -> &'static str {
+        self.inner.kind().name()
     }
 
-    /// Output width.
+    /// Input width (sequential models).
+    #[getter]
+    fn input_dim(&self) -> PyResult<usize> {
+        Ok(self.sequential()?.input_dim())
+    }
+
+    /// Output width: classes, or the vocabulary of a transformer.
     #[getter]
     fn output_dim(&self) -> usize {
         self.inner.output_dim()
@@ -92,7 +112,7 @@ impl PyModel {
     /// The architecture as tensim's checkpoint JSON.
     #[getter]
     fn architecture(&self) -> String {
-        tensim_io::checkpoint::architecture_to_json(self.inner.architecture())
+        tensim_io::shape_json::shape_to_json(&self.inner.shape())
     }
 
     /// Logits for a batch `x` of shape `(n, input_dim)`.
@@ -102,8 +122,9 @@ impl PyModel {
         x: FloatMatrix<'py>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let x = x.to_mat();
+        let model = self.sequential()?;
         let y = py
-            .detach(|| self.inner.forward(x.as_ref()))
+            .detach(|| model.forward(x.as_ref()))
             .map_err(value_error)?;
         to_numpy(py, &y)
     }
@@ -133,7 +154,7 @@ fn bilinear_classifier(
 ) -> PyResult<PyModel> {
     let inner = Model::bilinear_classifier(left.to_mat(), right.to_mat(), head.to_mat())
         .map_err(value_error)?;
-    Ok(PyModel { inner })
+    Ok(inner.into())
 }
 
 fn optional_vec(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Vec<f64>>> {
@@ -189,7 +210,7 @@ fn model(layers: Vec<Bound<'_, PyDict>>) -> PyResult<PyModel> {
         });
     }
     Ok(PyModel {
-        inner: Model::new(out).map_err(value_error)?,
+        inner: Model::new(out).map_err(value_error)?.into(),
     })
 }
 
@@ -205,53 +226,19 @@ fn load(py: Python<'_>, path: PathBuf, arch: Option<PathBuf>) -> PyResult<Py<PyA
     };
     let mut models = tensim_io::load_models(&path, spec.as_ref()).map_err(value_error)?;
     if models.len() == 1 {
-        let m = Py::new(
-            py,
-            PyModel {
-                inner: models.remove(0).model,
-            },
-        )?;
-        return Ok(m.into_any());
+        let inner = models.remove(0).network;
+        return Ok(Py::new(py, PyModel { inner })?.into_any());
     }
     let list: Vec<Py<PyModel>> = models
         .into_iter()
-        .map(|c| Py::new(py, PyModel { inner: c.model }))
+        .map(|c| Py::new(py, PyModel { inner: c.network }))
         .collect::<PyResult<_>>()?;
     Ok(list.into_pyobject(py)?.into_any().unbind())
 }
 
-/// A parsed metric name.
-enum Metric {
-    Tensor(Option<usize>),
-    Gaussian(Centring, Option<usize>),
-    MatrixCosine,
-}
-
+/// A metric by name, through the core's one vocabulary.
 fn parse_metric(text: &str) -> PyResult<Metric> {
-    let class = |rest: &str| -> PyResult<usize> {
-        rest.parse().map_err(|_| {
-            PyValueError::new_err(format!(
-                "`{text}`: the class after `:` must be a non-negative integer"
-            ))
-        })
-    };
-    Ok(match text {
-        "tensor" => Metric::Tensor(None),
-        "gaussian" => Metric::Gaussian(Centring::Uncentred, None),
-        "gaussian-centred" | "gaussian-centered" => Metric::Gaussian(Centring::Centred, None),
-        "matrix-cosine" => Metric::MatrixCosine,
-        _ => {
-            if let Some(rest) = text.strip_prefix("slice:") {
-                Metric::Tensor(Some(class(rest)?))
-            } else if let Some(rest) = text.strip_prefix("gaussian-slice:") {
-                Metric::Gaussian(Centring::Uncentred, Some(class(rest)?))
-            } else {
-                return Err(PyValueError::new_err(format!(
-                    "unknown metric `{text}`: tensor, gaussian, gaussian-centred, matrix-cosine, slice:<class>, gaussian-slice:<class>"
-                )));
-            }
-        }
-    })
+    text.parse().map_err(value_error)
 }
 
 fn check_class(class: Option<usize>, outputs: usize) -> tensim_core::Result<()> {
@@ -267,30 +254,39 @@ fn pick(sim: tensim_core::Similarity, class: Option<usize>) -> f64 {
     class.map_or(sim.total, |c| sim.per_output[c])
 }
 
-fn pair_similarity(a: &Model, b: &Model, metric: &Metric) -> tensim_core::Result<(f64, Vec<f64>)> {
+/// Total (or slice) value and per-output (or per-layer) values of one pair.
+fn pair_similarity(a: &Model, b: &Model, metric: Metric) -> tensim_core::Result<(f64, Vec<f64>)> {
+    let class = metric.slice();
     match metric {
-        Metric::Tensor(class) => {
+        Metric::Tensor | Metric::TensorSlice(_) => {
             let s = similarity(
                 &TensorPrepared::<f64>::new(a)?,
                 &TensorPrepared::<f64>::new(b)?,
                 Par::rayon(0),
             )?;
-            check_class(*class, s.per_output.len())?;
-            Ok((pick(s.clone(), *class), s.per_output))
+            check_class(class, s.per_output.len())?;
+            Ok((pick(s.clone(), class), s.per_output))
         }
-        Metric::Gaussian(centring, class) => {
+        Metric::Gaussian(_) | Metric::GaussianSlice(_) => {
+            let centring = match metric {
+                Metric::Gaussian(c) => c,
+                _ => Centring::Uncentred,
+            };
             let s = similarity(
-                &GaussianPrepared::<f64>::with_centring(a, *centring)?,
-                &GaussianPrepared::<f64>::with_centring(b, *centring)?,
+                &GaussianPrepared::<f64>::with_centring(a, centring)?,
+                &GaussianPrepared::<f64>::with_centring(b, centring)?,
                 Par::rayon(0),
             )?;
-            check_class(*class, s.per_output.len())?;
-            Ok((pick(s.clone(), *class), s.per_output))
+            check_class(class, s.per_output.len())?;
+            Ok((pick(s.clone(), class), s.per_output))
         }
         Metric::MatrixCosine => {
             let w = weight_cosine(a, b)?;
             Ok((w.all, w.per_layer))
         }
+        other => Err(tensim_core::Error::Invalid(format!(
+            "metric `{other}` compares whole matrices of models: use tensim.matrix"
+        ))),
     }
 }
 
@@ -300,7 +296,8 @@ fn pair_similarity(a: &Model, b: &Model, metric: &Metric) -> tensim_core::Result
 #[pyo3(name = "similarity", signature = (a, b, metric = "tensor"))]
 fn similarity_of(py: Python<'_>, a: &PyModel, b: &PyModel, metric: &str) -> PyResult<f64> {
     let metric = parse_metric(metric)?;
-    py.detach(|| pair_similarity(&a.inner, &b.inner, &metric))
+    let (a, b) = (a.sequential()?, b.sequential()?);
+    py.detach(|| pair_similarity(a, b, metric))
         .map(|r| r.0)
         .map_err(value_error)
 }
@@ -315,67 +312,45 @@ fn slices<'py>(
     metric: &str,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let metric = parse_metric(metric)?;
+    let (a, b) = (a.sequential()?, b.sequential()?);
     let (_, per) = py
-        .detach(|| pair_similarity(&a.inner, &b.inner, &metric))
+        .detach(|| pair_similarity(a, b, metric))
         .map_err(value_error)?;
     Ok(per.into_pyarray(py))
 }
 
-fn gram_cosine<P: InnerProductSpace>(
-    prepared: &[P],
-    class: Option<usize>,
-) -> tensim_core::Result<Mat<f64>> {
-    let gram = GramMatrices::compute(prepared, &|| {})
-        .map_err(|e| tensim_core::Error::Invalid(e.to_string()))?;
-    check_class(class, gram.outputs())?;
-    match class {
-        Some(c) => gram.cosine_output(c),
-        None => gram.cosine_total(),
-    }
-    .map_err(|e| tensim_core::Error::Invalid(e.to_string()))
-}
-
-fn matrix_of(models: &[&Model], metric: &Metric) -> tensim_core::Result<Mat<f64>> {
-    match metric {
-        Metric::Tensor(class) => {
-            let p: Vec<TensorPrepared<f64>> = models
-                .iter()
-                .map(|m| TensorPrepared::new(m))
-                .collect::<Result<_, _>>()?;
-            gram_cosine(&p, *class)
-        }
-        Metric::Gaussian(centring, class) => {
-            let p: Vec<GaussianPrepared<f64>> = models
-                .iter()
-                .map(|m| GaussianPrepared::with_centring(m, *centring))
-                .collect::<Result<_, _>>()?;
-            gram_cosine(&p, *class)
-        }
-        Metric::MatrixCosine => {
-            pairwise_values(models, |a, b| Ok(vec![weight_cosine(a, b)?.all]), &|| {})
-                .map(|mut v| v.remove(0))
-                .map_err(|e| tensim_core::Error::Invalid(e.to_string()))
-        }
-    }
-}
-
-/// The N×N matrix of a metric over models (pairs in parallel, GIL released).
+/// The N×N matrix of a metric over models of one kind (the CLI's `matrix`:
+/// models prepared and pairs computed in parallel, GIL released). `inputs`
+/// (`n × d_in`) for `output-cosine` and `cka`; `samples`, `seed` for
+/// `monte-carlo`; `positions` for transformers.
 #[pyfunction]
-#[pyo3(signature = (models, metric = "tensor"))]
+#[pyo3(signature = (models, metric = "tensor", inputs = None, samples = 20_000, seed = 0, positions = None))]
 fn matrix<'py>(
     py: Python<'py>,
     models: Vec<PyRef<'py, PyModel>>,
     metric: &str,
+    inputs: Option<FloatMatrix<'py>>,
+    samples: usize,
+    seed: u64,
+    positions: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let metric = parse_metric(metric)?;
     if models.is_empty() {
         return Err(PyValueError::new_err("no models"));
     }
-    let refs: Vec<&Model> = models.iter().map(|m| &m.inner).collect();
+    let inputs = inputs.map(|x| x.to_mat());
+    let networks: Vec<&Network> = models.iter().map(|m| &m.inner).collect();
+    let options = MetricOptions {
+        inputs: inputs.as_ref().map(Mat::as_ref),
+        samples,
+        seed,
+        positions,
+        ..MetricOptions::default()
+    };
     let m = py
-        .detach(|| matrix_of(&refs, &metric))
+        .detach(|| metric.job(&networks, options)?.run(&()))
         .map_err(value_error)?;
-    to_numpy(py, &m)
+    to_numpy(py, &m.values)
 }
 
 #[pymodule]

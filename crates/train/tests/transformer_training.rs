@@ -8,9 +8,7 @@ use tensim_core::transformer::MlpShape;
 use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
 use tensim_core::Mat;
 use tensim_core::Residual;
-use tensim_io::{
-    load_transformer_checkpoint, save_transformer_checkpoint, CheckpointMeta, StoredDtype,
-};
+use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
 use tensim_train::language_model::{logits, mean_loss};
 use tensim_train::{Device, LmConfig, LmTrainer, TransformerNetwork};
 
@@ -330,9 +328,18 @@ fn checkpoint_of_a_trained_network_loads_as_the_same_transformer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lm.safetensors");
     // f32 storage is exact for weights that came from f32.
-    save_transformer_checkpoint(&path, &model, &CheckpointMeta::default(), StoredDtype::F32)
+    save_checkpoint(
+        &path,
+        &model.clone().into(),
+        &CheckpointMeta::default(),
+        StoredDtype::F32,
+    )
+    .unwrap();
+    let loaded = load_checkpoint(&path)
+        .unwrap()
+        .network
+        .into_transformer()
         .unwrap();
-    let loaded = load_transformer_checkpoint(&path).unwrap().model;
     assert_eq!(loaded, model);
     let again = TransformerNetwork::from_transformer(&loaded, &Device::Cpu).unwrap();
     let rows = vec![vec![3u32, 1, 4, 1, 5, 9]];

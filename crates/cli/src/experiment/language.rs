@@ -23,7 +23,7 @@ use tensim_data::{
     eval_windows, load_text_dataset, ngram_score, split_train_val, BatchSampler, CharTokenizer,
     NgramModel, Smoothing,
 };
-use tensim_io::{save_transformer_checkpoint, CheckpointMeta, StoredDtype};
+use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 use tensim_plot::Panel;
 use tensim_train::language_model::{mean_loss, LmConfig, LmTrainer};
 use tensim_train::{Schedule, TransformerNetwork};
@@ -287,8 +287,13 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                         phase: Some(format!("{layers}-layer")),
                         label: Some(format!("step {step}")),
                     };
-                    save_transformer_checkpoint(&run.path(&file), &model, &meta, StoredDtype::F32)
-                        .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+                    save_checkpoint(
+                        &run.path(&file),
+                        &model.clone().into(),
+                        &meta,
+                        StoredDtype::F32,
+                    )
+                    .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
                     own.push(Record {
                         layers,
                         step,

@@ -87,8 +87,13 @@ impl RunDir {
             phase,
             label: Some(label),
         };
-        save_checkpoint(&self.path(&file), model, &meta, StoredDtype::F32)
-            .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
+        save_checkpoint(
+            &self.path(&file),
+            &model.clone().into(),
+            &meta,
+            StoredDtype::F32,
+        )
+        .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
         Ok(file)
     }
 

@@ -364,12 +364,7 @@ impl SequencePrepared {
                 value: *bad,
             });
         }
-        let exactness = match model.polynomial_components() {
-            0 | 1 => Exactness::Exact,
-            k => Exactness::GaussianClosure {
-                polynomial_layers: k,
-            },
-        };
+        let exactness = exactness_of(model);
         Ok(SequencePrepared {
             geometry,
             embed,
@@ -535,6 +530,18 @@ impl InnerProductSpace for SequencePrepared {
         self.check_same_geometry(other)?;
         let s = self.cross_moment(other)?;
         Ok(self.logit_inner(other, &s))
+    }
+}
+
+/// Whether the similarity of transformers like `model` is exact: through one
+/// polynomial component it is; beyond, each later component reads a Gaussian
+/// closure of the stream (MATH.md §3).
+pub fn exactness_of(model: &Transformer) -> Exactness {
+    match model.polynomial_components() {
+        0 | 1 => Exactness::Exact,
+        k => Exactness::GaussianClosure {
+            polynomial_layers: k,
+        },
     }
 }
 
