@@ -5,7 +5,6 @@ mod compare;
 mod convert;
 mod demo;
 mod diff;
-mod experiment;
 mod inspect;
 mod load;
 mod matrix;
@@ -17,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tensim_experiments::{backdoor, forgetting, grokking, language};
 
 /// Compare bilinear networks by tensor similarity: from weights alone,
 /// invariant to the symmetries that fool weight comparison.
@@ -372,7 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             json,
         }) => {
-            let outcome = experiment::backdoor::run(&experiment::backdoor::Options {
+            let outcome = backdoor::run(&backdoor::Options {
                 out,
                 force,
                 quick,
@@ -401,7 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             json,
         }) => {
-            let o = experiment::forgetting::run(&experiment::forgetting::Options {
+            let o = forgetting::run(&forgetting::Options {
                 out,
                 force,
                 quick,
@@ -428,7 +428,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             json,
         }) => {
-            let o = experiment::language::run(&experiment::language::Options {
+            let o = language::run(&language::Options {
                 out,
                 force,
                 quick,
@@ -466,7 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             json,
         }) => {
-            let o = experiment::grokking::run(&experiment::grokking::Options {
+            let o = grokking::run(&grokking::Options {
                 out,
                 force,
                 quick,

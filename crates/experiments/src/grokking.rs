@@ -19,11 +19,12 @@ use tensim_train::evaluate::evaluate;
 use tensim_train::trainer::Shuffler;
 use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
 
-use super::figures::{lines, row_major, series};
-use super::run_dir::RunDir;
-use super::similarity_suite as suite;
+use crate::figures::{lines, row_major, series};
 use crate::progress;
+use crate::run_dir::RunDir;
+use crate::similarity_suite as suite;
 
+/// What the caller chooses (the CLI's flags).
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
@@ -109,7 +110,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         eigenvectors: 4,
         seed: opts.seed,
     };
-    let schedule = super::checkpoint_steps(
+    let schedule = crate::checkpoint_steps(
         Schedule::Power {
             count: s.checkpoints,
             exponent: s.schedule_exponent,

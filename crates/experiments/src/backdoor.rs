@@ -18,10 +18,11 @@ use tensim_train::evaluate::{evaluate, predictions};
 use tensim_train::trainer::Shuffler;
 use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
 
-use super::run_dir::RunDir;
-use super::similarity_suite as suite;
 use crate::progress;
+use crate::run_dir::RunDir;
+use crate::similarity_suite as suite;
 
+/// What the caller chooses (the CLI's flags).
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
@@ -544,7 +545,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seconds_figures,
         steps_per_second: total as f64 / seconds_training,
     };
-    let report = super::backdoor_report::render(&super::backdoor_report::ReportInput {
+    let report = crate::backdoor_report::render(&crate::backdoor_report::ReportInput {
         settings_json: serde_json::to_string_pretty(&s)?,
         quick: opts.quick,
         dataset: data.name.clone(),

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use tensim_core::blocks::{ClassSpecificSplit, PhaseSplit};
 
-use super::backdoor::Outcome;
+use crate::backdoor::Outcome;
 
 pub struct ReportInput<'a> {
     pub settings_json: String,

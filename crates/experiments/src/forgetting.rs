@@ -17,11 +17,12 @@ use tensim_train::evaluate::predictions;
 use tensim_train::trainer::Shuffler;
 use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
 
-use super::figures::{lines, series, similarity_heatmap, PALETTE};
-use super::run_dir::RunDir;
-use super::similarity_suite as suite;
+use crate::figures::{lines, series, similarity_heatmap, PALETTE};
 use crate::progress;
+use crate::run_dir::RunDir;
+use crate::similarity_suite as suite;
 
+/// What the caller chooses (the CLI's flags).
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
@@ -406,7 +407,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         title: "stage updates, gaussian".into(),
         rows: ns,
         cols: ns,
-        values: super::figures::row_major(&update_matrix),
+        values: crate::figures::row_major(&update_matrix),
         scale: tensim_plot::ColourScale::Diverging,
         x_label: "stage".into(),
         y_label: "stage".into(),

@@ -28,10 +28,11 @@ use tensim_plot::Panel;
 use tensim_train::language_model::{mean_loss, LmConfig, LmTrainer};
 use tensim_train::{Schedule, TransformerNetwork};
 
-use super::figures::{lines, series, similarity_heatmap};
-use super::run_dir::RunDir;
+use crate::figures::{lines, series, similarity_heatmap};
 use crate::progress;
+use crate::run_dir::RunDir;
 
+/// What the caller chooses (the CLI's flags).
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
@@ -197,7 +198,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         gaussian_samples: if opts.quick { 32 } else { 256 },
         seed: opts.seed,
     };
-    let schedule = super::checkpoint_steps(
+    let schedule = crate::checkpoint_steps(
         Schedule::Log {
             count: s.checkpoints,
         },
