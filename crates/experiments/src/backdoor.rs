@@ -19,6 +19,7 @@ use tensim_train::trainer::Shuffler;
 use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
 
 use crate::progress;
+use crate::recorder::{Recorder, Trajectory};
 use crate::run_dir::RunDir;
 use crate::similarity_suite as suite;
 
@@ -82,7 +83,6 @@ struct Record {
     test_loss: f64,
     test_accuracy: f64,
     attack_success: f64,
-    checkpoint: String,
 }
 
 fn gather(set: &ImageSet, indices: &[usize]) -> (Vec<f32>, Vec<u32>) {
@@ -188,8 +188,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut trainer = Trainer::new(net, config)?;
     let total = s.steps_clean + s.steps_poisoned;
     let schedule = Schedule::Every(s.checkpoint_every).steps(total)?;
-    let mut records: Vec<Record> = Vec::new();
-    let mut models: Vec<Model> = Vec::new();
+    let mut recorder: Recorder<Model, Record> = Recorder::new(&run);
     let bar = progress::bar(total, "training");
     let mut shuffler = Shuffler::new(data.train.len());
     let train_start = Instant::now();
@@ -229,13 +228,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 .count();
             let model = net.to_model()?;
             let phase_here = if step <= s.steps_clean { "A" } else { "B" };
-            let file = run.save_checkpoint(
-                &model,
-                step,
-                Some(phase_here.to_string()),
-                format!("step {step}"),
-            )?;
-            records.push(Record {
+            let record = Record {
                 step,
                 phase: phase_here,
                 train_loss: train.loss,
@@ -243,11 +236,14 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 test_loss: test.loss,
                 test_accuracy: test.accuracy,
                 attack_success: hits as f64 / attack_set.len().max(1) as f64,
-                checkpoint: file,
-            });
-            models.push(model);
-            run.write_metrics(&records)?;
-            Ok(())
+            };
+            recorder.record(
+                model,
+                step,
+                Some(phase_here.to_string()),
+                format!("step {step}"),
+                record,
+            )
         };
         trainer
             .run_stage(
@@ -267,6 +263,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     bar.finish_and_clear();
     let seconds_training = train_start.elapsed().as_secs_f64();
+    let Trajectory {
+        models, records, ..
+    } = recorder.take_series();
 
     // Matrices.
     let matrices_start = Instant::now();

@@ -19,6 +19,7 @@ use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
 
 use crate::figures::{lines, series, similarity_heatmap, PALETTE};
 use crate::progress;
+use crate::recorder::{Recorder, Trajectory};
 use crate::run_dir::RunDir;
 use crate::similarity_suite as suite;
 
@@ -52,7 +53,6 @@ struct Record {
     stage_name: String,
     test_accuracy: f64,
     per_digit_accuracy: Vec<f64>,
-    checkpoint: String,
 }
 
 #[derive(Serialize)]
@@ -153,9 +153,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .map(|d| test_labels.iter().filter(|&&l| l == d).count())
         .collect();
 
-    let mut records: Vec<Record> = Vec::new();
-    let mut models: Vec<Model> = Vec::new();
+    let mut recorder: Recorder<Model, Record> = Recorder::new(&run);
     let mut stage_first: Vec<usize> = Vec::new();
+    let mut recorded = 0usize;
     let bar = progress::bar(total, "training");
     let train_start = Instant::now();
     let mut offset = 0u64;
@@ -171,7 +171,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             schedule.retain(|&t| t != offset); // the previous stage's last checkpoint is this one's start
         }
         schedule.push(offset + steps);
-        stage_first.push(records.len());
+        stage_first.push(recorded);
         let mut shuffler = Shuffler::new(set.len());
         let mut sample = |rng: &mut rand::rngs::StdRng| -> Batch {
             let idx = shuffler.next_indices(s.batch_size, rng);
@@ -194,13 +194,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 }
             }
             let model = net.to_model()?;
-            let file = run.save_checkpoint(
-                &model,
-                step,
-                Some(stage.name.clone()),
-                format!("{} @{step}", stage.name),
-            )?;
-            records.push(Record {
+            let record = Record {
                 step,
                 stage: k,
                 stage_name: stage.name.clone(),
@@ -208,11 +202,15 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 per_digit_accuracy: (0..10)
                     .map(|d| hits[d] as f64 / digit_counts[d].max(1) as f64)
                     .collect(),
-                checkpoint: file,
-            });
-            models.push(model);
-            run.write_metrics(&records)?;
-            Ok(())
+            };
+            recorded += 1;
+            recorder.record(
+                model,
+                step,
+                Some(stage.name.clone()),
+                format!("{} @{step}", stage.name),
+                record,
+            )
         };
         trainer
             .run_stage(
@@ -230,6 +228,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     bar.finish_and_clear();
     let seconds_training = train_start.elapsed().as_secs_f64();
+    let Trajectory {
+        models, records, ..
+    } = recorder.take_series();
 
     // Matrices.
     let matrices_start = Instant::now();

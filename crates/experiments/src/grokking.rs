@@ -21,6 +21,7 @@ use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
 
 use crate::figures::{lines, row_major, series};
 use crate::progress;
+use crate::recorder::{Recorder, Trajectory};
 use crate::run_dir::RunDir;
 use crate::similarity_suite as suite;
 
@@ -55,7 +56,6 @@ struct Record {
     train_accuracy: f64,
     validation_loss: f64,
     validation_accuracy: f64,
-    checkpoint: String,
 }
 
 #[derive(Serialize)]
@@ -148,8 +148,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seed: s.seed,
     };
     let mut trainer = Trainer::new(Network::init(&arch, s.seed, &device)?, config)?;
-    let mut records: Vec<Record> = Vec::new();
-    let mut models: Vec<Model> = Vec::new();
+    let mut recorder: Recorder<Model, Record> = Recorder::new(&run);
     let mut shuffler = Shuffler::new(n_train);
     let bar = progress::bar(s.steps, "training");
     let train_start = Instant::now();
@@ -173,18 +172,14 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 let train = evaluate(net, &train_x, &train_y, dim)?;
                 let val = evaluate(net, &val_x, &val_y, dim)?;
                 let model = net.to_model()?;
-                let file = run.save_checkpoint(&model, step, None, format!("step {step}"))?;
-                records.push(Record {
+                let record = Record {
                     step,
                     train_loss: train.loss,
                     train_accuracy: train.accuracy,
                     validation_loss: val.loss,
                     validation_accuracy: val.accuracy,
-                    checkpoint: file,
-                });
-                models.push(model);
-                run.write_metrics(&records)?;
-                Ok(())
+                };
+                recorder.record(model, step, None, format!("step {step}"), record)
             },
             |_, st| {
                 bar.inc(1);
@@ -194,6 +189,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .context("training")?;
     bar.finish_and_clear();
     let seconds_training = train_start.elapsed().as_secs_f64();
+    let Trajectory {
+        models, records, ..
+    } = recorder.take_series();
 
     // Analysis: frequencies from weights and tensor similarity.
     let analysis_start = Instant::now();

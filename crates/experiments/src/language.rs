@@ -23,13 +23,13 @@ use tensim_data::{
     eval_windows, load_text_dataset, ngram_score, split_train_val, BatchSampler, CharTokenizer,
     NgramModel, Smoothing,
 };
-use tensim_io::{save_transformer_checkpoint, CheckpointMeta, StoredDtype};
 use tensim_plot::Panel;
 use tensim_train::language_model::{mean_loss, LmConfig, LmTrainer};
 use tensim_train::{Schedule, TransformerNetwork};
 
 use crate::figures::{lines, series, similarity_heatmap};
 use crate::progress;
+use crate::recorder::{Recorder, Trajectory};
 use crate::run_dir::RunDir;
 
 /// What the caller chooses (the CLI's flags).
@@ -72,7 +72,6 @@ struct Record {
     heldout_loss: [f64; 3],
     /// Model loss / n-gram loss for n = 2, 3, 4 (EXPERIMENTS §4).
     ngram_scores: [f64; 3],
-    checkpoint: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -227,7 +226,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         .map(|_| gaussian_inputs(s.context, s.vocab, &mut rng))
         .collect();
 
-    let mut records: Vec<Record> = Vec::new();
+    let mut recorder: Recorder<Transformer, Record> = Recorder::new(&run);
     let mut outcomes = Vec::new();
     for &layers in &s.layers {
         let shape = TransformerShape {
@@ -258,8 +257,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         };
         let mut trainer = LmTrainer::new(net, config)?;
         let mut sampler = BatchSampler::new(&split.train, s.context, s.seed + 17 * layers as u64);
-        let mut models: Vec<Transformer> = Vec::new();
-        let mut own: Vec<Record> = Vec::new();
+        recorder.start_series(&format!("{layers}-layer-"));
         let last_loss = std::cell::Cell::new(f64::NAN);
         let bar = progress::bar(s.steps, &format!("{layers}-layer"));
         let t0 = Instant::now();
@@ -276,24 +274,20 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                         mean_loss(net, &windows.inputs, &windows.targets, k).unwrap_or(f64::NAN)
                     });
                     let model = net.to_transformer()?;
-                    let file = format!("checkpoints/{layers}-layer-step-{step:06}.safetensors");
-                    let meta = CheckpointMeta {
-                        step: Some(step),
-                        phase: Some(format!("{layers}-layer")),
-                        label: Some(format!("step {step}")),
-                    };
-                    save_transformer_checkpoint(&run.path(&file), &model, &meta, StoredDtype::F32)
-                        .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
-                    own.push(Record {
+                    let record = Record {
                         layers,
                         step,
                         train_loss: last_loss.get(),
                         heldout_loss: heldout,
                         ngram_scores: [0, 1, 2].map(|k| ngram_score(heldout[k], ngram_losses[k])),
-                        checkpoint: file,
-                    });
-                    models.push(model);
-                    Ok(())
+                    };
+                    recorder.record(
+                        model,
+                        step,
+                        Some(format!("{layers}-layer")),
+                        format!("step {step}"),
+                        record,
+                    )
                 },
                 |_, st| {
                     last_loss.set(f64::from(st.loss));
@@ -304,8 +298,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             .context("training")?;
         bar.finish_and_clear();
         let seconds_training = t0.elapsed().as_secs_f64();
-        records.extend(own.iter().cloned());
-        run.write_metrics(&records)?;
+        let Trajectory {
+            models,
+            records: own,
+            ..
+        } = recorder.take_series();
 
         // Matrices over checkpoints.
         let t1 = Instant::now();

@@ -9,7 +9,8 @@
 //! * [`language`]: bilinear-attention transformers on Shakespeare (EXPERIMENTS §4).
 //!
 //! Each has an `Options` struct and `run(&Options) -> Result<Outcome>`. The
-//! shared pieces: [`run_dir`] (the run directory), [`similarity_suite`] (the
+//! shared pieces: [`run_dir`] (the run directory), [`recorder`] (checkpoints,
+//! `metrics.jsonl` and the in-memory trajectory of every experiment), [`similarity_suite`] (the
 //! matrices over checkpoints), [`figures`] (common panels) and [`progress`]
 //! (progress bars on stderr).
 
@@ -20,6 +21,7 @@ pub mod forgetting;
 pub mod grokking;
 pub mod language;
 pub mod progress;
+pub mod recorder;
 pub mod run_dir;
 pub mod similarity_suite;
 
