@@ -15,7 +15,6 @@
 //! (progress bars on stderr).
 
 pub mod backdoor;
-mod backdoor_report;
 pub mod figures;
 pub mod forgetting;
 pub mod grokking;
