@@ -8,11 +8,18 @@
 //! * [`grokking`]: grokking modular addition (EXPERIMENTS §3);
 //! * [`language`]: bilinear-attention transformers on Shakespeare (EXPERIMENTS §4).
 //!
-//! Each has an `Options` struct and `run(&Options) -> Result<Outcome>`. The
-//! shared pieces: [`run_dir`] (the run directory), [`recorder`] (checkpoints,
-//! `metrics.jsonl` and the in-memory trajectory of every experiment), [`similarity_suite`] (the
-//! matrices over checkpoints), [`figures`] (common panels) and [`progress`]
-//! (progress bars on stderr).
+//! Each has an `Options` struct (what the caller chooses), a `Settings`
+//! struct (everything derived from it, written to `settings.json`), an
+//! `Outcome` (everything measured) and `run(&Options) -> Result<Outcome>`,
+//! which goes through the same stages in private submodules: settings →
+//! `train` → `analysis` → `figures` → `report`.
+//!
+//! The shared pieces: [`run_dir`] (the run directory), [`recorder`]
+//! (checkpoints, `metrics.jsonl` and the in-memory trajectory of every
+//! experiment), [`similarity_suite`] (the matrices over checkpoints),
+//! [`figures`] (common panels) and [`progress`] (progress bars on stderr).
+//! Errors are [`anyhow::Error`]s: the experiments are top-level orchestration
+//! over the other crates' concrete errors.
 
 pub mod backdoor;
 pub mod figures;
