@@ -5,7 +5,6 @@ mod compare;
 mod convert;
 mod demo;
 mod diff;
-mod experiment;
 mod inspect;
 mod load;
 mod matrix;
@@ -18,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tensim_core::network::NetworkKind;
+use tensim_experiments::{backdoor, forgetting, grokking, language};
 
 /// Compare bilinear networks by tensor similarity: from weights alone,
 /// invariant to the symmetries that fool weight comparison.
@@ -278,6 +278,146 @@ fn print_outcome<T: serde::Serialize>(
     Ok(())
 }
 
+/// Runs an experiment through the library and prints its outcome.
+fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
+    match command {
+        ExperimentCommand::Backdoor {
+            out,
+            force,
+            quick,
+            data,
+            svhn_dir,
+            seed,
+            json,
+        } => {
+            let o = backdoor::run(&backdoor::Options {
+                out,
+                force,
+                quick,
+                data,
+                svhn_dir,
+                seed,
+            })?;
+            print_outcome(json, &o, || backdoor_summary(&o))
+        }
+        ExperimentCommand::Forgetting {
+            out,
+            force,
+            quick,
+            epochs,
+            seed,
+            json,
+        } => {
+            let o = forgetting::run(&forgetting::Options {
+                out,
+                force,
+                quick,
+                epochs,
+                seed,
+            })?;
+            print_outcome(json, &o, || forgetting_summary(&o))
+        }
+        ExperimentCommand::Language {
+            out,
+            force,
+            quick,
+            steps,
+            seed,
+            json,
+        } => {
+            let o = language::run(&language::Options {
+                out,
+                force,
+                quick,
+                steps,
+                seed,
+            })?;
+            print_outcome(json, &o, || language_summary(&o))
+        }
+        ExperimentCommand::Grokking {
+            out,
+            force,
+            quick,
+            steps,
+            seed,
+            json,
+        } => {
+            let o = grokking::run(&grokking::Options {
+                out,
+                force,
+                quick,
+                steps,
+                seed,
+            })?;
+            print_outcome(json, &o, || grokking_summary(&o))
+        }
+    }
+}
+
+fn backdoor_summary(o: &backdoor::Outcome) -> String {
+    format!(
+        "backdoor run written to {}: test accuracy {:.1}%, attack success {:.1}% (end of phase A: {:.1}%); \
+         detected change at step {} in class {} (report.md)",
+        o.run_dir.display(),
+        100.0 * o.final_test_accuracy,
+        100.0 * o.attack_success_after,
+        100.0 * o.attack_success_before,
+        o.detected_boundary_step,
+        o.detected_class
+    )
+}
+
+fn forgetting_summary(o: &forgetting::Outcome) -> String {
+    format!(
+        "forgetting run written to {}: remove 9 vs add 8 {:.3} (vs add 9 {:.3}); re-add 9 vs add 9 {:.3}; \
+         largest class change at remove 9: class {} (report.md)",
+        o.run_dir.display(),
+        o.remove9_vs_add8,
+        o.remove9_vs_add9,
+        o.readd9_vs_add9,
+        o.remove9_class_change[0].0
+    )
+}
+
+fn language_summary(o: &language::Outcome) -> String {
+    let parts: Vec<String> = o
+        .models
+        .iter()
+        .map(|m| {
+            format!(
+                "{} layer(s): held-out loss {:.3}, n-gram scores {:.2}/{:.2}/{:.2}",
+                m.layers,
+                m.final_heldout_loss,
+                m.final_ngram_scores[0],
+                m.final_ngram_scores[1],
+                m.final_ngram_scores[2]
+            )
+        })
+        .collect();
+    format!(
+        "language run written to {} in {:.0} s: {} (report.md)",
+        o.run_dir.display(),
+        o.seconds_total,
+        parts.join("; ")
+    )
+}
+
+fn grokking_summary(o: &grokking::Outcome) -> String {
+    format!(
+        "grokking run written to {}: validation accuracy {:.3} (≥0.5 at {:?}, ≥0.99 at {:?}); \
+         similarity phase change at step {}; dominant frequencies {:?} (report.md)",
+        o.run_dir.display(),
+        o.final_validation_accuracy,
+        o.validation_crosses_05,
+        o.validation_crosses_099,
+        o.detected_phase_change_step,
+        o.dominant_frequencies
+            .iter()
+            .map(|f| f.0)
+            .collect::<Vec<_>>()
+    )
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compare {
@@ -363,129 +503,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             f32,
         } => convert::run(&input, arch.as_deref(), &output, f32),
         Command::Demo { seed, json } => demo::run(seed, json),
-        Command::Experiment(ExperimentCommand::Backdoor {
-            out,
-            force,
-            quick,
-            data,
-            svhn_dir,
-            seed,
-            json,
-        }) => {
-            let outcome = experiment::backdoor::run(&experiment::backdoor::Options {
-                out,
-                force,
-                quick,
-                data,
-                svhn_dir,
-                seed,
-            })?;
-            print_outcome(json, &outcome, || {
-                format!(
-                    "backdoor run written to {}: test accuracy {:.1}%, attack success {:.1}% (end of phase A: {:.1}%); \
-                     detected change at step {} in class {} (report.md)",
-                    outcome.run_dir.display(),
-                    100.0 * outcome.final_test_accuracy,
-                    100.0 * outcome.attack_success_after,
-                    100.0 * outcome.attack_success_before,
-                    outcome.detected_boundary_step,
-                    outcome.detected_class
-                )
-            })
-        }
-        Command::Experiment(ExperimentCommand::Forgetting {
-            out,
-            force,
-            quick,
-            epochs,
-            seed,
-            json,
-        }) => {
-            let o = experiment::forgetting::run(&experiment::forgetting::Options {
-                out,
-                force,
-                quick,
-                epochs,
-                seed,
-            })?;
-            print_outcome(json, &o, || {
-                format!(
-                    "forgetting run written to {}: remove 9 vs add 8 {:.3} (vs add 9 {:.3}); re-add 9 vs add 9 {:.3}; \
-                     largest class change at remove 9: class {} (report.md)",
-                    o.run_dir.display(),
-                    o.remove9_vs_add8,
-                    o.remove9_vs_add9,
-                    o.readd9_vs_add9,
-                    o.remove9_class_change[0].0
-                )
-            })
-        }
-        Command::Experiment(ExperimentCommand::Language {
-            out,
-            force,
-            quick,
-            steps,
-            seed,
-            json,
-        }) => {
-            let o = experiment::language::run(&experiment::language::Options {
-                out,
-                force,
-                quick,
-                steps,
-                seed,
-            })?;
-            print_outcome(json, &o, || {
-                let parts: Vec<String> = o
-                    .models
-                    .iter()
-                    .map(|m| {
-                        format!(
-                            "{} layer(s): held-out loss {:.3}, n-gram scores {:.2}/{:.2}/{:.2}",
-                            m.layers,
-                            m.final_heldout_loss,
-                            m.final_ngram_scores[0],
-                            m.final_ngram_scores[1],
-                            m.final_ngram_scores[2]
-                        )
-                    })
-                    .collect();
-                format!(
-                    "language run written to {} in {:.0} s: {} (report.md)",
-                    o.run_dir.display(),
-                    o.seconds_total,
-                    parts.join("; ")
-                )
-            })
-        }
-        Command::Experiment(ExperimentCommand::Grokking {
-            out,
-            force,
-            quick,
-            steps,
-            seed,
-            json,
-        }) => {
-            let o = experiment::grokking::run(&experiment::grokking::Options {
-                out,
-                force,
-                quick,
-                steps,
-                seed,
-            })?;
-            print_outcome(json, &o, || {
-                format!(
-                    "grokking run written to {}: validation accuracy {:.3} (≥0.5 at {:?}, ≥0.99 at {:?}); \
-                     similarity phase change at step {}; dominant frequencies {:?} (report.md)",
-                    o.run_dir.display(),
-                    o.final_validation_accuracy,
-                    o.validation_crosses_05,
-                    o.validation_crosses_099,
-                    o.detected_phase_change_step,
-                    o.dominant_frequencies.iter().map(|f| f.0).collect::<Vec<_>>()
-                )
-            })
-        }
+        Command::Experiment(experiment) => run_experiment(experiment),
         Command::Bench {
             runs,
             models,

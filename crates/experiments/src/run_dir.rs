@@ -5,10 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
-use tensim_core::{Mat, Model};
+use tensim_core::Mat;
 use tensim_io::atomic::write_atomic;
-use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 
 /// Subfolders a run owns (and clears on `--force`).
 const OWNED: [&str; 3] = ["checkpoints", "matrices", "figures"];
@@ -70,41 +68,5 @@ impl RunDir {
             tensim_io::write_matrix(&self.path(&format!("matrices/{name}.{ext}")), labels, m)?;
         }
         Ok(())
-    }
-
-    /// Saves `checkpoints/step-NNNNNN.safetensors` (f32, as trained) and
-    /// returns its path relative to the run; for use inside training callbacks.
-    pub fn save_checkpoint(
-        &self,
-        model: &Model,
-        step: u64,
-        phase: Option<String>,
-        label: String,
-    ) -> tensim_train::Result<String> {
-        let file = format!("checkpoints/step-{step:06}.safetensors");
-        let meta = CheckpointMeta {
-            step: Some(step),
-            phase,
-            label: Some(label),
-        };
-        save_checkpoint(
-            &self.path(&file),
-            &model.clone().into(),
-            &meta,
-            StoredDtype::F32,
-        )
-        .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))?;
-        Ok(file)
-    }
-
-    /// Rewrites `metrics.jsonl`, one record a line, after every checkpoint.
-    pub fn write_metrics<R: Serialize>(&self, records: &[R]) -> tensim_train::Result<()> {
-        let lines: Vec<String> = records
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("records are plain data"))
-            .collect();
-        self.write_text("metrics.jsonl", &(lines.join("\n") + "\n"))
-            .map(|_| ())
-            .map_err(|e| tensim_train::TrainError::Invalid(e.to_string()))
     }
 }

@@ -4,9 +4,10 @@ use std::fmt::Write;
 
 use tensim_core::blocks::{ClassSpecificSplit, PhaseSplit};
 
-use super::backdoor::Outcome;
+use super::Outcome;
 
-pub struct ReportInput<'a> {
+/// What the report needs beyond the outcome.
+pub(super) struct ReportInput<'a> {
     pub settings_json: String,
     pub quick: bool,
     pub dataset: String,
@@ -43,10 +44,20 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-pub fn render(r: &ReportInput) -> String {
-    let o = r.outcome;
+/// The whole `report.md`.
+pub(super) fn render(r: &ReportInput) -> String {
     let mut md = String::new();
-    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    header(&mut md, r);
+    accuracy(&mut md, r.outcome);
+    deltas(&mut md, r);
+    detection(&mut md, r);
+    figures_and_timing(&mut md, r);
+    md
+}
+
+/// Title and what was run.
+fn header(md: &mut String, r: &ReportInput) {
+    let o = r.outcome;
     let _ = writeln!(md, "# Backdoor insertion: what tensor similarity sees\n");
     let _ = writeln!(
         md,
@@ -65,6 +76,11 @@ pub fn render(r: &ReportInput) -> String {
         r.wall_seconds,
         rayon::current_num_threads(),
     );
+}
+
+/// Accuracy and attack success beside the paper's.
+fn accuracy(md: &mut String, o: &Outcome) {
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let _ = writeln!(md, "## Accuracy and attack success\n");
     let _ = writeln!(md, "| | this run | paper (SVHN) |\n|---|---|---|");
     let _ = writeln!(
@@ -91,6 +107,11 @@ pub fn render(r: &ReportInput) -> String {
         md,
         "Attack success = share of triggered test images whose true label is not 9 that the model classifies as 9.\n"
     );
+}
+
+/// Δ of each matrix beside the paper's.
+fn deltas(md: &mut String, r: &ReportInput) {
+    let o = r.outcome;
     let _ = writeln!(md, "## Δ of each similarity matrix\n");
     let _ = writeln!(
         md,
@@ -112,7 +133,11 @@ pub fn render(r: &ReportInput) -> String {
         let _ = writeln!(md, "| {name} (`matrices/{key}.csv`) | {d:.3} | {paper} |");
     }
     let _ = writeln!(md);
+}
 
+/// The boundary and class found from the tensor class slices.
+fn detection(md: &mut String, r: &ReportInput) {
+    let o = r.outcome;
     let _ = writeln!(md, "## Detection without the trigger\n");
     let best = r.class_splits[0];
     let second = r.class_splits.get(1);
@@ -139,6 +164,12 @@ pub fn render(r: &ReportInput) -> String {
         o.total_matrix_split_step,
         r.splits[0].contrast,
     );
+    classes(md, r);
+}
+
+/// Classes ranked by their change, and how clearly the top one stands out.
+fn classes(md: &mut String, r: &ReportInput) {
+    let o = r.outcome;
     let _ = writeln!(
         md,
         "Classes ranked by how much their slice similarity changed across that boundary (the same \
@@ -165,7 +196,11 @@ pub fn render(r: &ReportInput) -> String {
          Reliability: {verdict}. The backdoor's target class is 9.\n",
         o.detected_class, o.detected_boundary_step, o.runner_up_class, o.class_margin, z
     );
+}
 
+/// Figures, timing and settings.
+fn figures_and_timing(md: &mut String, r: &ReportInput) {
+    let o = r.outcome;
     let _ = writeln!(md, "## Figures\n");
     let _ = writeln!(
         md,
@@ -190,5 +225,4 @@ pub fn render(r: &ReportInput) -> String {
         o.steps_per_second, o.seconds_training, o.seconds_matrices, o.seconds_figures, r.wall_seconds
     );
     let _ = writeln!(md, "## Settings\n\n```json\n{}\n```", r.settings_json);
-    md
 }

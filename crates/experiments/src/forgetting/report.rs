@@ -1,0 +1,182 @@
+//! `report.md` of the forgetting experiment: which stages resemble each
+//! other, which class changed, how the updates relate.
+
+use std::fmt::Write as _;
+
+use super::{Outcome, Settings};
+
+/// The whole `report.md`.
+pub(super) fn render(o: &Outcome, s: &Settings, quick: bool, stage_steps: &[u64]) -> String {
+    let mut md = String::new();
+    header(&mut md, o, s, quick, stage_steps.iter().sum());
+    stages(&mut md, o);
+    class_change(&mut md, o);
+    updates(&mut md, o, stage_steps);
+    accuracy_figures_timing(&mut md, o);
+    md
+}
+
+/// Title, model, curriculum and metric.
+fn header(md: &mut String, o: &Outcome, s: &Settings, quick: bool, total: u64) {
+    let _ = writeln!(
+        md,
+        "# Class-incremental forgetting: which digit did the model forget?\n"
+    );
+    let _ = writeln!(
+        md,
+        "DeepMLP (embed 784→{}, bilinear MLP with {} hidden units, head →10; no bias, no residual) \
+         trained on bundled MNIST through nine stages, each continuing from the last: {}. \
+         {} epochs per stage (the paper used 20; fewer to fit the CPU budget){}; AdamW lr {}, weight decay {}, \
+         batch {}, cosine decay within each stage. {} steps, {} checkpoints (every {} batches and at each stage end). \
+         Wall time {:.0} s.\n",
+        s.embed,
+        s.hidden,
+        o.stage_names.join(" → "),
+        s.epochs_per_stage,
+        if quick { " (**--quick**: reduced run on 12,000 training images)" } else { "" },
+        s.learning_rate,
+        s.weight_decay,
+        s.batch_size,
+        total,
+        o.checkpoints,
+        s.checkpoint_every,
+        o.seconds_total
+    );
+    let _ = writeln!(
+        md,
+        "Similarity is the **Gaussian functional similarity** (`gaussian`: uncentred outputs on \
+         N(0, I) pixel input, exact second-moment propagation; exact here since the model has one \
+         bilinear layer, MATH.md §3).\n"
+    );
+}
+
+/// Mean similarity between stages, and what remove 9 and re-add 9 resemble.
+fn stages(md: &mut String, o: &Outcome) {
+    let _ = writeln!(md, "## Which stages resemble each other\n");
+    let _ = writeln!(md, "Mean `gaussian` similarity between the checkpoints of two stages (diagonal: within a stage, off-diagonal pairs only):\n");
+    let _ = write!(md, "| stage |");
+    for name in &o.stage_names {
+        let _ = write!(md, " {name} |");
+    }
+    let _ = writeln!(md, "\n|---|{}", "---|".repeat(o.stage_names.len()));
+    for (a, row) in o.stage_similarity.iter().enumerate() {
+        let _ = write!(md, "| {} |", o.stage_names[a]);
+        for v in row {
+            if v.is_finite() {
+                let _ = write!(md, " {v:.3} |");
+            } else {
+                let _ = write!(md, " — |");
+            }
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "\n* \"remove 9\" vs \"add 8\" (before 9 existed): **{:.3}**; vs \"add 9\": {:.3} → remove 9 looks {} like add 8.\n\
+         * \"re-add 9\" vs \"add 9\": **{:.3}**; vs \"add 8\": {:.3} → re-add 9 looks {} like add 9.\n",
+        o.remove9_vs_add8,
+        o.remove9_vs_add9,
+        if o.remove9_vs_add8 > o.remove9_vs_add9 { "more" } else { "less" },
+        o.readd9_vs_add9,
+        o.readd9_vs_add8,
+        if o.readd9_vs_add9 > o.readd9_vs_add8 { "more" } else { "less" },
+    );
+}
+
+/// Classes ranked by how much their slice changed at "remove 9".
+fn class_change(md: &mut String, o: &Outcome) {
+    let _ = writeln!(md, "## Which class slice changes most at \"remove 9\"\n");
+    let _ = writeln!(md, "Change = 1 − mean class-slice similarity between the \"control\" and \"remove 9\" checkpoints:\n");
+    let _ = writeln!(md, "| rank | class | change |\n|---|---|---|");
+    for (i, (c, v)) in o.remove9_class_change.iter().enumerate() {
+        let _ = writeln!(md, "| {} | {c} | {v:.4} |", i + 1);
+    }
+    let (top, second) = (o.remove9_class_change[0], o.remove9_class_change[1]);
+    let _ = writeln!(
+        md,
+        "\n**Largest change: class {}** ({:.4}); runner-up class {} ({:.4}, ratio {:.1}×).\n",
+        top.0,
+        top.1,
+        second.0,
+        second.1,
+        top.1 / second.1.max(1e-12)
+    );
+}
+
+/// Each stage's update against the "add 9" update.
+fn updates(md: &mut String, o: &Outcome, stage_steps: &[u64]) {
+    let _ = writeln!(md, "## Updates compared with the \"add 9\" update\n");
+    let _ = writeln!(
+        md,
+        "Similarity of each stage's update (weights at its end minus at its start) to the \"add 9\" \
+         update, from the four pairwise inner products (`tensim diff`, MATH.md §2):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| stage | steps | update similarity to add 9 |\n|---|---|---|"
+    );
+    for ((name, v), steps) in o.update_similarity_to_add9.iter().zip(stage_steps) {
+        let _ = writeln!(md, "| {name} | {steps} | {v:.3} |");
+    }
+    let sim_of = |name: &str| {
+        o.update_similarity_to_add9
+            .iter()
+            .find(|u| u.0 == name)
+            .map_or(f64::NAN, |u| u.1)
+    };
+    let direction = |v: f64| {
+        if v < -0.1 {
+            "against"
+        } else if v > 0.1 {
+            "along"
+        } else {
+            "roughly orthogonal to"
+        }
+    };
+    let (remove, readd) = (sim_of("remove 9"), sim_of("re-add 9"));
+    let _ = writeln!(
+        md,
+        "\nThe \"remove 9\" update points {} the \"add 9\" update ({remove:.3}); the \"re-add 9\" update points {} it ({readd:.3}).",
+        direction(remove),
+        direction(readd)
+    );
+}
+
+/// Final per-digit accuracy, figures and timing.
+fn accuracy_figures_timing(md: &mut String, o: &Outcome) {
+    let _ = writeln!(md, "\n## Final per-digit test accuracy\n");
+    let _ = writeln!(
+        md,
+        "| digit | {} |\n|---|{}",
+        (0..10)
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(10)
+    );
+    let _ = writeln!(
+        md,
+        "| accuracy | {} |\n",
+        o.final_per_digit_accuracy
+            .iter()
+            .map(|a| format!("{:.3}", a))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(md, "## Figures\n");
+    let _ = writeln!(md, "All panels: ![forgetting](figures/forgetting.png)\n");
+    let _ = writeln!(
+        md,
+        "Global metrics (stage boundaries as grid lines): ![global](figures/global-metrics.png)\n"
+    );
+    let _ = writeln!(md, "Class slices: ![slices](figures/class-slices.png)\n");
+    let _ = writeln!(
+        md,
+        "Per-digit accuracy: ![accuracy](figures/per-digit-accuracy.png)\n"
+    );
+    let _ = writeln!(
+        md,
+        "## Timing\n\n| stage | seconds |\n|---|---|\n| training | {:.1} |\n| matrices | {:.1} |\n| figures | {:.2} |\n| total | {:.1} |",
+        o.seconds_training, o.seconds_matrices, o.seconds_figures, o.seconds_total
+    );
+}

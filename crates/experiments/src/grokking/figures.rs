@@ -1,0 +1,115 @@
+//! The grokking figure: accuracy and loss over log steps, tensor similarity
+//! with the detected boundary, and the frequencies over checkpoints.
+
+use anyhow::Result;
+use tensim_plot::{ColourScale, Heatmap, Panel};
+
+use super::analysis::Analysis;
+use super::{first_crossing, Record};
+use crate::figures::{lines, row_major, series};
+use crate::run_dir::RunDir;
+
+const BLUE: (u8, u8, u8) = (31, 119, 180);
+const RED: (u8, u8, u8) = (214, 39, 40);
+
+/// Train and validation curves of `f` over log steps.
+fn curves(
+    title: &str,
+    y_label: &str,
+    records: &[Record],
+    f: [fn(&Record) -> f64; 2],
+    y_range: Option<(f64, f64)>,
+) -> Panel {
+    let xs: Vec<f64> = records.iter().map(|r| (r.step.max(1)) as f64).collect();
+    let val05 = first_crossing(records, |r| r.validation_accuracy, 0.5);
+    let vlines: Vec<(f64, String)> = val05
+        .map(|st| vec![(st.max(1) as f64, "validation 50%".to_string())])
+        .unwrap_or_default();
+    lines(
+        title,
+        "step (log)",
+        y_label,
+        vec![
+            series("train", &xs, records.iter().map(f[0]), BLUE),
+            series("validation", &xs, records.iter().map(f[1]), RED),
+        ],
+        true,
+        y_range,
+        vlines,
+    )
+}
+
+/// The similarity and frequency heatmaps, checkpoint steps as ticks.
+fn heatmaps(records: &[Record], a: &Analysis) -> (Panel, Panel) {
+    let n = records.len();
+    let bins = a.frequencies.nrows();
+    let ticks: Vec<(usize, String)> = (0..n)
+        .step_by((n / 8).max(1))
+        .map(|i| (i, records[i].step.to_string()))
+        .collect();
+    let sim = Panel::Heatmap(Heatmap {
+        title: "tensor similarity (weight space)".into(),
+        rows: n,
+        cols: n,
+        values: row_major(&a.tensor),
+        scale: ColourScale::Diverging,
+        x_label: "checkpoint step (power-spaced)".into(),
+        y_label: "checkpoint step".into(),
+        boundaries: vec![a.best.index],
+        block_labels: vec![],
+        x_ticks: ticks.clone(),
+        y_ticks: ticks.clone(),
+    });
+    let freq = Panel::Heatmap(Heatmap {
+        title: "frequencies read from the weights".into(),
+        rows: bins,
+        cols: n,
+        values: row_major(&a.frequencies),
+        scale: ColourScale::Sequential,
+        x_label: "checkpoint step (power-spaced)".into(),
+        y_label: "frequency".into(),
+        boundaries: vec![],
+        block_labels: vec![],
+        x_ticks: ticks,
+        y_ticks: (0..bins).step_by(8).map(|k| (k, k.to_string())).collect(),
+    });
+    (sim, freq)
+}
+
+/// Renders the four panels and the stacked figure.
+pub(super) fn render(run: &RunDir, records: &[Record], a: &Analysis) -> Result<()> {
+    let acc = curves(
+        "accuracy",
+        "accuracy",
+        records,
+        [|r| r.train_accuracy, |r| r.validation_accuracy],
+        Some((0.0, 1.0)),
+    );
+    let loss = curves(
+        "loss",
+        "log10 cross-entropy",
+        records,
+        [
+            |r| r.train_loss.max(1e-8).log10(),
+            |r| r.validation_loss.max(1e-8).log10(),
+        ],
+        None,
+    );
+    let (sim, freq) = heatmaps(records, a);
+    let panels = [
+        ("accuracy", acc),
+        ("loss", loss),
+        ("tensor", sim),
+        ("frequencies", freq),
+    ];
+    for (name, panel) in &panels {
+        tensim_plot::render_panel(
+            panel,
+            &run.path(&format!("figures/panel-{name}.png")),
+            (900, 520),
+        )?;
+    }
+    let grid: Vec<Panel> = panels.into_iter().map(|p| p.1).collect();
+    tensim_plot::render_figure(&grid, 4, 1, (900, 520), &run.path("figures/grokking.png"))?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! # tensim-experiments
+//!
+//! The paper's demonstrations as a library, end to end, each into its own run
+//! directory (`tensim experiment …` is a thin front end over it):
+//!
+//! * [`backdoor`]: backdoor insertion detected from tensor similarity (EXPERIMENTS §1);
+//! * [`forgetting`]: class-incremental curriculum and forgetting (EXPERIMENTS §2);
+//! * [`grokking`]: grokking modular addition (EXPERIMENTS §3);
+//! * [`language`]: bilinear-attention transformers on Shakespeare (EXPERIMENTS §4).
+//!
+//! Each has an `Options` struct (what the caller chooses), a `Settings`
+//! struct (everything derived from it, written to `settings.json`), an
+//! `Outcome` (everything measured) and `run(&Options) -> Result<Outcome>`,
+//! which goes through the same stages in private submodules: settings →
+//! `train` → `analysis` → `figures` → `report`.
+//!
+//! The shared pieces: [`run_dir`] (the run directory), [`recorder`]
+//! (checkpoints, `metrics.jsonl` and the in-memory trajectory of every
+//! experiment), [`similarity_suite`] (the matrices over checkpoints),
+//! [`figures`] (common panels) and [`progress`] (progress bars on stderr).
+//! Errors are [`anyhow::Error`]s: the experiments are top-level orchestration
+//! over the other crates' concrete errors.
+
+pub mod backdoor;
+pub mod figures;
+pub mod forgetting;
+pub mod grokking;
+pub mod language;
+pub mod progress;
+pub mod recorder;
+pub mod run_dir;
+pub mod similarity_suite;
+
+/// The checkpoint steps of `schedule` over `steps` training steps; an
+/// experiment that looks for changes between checkpoints needs at least 4.
+pub fn checkpoint_steps(schedule: tensim_train::Schedule, steps: u64) -> anyhow::Result<Vec<u64>> {
+    let at = schedule.steps(steps)?;
+    if at.len() < 4 {
+        anyhow::bail!(
+            "--steps {steps} gives {} distinct checkpoints with this schedule: too few (at least 4 are needed)",
+            at.len()
+        );
+    }
+    Ok(at)
+}
