@@ -1,0 +1,232 @@
+//! What a checkpoint declares about a transformer: widths, heads, mask,
+//! rotary base and each block's components, their parameter names and
+//! shapes, and random initialisation.
+
+use faer::Mat;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Attention, Block, Mask, Transformer, ATTENTION_PROJECTIONS};
+use crate::error::{Error, Result};
+use crate::model::{Bilinear, Linear, ParameterSpec};
+use crate::residual::Residual;
+
+/// The shape of a block's bilinear MLP.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlpShape {
+    /// Hidden units of `L`, `R` (rows) and `D` (columns).
+    pub hidden: usize,
+    /// Biases on all of left, right and down, or on none.
+    pub bias: bool,
+    pub residual: Residual,
+}
+
+/// The shape of one block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockShape {
+    /// Biases on all of q1, k1, q2, k2, v and out, or on none.
+    pub attention_bias: bool,
+    pub attention_residual: Residual,
+    pub mlp: Option<MlpShape>,
+}
+
+/// Everything a checkpoint must declare about a transformer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerShape {
+    pub vocab: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub context: usize,
+    pub mask: Mask,
+    pub rotary_base: f64,
+    pub blocks: Vec<BlockShape>,
+}
+
+fn uniform(rows: usize, cols: usize, rng: &mut StdRng) -> Mat<f64> {
+    let bound = 1.0 / (cols as f64).sqrt();
+    Mat::from_fn(rows, cols, |_, _| rng.random_range(-bound..bound))
+}
+
+fn uniform_linear(rows: usize, cols: usize, bias: bool, rng: &mut StdRng) -> Linear {
+    let weight = uniform(rows, cols, rng);
+    let bound = 1.0 / (cols as f64).sqrt();
+    let bias = bias.then(|| (0..rows).map(|_| rng.random_range(-bound..bound)).collect());
+    Linear { weight, bias }
+}
+
+impl TransformerShape {
+    /// The benchmark architecture of the transformer metrics: vocab 64,
+    /// d_model 32, 2 heads of 16, context 8, causal mask, and `layers` blocks
+    /// of bilinear attention (no biases, residual 0.35) and a bilinear MLP of
+    /// 64 units (no biases, residual 0.35).
+    pub fn benchmark(layers: usize) -> Self {
+        TransformerShape {
+            vocab: 64,
+            d_model: 32,
+            heads: 2,
+            head_dim: 16,
+            context: 8,
+            mask: Mask::Causal,
+            rotary_base: 1e4,
+            blocks: vec![
+                BlockShape {
+                    attention_bias: false,
+                    attention_residual: Residual::Lerp(0.35),
+                    mlp: Some(MlpShape {
+                        hidden: 64,
+                        bias: false,
+                        residual: Residual::Lerp(0.35),
+                    }),
+                };
+                layers
+            ],
+        }
+    }
+
+    /// The size of the paper's language models (EXPERIMENTS §4): vocab
+    /// 4096, d_model 256, 8 heads of 32, context 256, causal mask, and
+    /// `layers` attention-only blocks with biases, added to the stream as the
+    /// published checkpoints do (`x + 0.35·attention(x)`).
+    pub fn paper(layers: usize) -> Self {
+        TransformerShape {
+            vocab: 4096,
+            d_model: 256,
+            heads: 8,
+            head_dim: 32,
+            context: 256,
+            mask: Mask::Causal,
+            rotary_base: 1e4,
+            blocks: vec![
+                BlockShape {
+                    attention_bias: true,
+                    attention_residual: Residual::Add(0.35),
+                    mlp: None,
+                };
+                layers
+            ],
+        }
+    }
+
+    /// Checks widths, residual scales and the rotary half split.
+    pub fn validate(&self) -> Result<()> {
+        if self.vocab == 0 || self.d_model == 0 || self.heads == 0 || self.context == 0 {
+            return Err(Error::Invalid(
+                "a transformer needs vocab, d_model, heads and context ≥ 1".into(),
+            ));
+        }
+        if !(self.rotary_base.is_finite() && self.rotary_base > 0.0) {
+            return Err(Error::Invalid(format!(
+                "rotary_base must be a positive number, not {}",
+                self.rotary_base
+            )));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return Err(Error::Invalid(format!(
+                "rotary embedding needs an even head width, not {}",
+                self.head_dim
+            )));
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let residuals = [Some(b.attention_residual), b.mlp.map(|m| m.residual)];
+            for r in residuals.into_iter().flatten() {
+                r.validate(i, self.d_model, self.d_model)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parameter tensor with its name and shape, in a fixed order:
+    /// `embed.weight`, `blocks.{i}.attn.{q1,k1,q2,k2,v,out}.{weight,bias}`,
+    /// `blocks.{i}.mlp.{left,right,down}.{weight,bias}`, `unembed.weight`.
+    pub fn parameter_specs(&self) -> Vec<ParameterSpec> {
+        let mut specs = Vec::new();
+        let mut push = |name: String, shape: Vec<usize>| specs.push(ParameterSpec { name, shape });
+        let w = self.heads * self.head_dim;
+        push("embed.weight".into(), vec![self.d_model, self.vocab]);
+        for (i, b) in self.blocks.iter().enumerate() {
+            for p in ATTENTION_PROJECTIONS {
+                push(format!("blocks.{i}.attn.{p}.weight"), vec![w, self.d_model]);
+                if b.attention_bias {
+                    push(format!("blocks.{i}.attn.{p}.bias"), vec![w]);
+                }
+            }
+            push(format!("blocks.{i}.attn.out.weight"), vec![self.d_model, w]);
+            if b.attention_bias {
+                push(format!("blocks.{i}.attn.out.bias"), vec![self.d_model]);
+            }
+            if let Some(MlpShape { hidden, bias, .. }) = b.mlp {
+                for (part, shape, len) in [
+                    ("left", [hidden, self.d_model], hidden),
+                    ("right", [hidden, self.d_model], hidden),
+                    ("down", [self.d_model, hidden], self.d_model),
+                ] {
+                    push(format!("blocks.{i}.mlp.{part}.weight"), shape.to_vec());
+                    if bias {
+                        push(format!("blocks.{i}.mlp.{part}.bias"), vec![len]);
+                    }
+                }
+            }
+        }
+        push("unembed.weight".into(), vec![self.vocab, self.d_model]);
+        specs
+    }
+
+    /// A model with PyTorch's default `nn.Linear` initialisation
+    /// `U(−1/√fan_in, 1/√fan_in)`, deterministic in `seed`.
+    pub fn random_model(&self, seed: u64) -> Result<Transformer> {
+        self.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let w = self.heads * self.head_dim;
+        let embed = uniform(self.d_model, self.vocab, &mut rng);
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let bias = b.attention_bias;
+                let lin = |r, c, rng: &mut StdRng| uniform_linear(r, c, bias, rng);
+                let attention = Attention {
+                    heads: self.heads,
+                    head_dim: self.head_dim,
+                    q1: lin(w, self.d_model, &mut rng),
+                    k1: lin(w, self.d_model, &mut rng),
+                    q2: lin(w, self.d_model, &mut rng),
+                    k2: lin(w, self.d_model, &mut rng),
+                    v: lin(w, self.d_model, &mut rng),
+                    out: lin(self.d_model, w, &mut rng),
+                    residual: b.attention_residual,
+                };
+                let mlp = b.mlp.map(
+                    |MlpShape {
+                         hidden,
+                         bias,
+                         residual,
+                     }| {
+                        let left = uniform_linear(hidden, self.d_model, bias, &mut rng);
+                        let right = uniform_linear(hidden, self.d_model, bias, &mut rng);
+                        let down = uniform_linear(self.d_model, hidden, bias, &mut rng);
+                        Bilinear {
+                            left: left.weight,
+                            right: right.weight,
+                            down: down.weight,
+                            left_bias: left.bias,
+                            right_bias: right.bias,
+                            down_bias: down.bias,
+                            residual,
+                        }
+                    },
+                );
+                Block { attention, mlp }
+            })
+            .collect();
+        let unembed = uniform(self.vocab, self.d_model, &mut rng);
+        Transformer::new(
+            embed,
+            blocks,
+            unembed,
+            self.context,
+            self.mask,
+            self.rotary_base,
+        )
+    }
+}
