@@ -1,6 +1,6 @@
 //! `tensim compare A B`: every applicable metric for one pair.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -59,9 +59,8 @@ fn by_precision<R>(p: Precision, f64_path: impl FnOnce() -> R, f32_path: impl Fn
     }
 }
 
-/// Compares two loaded sequential checkpoints.
-pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
-    let (a, b) = (la.model()?, lb.model()?);
+/// Refuses two models that do not share their input and output spaces.
+fn check_spaces(la: &Loaded, a: &Model, lb: &Loaded, b: &Model) -> Result<()> {
     if a.output_dim() != b.output_dim() {
         bail!(
             "{} has {} outputs but {} has {}: similarity compares models with the same output space",
@@ -80,68 +79,131 @@ pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
             b.input_dim()
         );
     }
-    let p = opts.precision;
-    let tensor_sim = by_precision(p, || tensor::<f64>(a, b), || tensor::<f32>(a, b));
-    let gauss = by_precision(
-        p,
-        || gaussian::<f64>(a, b, Centring::Uncentred),
-        || gaussian::<f32>(a, b, Centring::Uncentred),
-    );
-    let gauss_c = by_precision(
-        p,
-        || gaussian::<f64>(a, b, Centring::Centred),
-        || gaussian::<f32>(a, b, Centring::Centred),
-    );
-    let weights = weight_cosine(a, b);
-    let mut rows = vec![
-        Row {
-            key: "tensor",
-            name: "tensor (weight space, centred form)".into(),
-            value: tensor_sim
-                .as_ref()
-                .map(|s| s.total)
-                .map_err(ToString::to_string),
-            note: "MATH.md §2, exact".into(),
-        },
-        Row {
-            key: "gaussian",
-            name: "gaussian (functional, uncentred)".into(),
-            value: gauss
-                .as_ref()
-                .map(|s| s.0.total)
-                .map_err(ToString::to_string),
-            note: gauss
-                .as_ref()
-                .map_or_else(|_| String::new(), |s| s.1.clone()),
-        },
-        Row {
-            key: "gaussian_centred",
-            name: "gaussian (functional, centred)".into(),
-            value: gauss_c
-                .as_ref()
-                .map(|s| s.0.total)
-                .map_err(ToString::to_string),
-            note: gauss_c
-                .as_ref()
-                .map_or_else(|_| String::new(), |s| s.1.clone()),
-        },
-        Row {
-            key: "matrix_cosine",
-            name: "matrix cosine (all weights)".into(),
-            value: weights.as_ref().map(|w| w.all).map_err(ToString::to_string),
-            note: "not invariant to any symmetry".into(),
-        },
-    ];
-    if let Ok(w) = &weights {
-        for (i, v) in w.per_layer.iter().enumerate() {
-            rows.push(Row {
-                key: "matrix_cosine_layer",
-                name: format!("  matrix cosine, layer {i}"),
-                value: Ok(*v),
-                note: String::new(),
-            });
+    Ok(())
+}
+
+/// The weight-space and moment metrics of one pair, each a value or the
+/// reason it does not apply.
+struct WeightSpace {
+    tensor: Result<Similarity, tensim_core::Error>,
+    gaussian: Result<(Similarity, String), tensim_core::Error>,
+    gaussian_centred: Result<(Similarity, String), tensim_core::Error>,
+    weights: Result<tensim_core::WeightCosine, tensim_core::Error>,
+}
+
+impl WeightSpace {
+    fn compute(a: &Model, b: &Model, p: Precision) -> Self {
+        let gaussian_of = |centring| {
+            by_precision(
+                p,
+                || gaussian::<f64>(a, b, centring),
+                || gaussian::<f32>(a, b, centring),
+            )
+        };
+        WeightSpace {
+            tensor: by_precision(p, || tensor::<f64>(a, b), || tensor::<f32>(a, b)),
+            gaussian: gaussian_of(Centring::Uncentred),
+            gaussian_centred: gaussian_of(Centring::Centred),
+            weights: weight_cosine(a, b),
         }
     }
+
+    fn rows(&self) -> Vec<Row> {
+        let moments = |key, name: &str, r: &Result<(Similarity, String), tensim_core::Error>| Row {
+            key,
+            name: name.into(),
+            value: r.as_ref().map(|s| s.0.total).map_err(ToString::to_string),
+            note: r.as_ref().map_or_else(|_| String::new(), |s| s.1.clone()),
+        };
+        let mut rows = vec![
+            Row {
+                key: "tensor",
+                name: "tensor (weight space, centred form)".into(),
+                value: self
+                    .tensor
+                    .as_ref()
+                    .map(|s| s.total)
+                    .map_err(ToString::to_string),
+                note: "MATH.md §2, exact".into(),
+            },
+            moments(
+                "gaussian",
+                "gaussian (functional, uncentred)",
+                &self.gaussian,
+            ),
+            moments(
+                "gaussian_centred",
+                "gaussian (functional, centred)",
+                &self.gaussian_centred,
+            ),
+            Row {
+                key: "matrix_cosine",
+                name: "matrix cosine (all weights)".into(),
+                value: self
+                    .weights
+                    .as_ref()
+                    .map(|w| w.all)
+                    .map_err(ToString::to_string),
+                note: "not invariant to any symmetry".into(),
+            },
+        ];
+        if let Ok(w) = &self.weights {
+            for (i, v) in w.per_layer.iter().enumerate() {
+                rows.push(Row {
+                    key: "matrix_cosine_layer",
+                    name: format!("  matrix cosine, layer {i}"),
+                    value: Ok(*v),
+                    note: String::new(),
+                });
+            }
+        }
+        rows
+    }
+
+    /// Per-class tensor and gaussian values (`None` where not applicable).
+    fn per_class(&self, classes: usize) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+        let values = |r: Option<&Similarity>| -> Vec<Option<f64>> {
+            match r {
+                Some(s) => s.per_output.iter().map(|v| Some(*v)).collect(),
+                None => vec![None; classes],
+            }
+        };
+        (
+            values(self.tensor.as_ref().ok()),
+            values(self.gaussian.as_ref().ok().map(|s| &s.0)),
+        )
+    }
+}
+
+/// Output cosine and linear CKA of the logits on the `--inputs` data.
+fn data_rows(a: &Model, b: &Model, path: &Path) -> Result<Vec<Row>> {
+    let x = load::inputs(path, a.input_dim())?;
+    let note = format!("{} inputs from {}", x.nrows(), path.display());
+    let cka = a
+        .forward(x.as_ref())
+        .and_then(|ya| linear_cka(ya.as_ref(), b.forward(x.as_ref())?.as_ref()));
+    Ok(vec![
+        Row {
+            key: "output_cosine",
+            name: "output cosine on data".into(),
+            value: output_cosine(a, b, x.as_ref()).map_err(|e| e.to_string()),
+            note: note.clone(),
+        },
+        Row {
+            key: "cka",
+            name: "linear CKA of logits".into(),
+            value: cka.map_err(|e| e.to_string()),
+            note,
+        },
+    ])
+}
+
+/// Compares two loaded sequential checkpoints.
+pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
+    let (a, b) = (la.model()?, lb.model()?);
+    check_spaces(la, a, lb, b)?;
+    let weight_space = WeightSpace::compute(a, b, opts.precision);
+    let mut rows = weight_space.rows();
     let mut monte_carlo = None;
     if opts.samples >= 2 {
         let est = monte_carlo_similarity(a, b, opts.samples, opts.seed, Centring::Uncentred);
@@ -157,34 +219,9 @@ pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
         monte_carlo = est.ok();
     }
     if let Some(path) = &opts.inputs {
-        let x = load::inputs(path, a.input_dim())?;
-        let note = format!("{} inputs from {}", x.nrows(), path.display());
-        rows.push(Row {
-            key: "output_cosine",
-            name: "output cosine on data".into(),
-            value: output_cosine(a, b, x.as_ref()).map_err(|e| e.to_string()),
-            note: note.clone(),
-        });
-        let cka = a
-            .forward(x.as_ref())
-            .and_then(|ya| linear_cka(ya.as_ref(), b.forward(x.as_ref())?.as_ref()));
-        rows.push(Row {
-            key: "cka",
-            name: "linear CKA of logits".into(),
-            value: cka.map_err(|e| e.to_string()),
-            note,
-        });
+        rows.extend(data_rows(a, b, path)?);
     }
-    let classes = a.output_dim();
-    let per_class = |r: &Result<Similarity, _>| -> Vec<Option<f64>> {
-        match r {
-            Ok(s) => s.per_output.iter().map(|v| Some(*v)).collect(),
-            Err(_) => vec![None; classes],
-        }
-    };
-    let tensor_classes = per_class(&tensor_sim);
-    let gauss_classes = per_class(&gauss.as_ref().map(|s| s.0.clone()).map_err(|e| e.clone()));
-
+    let per_class = weight_space.per_class(a.output_dim());
     if opts.json {
         let metrics: Vec<Value> = rows
             .iter()
@@ -196,19 +233,29 @@ pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
         let doc = json!({
             "a": {"file": la.path, "label": la.label(), "architecture": la.describe()},
             "b": {"file": lb.path, "label": lb.label(), "architecture": lb.describe()},
-            "precision": format!("{p:?}").to_lowercase(),
+            "precision": format!("{:?}", opts.precision).to_lowercase(),
             "metrics": metrics,
             "monte_carlo_std_error": monte_carlo.map(|e| e.std_error),
-            "per_class": {"tensor": tensor_classes, "gaussian": gauss_classes},
+            "per_class": {"tensor": per_class.0, "gaussian": per_class.1},
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
+    print_table(la, lb, &rows, &per_class);
+    Ok(())
+}
+
+fn print_table(
+    la: &Loaded,
+    lb: &Loaded,
+    rows: &[Row],
+    per_class: &(Vec<Option<f64>>, Vec<Option<f64>>),
+) {
     println!("A: {}  {}", la.path.display(), la.describe());
     println!("B: {}  {}", lb.path.display(), lb.describe());
     println!();
     println!("{:<38} {:>9}  note", "metric", "value");
-    for r in &rows {
+    for r in rows {
         match &r.value {
             Ok(v) => println!("{:<38} {:>9.6}  {}", r.name, v, r.note),
             Err(e) => println!("{:<38} {:>9}  {}", r.name, "n/a", e),
@@ -217,13 +264,7 @@ pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
     println!();
     println!("{:<8} {:>12} {:>12}", "class", "tensor", "gaussian");
     let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.6}"));
-    for c in 0..classes {
-        println!(
-            "{:<8} {:>12} {:>12}",
-            c,
-            show(tensor_classes[c]),
-            show(gauss_classes[c])
-        );
+    for (c, (t, g)) in per_class.0.iter().zip(&per_class.1).enumerate() {
+        println!("{:<8} {:>12} {:>12}", c, show(*t), show(*g));
     }
-    Ok(())
 }

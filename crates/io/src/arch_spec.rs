@@ -179,152 +179,225 @@ impl ArchSpec {
 
     /// Builds a model from one set of tensors, checking every name and shape.
     pub fn build(&self, set: &TensorSet, path: &Path) -> Result<Model, CheckpointError> {
-        let fail = |reason: String| CheckpointError {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let get = |name: &str, role: &str| -> Result<&NamedTensor, CheckpointError> {
-            let full = self.full(name);
-            set.get(&full).ok_or_else(|| {
-                let mut names: Vec<&str> = set.tensors.iter().map(|t| t.name.as_str()).collect();
-                names.truncate(12);
-                fail(format!(
-                    "tensor `{full}` ({role} in the spec) is missing; the file has: {}",
-                    names.join(", ")
-                ))
-            })
-        };
-        let matrix = |name: &str, role: &str| -> Result<Mat<f64>, CheckpointError> {
-            let t = get(name, role)?;
-            match t.shape[..] {
-                [r, c] => Ok(matrix_from_row_major(r, c, &t.values)),
-                _ => Err(fail(format!(
-                    "tensor `{}` ({role}): expected a 2-D [out, in] matrix, found shape {:?}",
-                    t.name, t.shape
-                ))),
-            }
-        };
-        let vector = |name: &Option<String>,
-                      role: &str,
-                      len: usize|
-         -> Result<Option<Vec<f64>>, CheckpointError> {
-            let Some(name) = name else { return Ok(None) };
-            let t = get(name, role)?;
-            if t.shape != [len] {
-                return Err(fail(format!(
-                    "tensor `{}` ({role}): expected shape [{len}], found {:?}",
-                    t.name, t.shape
-                )));
-            }
-            Ok(Some(t.values.clone()))
+        let b = Builder {
+            spec: self,
+            set,
+            path,
         };
         let mut layers = Vec::with_capacity(self.layers.len());
+        // Output width of the previous layer and the tensor that set it.
         let mut width: Option<(usize, String)> = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            let check_input = |input: usize,
-                               name: &str,
-                               width: &Option<(usize, String)>|
-             -> Result<(), CheckpointError> {
-                match width {
-                    Some((w, prev)) if *w != input => Err(fail(format!(
-                        "layer {i}: tensor `{}` takes {input} inputs but `{prev}` gives {w}",
-                        self.full(name)
-                    ))),
-                    _ => Ok(()),
-                }
+            let (built, out) = match layer {
+                LayerSpec::Linear { weight, bias } => b.linear(i, weight, bias, &width)?,
+                LayerSpec::Bilinear { .. } => b.bilinear(i, layer, &width)?,
             };
-            match layer {
-                LayerSpec::Linear { weight, bias } => {
-                    let w = matrix(weight, &format!("layer {i} weight"))?;
-                    check_input(w.ncols(), weight, &width)?;
-                    let b = vector(bias, &format!("layer {i} bias"), w.nrows())?;
-                    width = Some((w.nrows(), self.full(weight)));
-                    layers.push(Layer::Linear(Linear { weight: w, bias: b }));
-                }
-                LayerSpec::Bilinear {
-                    left,
-                    right,
-                    fused,
-                    left_bias,
-                    right_bias,
-                    fused_bias,
-                    down,
-                    down_bias,
-                    residual_scale,
-                } => {
-                    let (l, r, first_name) = match (left, right, fused) {
-                        (Some(ln), Some(rn), _) => {
-                            let l = matrix(ln, &format!("layer {i} L"))?;
-                            let r = matrix(rn, &format!("layer {i} R"))?;
-                            if l.shape() != r.shape() {
-                                return Err(fail(format!(
-                                    "layer {i}: L `{}` is {:?} but R `{}` is {:?}; they must match",
-                                    self.full(ln),
-                                    l.shape(),
-                                    self.full(rn),
-                                    r.shape()
-                                )));
-                            }
-                            (l, r, ln.clone())
-                        }
-                        (_, _, Some(f)) => {
-                            let m = matrix(f, &format!("layer {i} fused [L; R]"))?;
-                            if m.nrows() % 2 != 0 {
-                                return Err(fail(format!(
-                                    "tensor `{}` (layer {i} fused [L; R]) has {} rows; a fused weight has an even number",
-                                    self.full(f),
-                                    m.nrows()
-                                )));
-                            }
-                            let h = m.nrows() / 2;
-                            let l = Mat::from_fn(h, m.ncols(), |a, b| m[(a, b)]);
-                            let r = Mat::from_fn(h, m.ncols(), |a, b| m[(h + a, b)]);
-                            (l, r, f.clone())
-                        }
-                        _ => unreachable!("checked when parsing"),
-                    };
-                    check_input(l.ncols(), &first_name, &width)?;
-                    let h = l.nrows();
-                    let (lb, rb) = match fused_bias {
-                        Some(_) => {
-                            let both = vector(fused_bias, &format!("layer {i} fused bias"), 2 * h)?
-                                .expect("named");
-                            (Some(both[..h].to_vec()), Some(both[h..].to_vec()))
-                        }
-                        None => (
-                            vector(left_bias, &format!("layer {i} b_L"), h)?,
-                            vector(right_bias, &format!("layer {i} b_R"), h)?,
-                        ),
-                    };
-                    let d = match down {
-                        Some(dn) => {
-                            let d = matrix(dn, &format!("layer {i} D"))?;
-                            if d.ncols() != h {
-                                return Err(fail(format!(
-                                    "layer {i}: D `{}` has {} columns but the layer has {h} hidden units",
-                                    self.full(dn),
-                                    d.ncols()
-                                )));
-                            }
-                            d
-                        }
-                        None => Mat::identity(h, h),
-                    };
-                    let db = vector(down_bias, &format!("layer {i} b_D"), d.nrows())?;
-                    width = Some((d.nrows(), self.full(down.as_ref().unwrap_or(&first_name))));
-                    layers.push(Layer::Bilinear(Bilinear {
-                        left: l,
-                        right: r,
-                        down: d,
-                        left_bias: lb,
-                        right_bias: rb,
-                        down_bias: db,
-                        residual: Residual::from_lerp_scale(*residual_scale),
-                    }));
-                }
-            }
+            width = Some(out);
+            layers.push(built);
         }
-        Model::new(layers).map_err(|e| fail(e.to_string()))
+        Model::new(layers).map_err(|e| b.fail(e.to_string()))
+    }
+}
+
+/// Reads one tensor set through a spec, naming the file and tensor in errors.
+struct Builder<'a> {
+    spec: &'a ArchSpec,
+    set: &'a TensorSet,
+    path: &'a Path,
+}
+
+/// A built layer and its output width with the tensor that sets it.
+type Built = (Layer, (usize, String));
+
+impl Builder<'_> {
+    fn fail(&self, reason: String) -> CheckpointError {
+        CheckpointError {
+            path: self.path.to_path_buf(),
+            reason,
+        }
+    }
+
+    fn get(&self, name: &str, role: &str) -> Result<&NamedTensor, CheckpointError> {
+        let full = self.spec.full(name);
+        self.set.get(&full).ok_or_else(|| {
+            let mut names: Vec<&str> = self.set.tensors.iter().map(|t| t.name.as_str()).collect();
+            names.truncate(12);
+            self.fail(format!(
+                "tensor `{full}` ({role} in the spec) is missing; the file has: {}",
+                names.join(", ")
+            ))
+        })
+    }
+
+    fn matrix(&self, name: &str, role: &str) -> Result<Mat<f64>, CheckpointError> {
+        let t = self.get(name, role)?;
+        match t.shape[..] {
+            [r, c] => Ok(matrix_from_row_major(r, c, &t.values)),
+            _ => Err(self.fail(format!(
+                "tensor `{}` ({role}): expected a 2-D [out, in] matrix, found shape {:?}",
+                t.name, t.shape
+            ))),
+        }
+    }
+
+    fn vector(
+        &self,
+        name: &Option<String>,
+        role: &str,
+        len: usize,
+    ) -> Result<Option<Vec<f64>>, CheckpointError> {
+        let Some(name) = name else { return Ok(None) };
+        let t = self.get(name, role)?;
+        if t.shape != [len] {
+            return Err(self.fail(format!(
+                "tensor `{}` ({role}): expected shape [{len}], found {:?}",
+                t.name, t.shape
+            )));
+        }
+        Ok(Some(t.values.clone()))
+    }
+
+    /// Refuses layer `i` when its tensor `name` does not take the previous
+    /// layer's output width.
+    fn check_input(
+        &self,
+        i: usize,
+        input: usize,
+        name: &str,
+        width: &Option<(usize, String)>,
+    ) -> Result<(), CheckpointError> {
+        match width {
+            Some((w, prev)) if *w != input => Err(self.fail(format!(
+                "layer {i}: tensor `{}` takes {input} inputs but `{prev}` gives {w}",
+                self.spec.full(name)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn linear(
+        &self,
+        i: usize,
+        weight: &str,
+        bias: &Option<String>,
+        width: &Option<(usize, String)>,
+    ) -> Result<Built, CheckpointError> {
+        let w = self.matrix(weight, &format!("layer {i} weight"))?;
+        self.check_input(i, w.ncols(), weight, width)?;
+        let b = self.vector(bias, &format!("layer {i} bias"), w.nrows())?;
+        let out = (w.nrows(), self.spec.full(weight));
+        Ok((Layer::Linear(Linear { weight: w, bias: b }), out))
+    }
+
+    /// `L` and `R` from two tensors or from one fused `[L; R]`, with the
+    /// name of the tensor that gives their input width.
+    fn left_right(
+        &self,
+        i: usize,
+        left: &Option<String>,
+        right: &Option<String>,
+        fused: &Option<String>,
+    ) -> Result<(Mat<f64>, Mat<f64>, String), CheckpointError> {
+        match (left, right, fused) {
+            (Some(ln), Some(rn), _) => {
+                let l = self.matrix(ln, &format!("layer {i} L"))?;
+                let r = self.matrix(rn, &format!("layer {i} R"))?;
+                if l.shape() != r.shape() {
+                    return Err(self.fail(format!(
+                        "layer {i}: L `{}` is {:?} but R `{}` is {:?}; they must match",
+                        self.spec.full(ln),
+                        l.shape(),
+                        self.spec.full(rn),
+                        r.shape()
+                    )));
+                }
+                Ok((l, r, ln.clone()))
+            }
+            (_, _, Some(f)) => {
+                let m = self.matrix(f, &format!("layer {i} fused [L; R]"))?;
+                if m.nrows() % 2 != 0 {
+                    return Err(self.fail(format!(
+                        "tensor `{}` (layer {i} fused [L; R]) has {} rows; a fused weight has an even number",
+                        self.spec.full(f),
+                        m.nrows()
+                    )));
+                }
+                let h = m.nrows() / 2;
+                let l = Mat::from_fn(h, m.ncols(), |a, b| m[(a, b)]);
+                let r = Mat::from_fn(h, m.ncols(), |a, b| m[(h + a, b)]);
+                Ok((l, r, f.clone()))
+            }
+            _ => unreachable!("checked when parsing"),
+        }
+    }
+
+    /// `D` (the identity when the spec names none), checked against `h`.
+    fn down(&self, i: usize, down: &Option<String>, h: usize) -> Result<Mat<f64>, CheckpointError> {
+        let Some(dn) = down else {
+            return Ok(Mat::identity(h, h));
+        };
+        let d = self.matrix(dn, &format!("layer {i} D"))?;
+        if d.ncols() != h {
+            return Err(self.fail(format!(
+                "layer {i}: D `{}` has {} columns but the layer has {h} hidden units",
+                self.spec.full(dn),
+                d.ncols()
+            )));
+        }
+        Ok(d)
+    }
+
+    fn bilinear(
+        &self,
+        i: usize,
+        layer: &LayerSpec,
+        width: &Option<(usize, String)>,
+    ) -> Result<Built, CheckpointError> {
+        let LayerSpec::Bilinear {
+            left,
+            right,
+            fused,
+            left_bias,
+            right_bias,
+            fused_bias,
+            down,
+            down_bias,
+            residual_scale,
+        } = layer
+        else {
+            unreachable!("called for bilinear layers")
+        };
+        let (l, r, first_name) = self.left_right(i, left, right, fused)?;
+        self.check_input(i, l.ncols(), &first_name, width)?;
+        let h = l.nrows();
+        let (lb, rb) = match fused_bias {
+            Some(_) => {
+                let both = self
+                    .vector(fused_bias, &format!("layer {i} fused bias"), 2 * h)?
+                    .expect("named");
+                (Some(both[..h].to_vec()), Some(both[h..].to_vec()))
+            }
+            None => (
+                self.vector(left_bias, &format!("layer {i} b_L"), h)?,
+                self.vector(right_bias, &format!("layer {i} b_R"), h)?,
+            ),
+        };
+        let d = self.down(i, down, h)?;
+        let db = self.vector(down_bias, &format!("layer {i} b_D"), d.nrows())?;
+        let out = (
+            d.nrows(),
+            self.spec.full(down.as_ref().unwrap_or(&first_name)),
+        );
+        let layer = Layer::Bilinear(Bilinear {
+            left: l,
+            right: r,
+            down: d,
+            left_bias: lb,
+            right_bias: rb,
+            down_bias: db,
+            residual: Residual::from_lerp_scale(*residual_scale),
+        });
+        Ok((layer, out))
     }
 }
 
