@@ -1,6 +1,6 @@
 //! `tensim compare A B`: every applicable metric for one pair.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -13,15 +13,7 @@ use tensim_core::{
 };
 
 use crate::load::{self, Loaded};
-use crate::Precision;
-
-pub struct Options {
-    pub inputs: Option<PathBuf>,
-    pub samples: usize,
-    pub seed: u64,
-    pub precision: Precision,
-    pub json: bool,
-}
+use crate::options::{MetricArgs, Precision};
 
 /// One row of the comparison: a value, or why the metric does not apply.
 struct Row {
@@ -199,7 +191,7 @@ fn data_rows(a: &Model, b: &Model, path: &Path) -> Result<Vec<Row>> {
 }
 
 /// Compares two loaded sequential checkpoints.
-pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
+pub fn run(opts: &MetricArgs, json_out: bool, la: &Loaded, lb: &Loaded) -> Result<()> {
     let (a, b) = (la.model()?, lb.model()?);
     check_spaces(la, a, lb, b)?;
     let weight_space = WeightSpace::compute(a, b, opts.precision);
@@ -222,7 +214,7 @@ pub fn run(opts: &Options, la: &Loaded, lb: &Loaded) -> Result<()> {
         rows.extend(data_rows(a, b, path)?);
     }
     let per_class = weight_space.per_class(a.output_dim());
-    if opts.json {
+    if json_out {
         let metrics: Vec<Value> = rows
             .iter()
             .map(|r| match &r.value {

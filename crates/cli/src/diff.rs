@@ -13,7 +13,8 @@ use tensim_io::write_matrix;
 
 use crate::load::{self, Loaded};
 use crate::matrix::name_files;
-use crate::{progress, Precision};
+use crate::options::Precision;
+use crate::progress;
 
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,

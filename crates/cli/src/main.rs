@@ -9,13 +9,15 @@ mod inspect;
 mod load;
 mod matrix;
 mod memory;
+mod options;
 mod progress;
 mod transformer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use options::{MetricArgs, Precision};
 use tensim_core::network::NetworkKind;
 use tensim_experiments::{backdoor, forgetting, grokking, language};
 
@@ -28,24 +30,6 @@ struct Cli {
     command: Command,
 }
 
-/// Floating-point type the metrics run in.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Precision {
-    /// Reference path.
-    F64,
-    /// Fast path (normalised, never overflows).
-    F32,
-}
-
-impl From<Precision> for tensim_core::metric::Precision {
-    fn from(p: Precision) -> Self {
-        match p {
-            Precision::F64 => tensim_core::metric::Precision::F64,
-            Precision::F32 => tensim_core::metric::Precision::F32,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Every applicable metric between two checkpoints.
@@ -55,19 +39,8 @@ enum Command {
         /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
         #[arg(long)]
         arch: Option<PathBuf>,
-        /// Inputs (n×d f64 .npy) for output cosine and CKA on data.
-        #[arg(long)]
-        inputs: Option<PathBuf>,
-        /// Monte-Carlo samples for the sampled Gaussian estimate (0 to skip).
-        #[arg(long, default_value_t = 20_000)]
-        samples: usize,
-        /// Gaussian input positions for transformer checkpoints (default 4, at most the context).
-        #[arg(long)]
-        positions: Option<usize>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, value_enum, default_value_t = Precision::F64)]
-        precision: Precision,
+        #[command(flatten)]
+        args: MetricArgs,
         /// One JSON document on stdout.
         #[arg(long)]
         json: bool,
@@ -87,18 +60,8 @@ enum Command {
         /// Output file (.csv or .npy), written atomically; stdout CSV if absent.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Inputs (n×d f64 .npy) for output-cosine and cka.
-        #[arg(long)]
-        inputs: Option<PathBuf>,
-        #[arg(long, default_value_t = 20_000)]
-        samples: usize,
-        /// Gaussian input positions for transformer checkpoints (default 4, at most the context).
-        #[arg(long)]
-        positions: Option<usize>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, value_enum, default_value_t = Precision::F64)]
-        precision: Precision,
+        #[command(flatten)]
+        args: MetricArgs,
         #[arg(long)]
         json: bool,
     },
@@ -424,11 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             a,
             b,
             arch,
-            inputs,
-            samples,
-            positions,
-            seed,
-            precision,
+            args,
             json,
         } => {
             let spec = load::spec(arch.as_deref())?;
@@ -438,42 +397,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             // Transformer checkpoints (kind: transformer) take the sequence metrics.
             if la.network().kind() == NetworkKind::Transformer {
-                matrix::inputs_for(inputs.as_ref(), &la)?;
-                return transformer::compare(&la, &lb, positions, samples, seed, json);
+                matrix::inputs_for(args.inputs.as_ref(), &la)?;
+                return transformer::compare(&la, &lb, &args, json);
             }
-            compare::run(
-                &compare::Options {
-                    inputs,
-                    samples,
-                    seed,
-                    precision,
-                    json,
-                },
-                &la,
-                &lb,
-            )
+            compare::run(&args, json, &la, &lb)
         }
         Command::Matrix {
             checkpoints,
             arch,
             metric,
             output,
-            inputs,
-            samples,
-            positions,
-            seed,
-            precision,
+            args,
             json,
         } => matrix::run(&matrix::Options {
             checkpoints,
             arch,
             metric,
             output,
-            inputs,
-            samples,
-            positions,
-            seed,
-            precision,
+            args,
             json,
         }),
         Command::Diff {

@@ -12,18 +12,15 @@ use tensim_core::Mat;
 use tensim_io::write_matrix;
 
 use crate::load::{self, Loaded};
-use crate::{memory, progress, Precision};
+use crate::options::MetricArgs;
+use crate::{memory, progress};
 
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,
     pub arch: Option<PathBuf>,
     pub metric: String,
     pub output: Option<PathBuf>,
-    pub inputs: Option<PathBuf>,
-    pub samples: usize,
-    pub positions: Option<usize>,
-    pub seed: u64,
-    pub precision: Precision,
+    pub args: MetricArgs,
     pub json: bool,
 }
 
@@ -61,13 +58,14 @@ pub fn run(opts: &Options) -> Result<()> {
     let arch = load::spec(opts.arch.as_deref())?;
     let loaded = load::checkpoints(&opts.checkpoints, arch.as_ref())?;
     let networks: Vec<&Network> = loaded.iter().map(Loaded::network).collect();
-    let inputs = inputs_for(opts.inputs.as_ref(), &loaded[0])?;
+    let args = &opts.args;
+    let inputs = inputs_for(args.inputs.as_ref(), &loaded[0])?;
     let options = MetricOptions {
-        precision: opts.precision.into(),
+        precision: args.precision.into(),
         inputs: inputs.as_ref().map(Mat::as_ref),
-        samples: opts.samples,
-        seed: opts.seed,
-        positions: opts.positions,
+        samples: args.samples,
+        seed: args.seed,
+        positions: args.positions,
     };
     let job = metric
         .job(&networks, options)

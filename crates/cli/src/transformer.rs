@@ -17,6 +17,7 @@ use tensim_core::weight_cosine::parameter_cosine;
 use tensim_core::Par;
 
 use crate::load::Loaded;
+use crate::options::MetricArgs;
 use crate::{memory, progress};
 
 fn prepare_all(
@@ -45,14 +46,8 @@ fn prepare_all(
 }
 
 /// `tensim compare` of two transformer checkpoints.
-pub fn compare(
-    la: &Loaded,
-    lb: &Loaded,
-    positions: Option<usize>,
-    samples: usize,
-    seed: u64,
-    json_out: bool,
-) -> Result<()> {
+pub fn compare(la: &Loaded, lb: &Loaded, args: &MetricArgs, json_out: bool) -> Result<()> {
+    let (samples, seed) = (args.samples, args.seed);
     let (a, b) = (&la.path, &lb.path);
     let (ma, mb) = (la.transformer()?, lb.transformer()?);
     if ma.shape() != mb.shape() {
@@ -62,7 +57,7 @@ pub fn compare(
             b.display()
         );
     }
-    let positions = positions_for(ma, positions);
+    let positions = positions_for(ma, args.positions);
     let prepared = prepare_all(&[ma, mb], positions, la)?;
     let start = Instant::now();
     let sim = tensim_core::similarity(&prepared[0], &prepared[1], Par::Seq)
