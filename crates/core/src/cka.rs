@@ -1,4 +1,4 @@
-//! Linear centred kernel alignment (MATH.md §4).
+//! Linear centred kernel alignment (MATH.md §4.3).
 //!
 //! For activations `X ∈ R^(n×p)`, `Y ∈ R^(n×q)` on the same `n` inputs, with
 //! columns centred: `CKA = ‖Yᵀ X‖²_F / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F)`.

@@ -41,7 +41,13 @@ pub enum Exactness {
     /// At most one polynomial (bilinear) layer: the moments are exact.
     Exact,
     /// Several bilinear layers: each one's input is treated as Gaussian.
-    GaussianClosure { polynomial_layers: usize },
+    /// The output moments are those of the Gaussian closure (MATH.md §3.5,
+    /// §3.7.9 for transformers), an approximation.
+    GaussianClosure {
+        /// Polynomial layers of the deeper model (two or more): bilinear
+        /// layers of a sequential model, attentions plus MLPs of a transformer.
+        polynomial_layers: usize,
+    },
 }
 
 impl Exactness {
@@ -71,6 +77,7 @@ impl Exactness {
         }
     }
 
+    /// Whether the moments are exact (no Gaussian closure was applied).
     pub fn is_exact(self) -> bool {
         self == Exactness::Exact
     }

@@ -12,6 +12,8 @@
 //!
 //! Pure functions, no I/O. Reference path f64; every metric also runs in f32.
 
+#![warn(missing_docs)]
+
 pub mod blocks;
 pub mod cka;
 pub mod contraction;

@@ -246,7 +246,12 @@ pub enum MetricError {
     Job(#[from] Error),
     /// One network does not fit the job or could not be prepared.
     #[error("model {index}: {source}")]
-    Model { index: usize, source: Error },
+    Model {
+        /// The network's position in the job's list, counted from 0.
+        index: usize,
+        /// Why it does not fit or failed to prepare.
+        source: Error,
+    },
     /// One pair failed.
     #[error(transparent)]
     Pair(#[from] PairError),

@@ -11,14 +11,17 @@ use rand::{Rng, SeedableRng};
 use crate::error::{Error, Result};
 use crate::residual::Residual;
 
-/// Affine map `y = W x + b`, `W ∈ R^(out×in)` (embedding, unembedding, head).
+/// Affine map `y = W x + b`, `W ∈ R^(out×in)` (embedding, unembedding, head;
+/// MATH.md §1.2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
+    /// `W ∈ R^(out×in)`.
     pub weight: Mat<f64>,
+    /// `b ∈ R^out`, or `None` for a bias-free layer (`b = 0`).
     pub bias: Option<Vec<f64>>,
 }
 
-/// Bilinear block `y = keep·x + mix·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (MATH.md §1),
+/// Bilinear block `y = keep·x + mix·(D((L x + b_L) ⊙ (R x + b_R)) + b_D)` (MATH.md §1.3),
 /// `(keep, mix)` from its [`Residual`].
 ///
 /// [`Residual::None`] is a plain bilinear layer (any output width); a lerp or
@@ -32,8 +35,11 @@ pub struct Bilinear {
     pub right: Mat<f64>,
     /// `D ∈ R^(out×hidden)`.
     pub down: Mat<f64>,
+    /// `b_L ∈ R^hidden`, or `None` for zero.
     pub left_bias: Option<Vec<f64>>,
+    /// `b_R ∈ R^hidden`, or `None` for zero.
     pub right_bias: Option<Vec<f64>>,
+    /// `b_D ∈ R^out`, or `None` for zero.
     pub down_bias: Option<Vec<f64>>,
     /// How the block's output joins its input.
     pub residual: Residual,
@@ -42,25 +48,40 @@ pub struct Bilinear {
 /// One component of a sequential model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
+    /// An affine layer `y = W x + b` (MATH.md §1.2).
     Linear(Linear),
+    /// A bilinear block with its residual join (MATH.md §1.3).
     Bilinear(Bilinear),
 }
 
 /// The shape of one layer: what a checkpoint must contain for it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerShape {
+    /// The shape of a [`Linear`] layer: `weight` is `[output, input]`.
     Linear {
+        /// Input width `in`.
         input: usize,
+        /// Output width `out`.
         output: usize,
+        /// Whether the layer has a bias `b ∈ R^out`.
         bias: bool,
     },
+    /// The shape of a [`Bilinear`] block: `left` and `right` are
+    /// `[hidden, input]`, `down` is `[output, hidden]`.
     Bilinear {
+        /// Input width `d`.
         input: usize,
+        /// Number of hidden units `h`.
         hidden: usize,
+        /// Output width `o` (equal to `input` unless the residual is [`Residual::None`]).
         output: usize,
+        /// Whether the block has `b_L ∈ R^h`.
         left_bias: bool,
+        /// Whether the block has `b_R ∈ R^h`.
         right_bias: bool,
+        /// Whether the block has `b_D ∈ R^o`.
         down_bias: bool,
+        /// How the block's output joins its input.
         residual: Residual,
     },
 }
@@ -68,13 +89,17 @@ pub enum LayerShape {
 /// A model's architecture: its layer shapes in order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Architecture {
+    /// The layer shapes, input side first.
     pub layers: Vec<LayerShape>,
 }
 
 /// Name and shape of one parameter tensor (`[rows, cols]` or `[len]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParameterSpec {
+    /// The parameter's name, e.g. `layers.0.left.weight` (see
+    /// [`Architecture::parameter_specs`]).
     pub name: String,
+    /// Its shape: `[rows, cols]` for a weight matrix, `[len]` for a bias.
     pub shape: Vec<usize>,
 }
 
@@ -91,11 +116,13 @@ pub struct Model {
 }
 
 impl LayerShape {
+    /// The width of the layer's input.
     pub fn input(&self) -> usize {
         match *self {
             LayerShape::Linear { input, .. } | LayerShape::Bilinear { input, .. } => input,
         }
     }
+    /// The width of the layer's output.
     pub fn output(&self) -> usize {
         match *self {
             LayerShape::Linear { output, .. } | LayerShape::Bilinear { output, .. } => output,
@@ -345,10 +372,12 @@ impl Model {
         &self.architecture
     }
 
+    /// Input width of the model (of its first layer).
     pub fn input_dim(&self) -> usize {
         self.architecture.input_dim()
     }
 
+    /// Output width of the model (of its last layer).
     pub fn output_dim(&self) -> usize {
         self.architecture.output_dim()
     }
@@ -486,7 +515,7 @@ fn architecture_of(layers: &[Layer]) -> Result<Architecture> {
 }
 
 /// Checks that `values` holds one tensor per spec, each of the spec's size
-/// and finite.
+/// (finiteness is the constructors' check, done once).
 pub(crate) fn check_parameter_values(specs: &[ParameterSpec], values: &[Vec<f64>]) -> Result<()> {
     if specs.len() != values.len() {
         return Err(Error::Invalid(format!(
@@ -504,7 +533,6 @@ pub(crate) fn check_parameter_values(specs: &[ParameterSpec], values: &[Vec<f64>
                 found: vec![v.len()],
             });
         }
-        check_finite(&spec.name, v)?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Monte-Carlo estimate of the Gaussian functional cosine (MATH.md §4): the
+//! Monte-Carlo estimate of the Gaussian functional cosine (MATH.md §4.4): the
 //! ground truth the exact moment propagation must match.
 //!
 //! With per-sample `p = f_a·f_b`, `q = ‖f_a‖²`, `r = ‖f_b‖²` (outputs centred by
@@ -20,8 +20,11 @@ use crate::transformer::Transformer;
 /// An estimate with its standard error.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Estimate {
+    /// The estimated cosine `P̄ / sqrt(Q̄ R̄)`.
     pub value: f64,
+    /// Its delta-method standard error, `sqrt(gᵀ Σ g / n)`.
     pub std_error: f64,
+    /// Number of input samples `n` the estimate averages.
     pub samples: usize,
 }
 

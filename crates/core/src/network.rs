@@ -51,14 +51,18 @@ impl std::fmt::Display for NetworkKind {
 /// A checked network of either kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Network {
+    /// A stack of linear and bilinear layers (MATH.md §1.4).
     Sequential(Model),
+    /// A transformer with bilinear attention (MATH.md §1.8).
     Transformer(Transformer),
 }
 
 /// What a checkpoint declares about a network: its kind and shape.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NetworkShape {
+    /// The layer shapes of a sequential model.
     Sequential(Architecture),
+    /// The declared shape of a transformer.
     Transformer(TransformerShape),
 }
 

@@ -1,4 +1,4 @@
-//! Output cosine on data (MATH.md §4, EXPERIMENTS "Common conventions"):
+//! Output cosine on data (MATH.md §4.2, EXPERIMENTS "Common conventions"):
 //! per input, the cosine of the two logit vectors, `⟨y_a, y_b⟩ / max(‖y_a‖‖y_b‖, 1e-8)`,
 //! then the mean over inputs. On logits, not softmax.
 

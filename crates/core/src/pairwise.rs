@@ -15,8 +15,11 @@ use crate::similarity::{canonical_raw_inner, cosine_of, InnerProductSpace};
 #[derive(Debug, thiserror::Error)]
 #[error("pair ({i}, {j}): {source}")]
 pub struct PairError {
+    /// The first model of the pair (row), counted from 0.
     pub i: usize,
+    /// The second model of the pair (column), counted from 0.
     pub j: usize,
+    /// Why the pair failed.
     pub source: Error,
 }
 
@@ -90,10 +93,12 @@ impl GramMatrices {
         })
     }
 
+    /// Number of models `N` (the matrices are `N×N`).
     pub fn models(&self) -> usize {
         self.log_scales.len()
     }
 
+    /// Number of outputs (slices), one raw matrix each.
     pub fn outputs(&self) -> usize {
         self.raw.len()
     }
@@ -142,7 +147,7 @@ impl GramMatrices {
         })
     }
 
-    /// Similarity of updates (MATH.md §2, difference similarity) from the Gram
+    /// Similarity of updates (MATH.md §2.6, difference similarity) from the Gram
     /// matrix alone: update `u` goes from model `from[u]` to model `to[u]`;
     /// `⟨Δu, Δv⟩ = G[tu,tv] − G[tu,fv] − G[fu,tv] + G[fu,fv]`.
     /// `outputs` selects the slice (all outputs for the total).

@@ -3,7 +3,7 @@
 //! Every metric is generic over [`Scalar`]: `f64` is the reference path used by
 //! the tests of MATH.md §5, `f32` is the fast path. Weights are always stored in
 //! `f64`; a metric converts its prepared (normalised) factors to the scalar it
-//! runs in, so `f32` never sees raw magnitudes (MATH.md §3, "Normalisation").
+//! runs in, so `f32` never sees raw magnitudes (MATH.md §3.6, "Normalisation").
 
 /// A real scalar the metrics can run in (`f32` or `f64`).
 pub trait Scalar:

@@ -50,11 +50,11 @@ pub fn canonical_raw_inner<P: InnerProductSpace>(a: &P, b: &P, par: Par) -> Resu
 pub struct Similarity {
     /// `Σ_c ⟨A,B⟩_c / sqrt(Σ_c ⟨A,A⟩_c · Σ_c ⟨B,B⟩_c)`.
     pub total: f64,
-    /// `⟨A,B⟩_c / sqrt(⟨A,A⟩_c ⟨B,B⟩_c)` for every output `c` (MATH.md §2, slices).
+    /// `⟨A,B⟩_c / sqrt(⟨A,A⟩_c ⟨B,B⟩_c)` for every output `c` (MATH.md §2.5, slices).
     pub per_output: Vec<f64>,
 }
 
-/// `x / (sqrt(y) · sqrt(z))`: never forms `y·z`, which could overflow (MATH.md §3).
+/// `x / (sqrt(y) · sqrt(z))`: never forms `y·z`, which could overflow (MATH.md §3.6).
 pub fn cosine_of(xy: f64, xx: f64, yy: f64, what: impl Fn() -> String) -> Result<f64> {
     if xx.is_nan() || yy.is_nan() || xx <= 0.0 || yy <= 0.0 {
         return Err(Error::ZeroNorm { what: what() });
@@ -125,7 +125,7 @@ pub fn inner_products<P: InnerProductSpace>(a: &P, b: &P, par: Par) -> Result<Ve
 }
 
 /// Similarity of two updates `A₁ − A₀` and `B₁ − B₀` from the four pairwise
-/// inner products (MATH.md §2, difference similarity), never forming a
+/// inner products (MATH.md §2.6, difference similarity), never forming a
 /// difference tensor:
 ///
 /// `⟨A₁−A₀, B₁−B₀⟩ = ⟨A₁,B₁⟩ − ⟨A₁,B₀⟩ − ⟨A₀,B₁⟩ + ⟨A₀,B₀⟩`,

@@ -1,4 +1,4 @@
-//! Matrix (weight) cosine: the "local" baseline of MATH.md §4.
+//! Matrix (weight) cosine: the "local" baseline of MATH.md §4.1.
 //!
 //! Cosine of flattened raw weights, per layer and over all parameters
 //! concatenated. Invariant to no symmetry of the network: permuting hidden

@@ -1,4 +1,4 @@
-//! Perfect matchings of Gaussian legs (Isserlis/Wick, MATH.md §3): the
+//! Perfect matchings of Gaussian legs (Isserlis/Wick, MATH.md §3.1): the
 //! moment `E[x_1 ⋯ x_n]` of centred jointly Gaussian variables is a sum over
 //! the `(n−1)!!` ways to pair the legs. Groundwork for attention terms
 //! (10 legs: 945 matchings).

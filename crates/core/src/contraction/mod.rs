@@ -1,4 +1,4 @@
-//! Tensor-network contraction (MATH.md §3, "Sequences and attention"):
+//! Tensor-network contraction (MATH.md §3.7, "Sequences and attention"; plans §3.7.7):
 //! dense tensors with labelled indices ([`tensor`]), one pairwise
 //! contraction as permute + reshape + GEMM ([`pair`]), contraction orders
 //! found once per topology and their arithmetic cost ([`plan`]), whole

@@ -9,7 +9,9 @@ use super::Label;
 /// result), in entries.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cost {
+    /// Floating-point operations (a multiply-add counts 2).
     pub flops: f64,
+    /// Entries of the largest tensor held at any one time.
     pub largest: usize,
 }
 
@@ -35,6 +37,9 @@ impl Cost {
 /// (the result of each step is appended at the end).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The steps in order: `(i, j)` with `i < j` contracts the tensors at
+    /// positions `i` and `j` of the current list, removes both and appends
+    /// the result.
     pub steps: Vec<(usize, usize)>,
 }
 

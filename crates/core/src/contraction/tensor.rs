@@ -8,8 +8,11 @@ use crate::error::{Error, Result};
 /// A dense f64 tensor, row-major, one label per axis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// One label per axis; a label shared with another tensor is contracted.
     pub labels: Vec<Label>,
+    /// The length of each axis, in the order of `labels`.
     pub dims: Vec<usize>,
+    /// The entries, row-major (last axis fastest); length the product of `dims`.
     pub data: Vec<f64>,
 }
 

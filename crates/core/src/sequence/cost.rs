@@ -31,6 +31,7 @@ pub struct Cost {
 }
 
 impl Cost {
+    /// All floating-point operations: `contraction_flops + other_flops`.
     pub fn flops(&self) -> f64 {
         self.contraction_flops + self.other_flops
     }

@@ -1,4 +1,4 @@
-//! Exact Gaussian functional similarity of sequence models (MATH.md §3,
+//! Exact Gaussian functional similarity of sequence models (MATH.md §3.7,
 //! "Sequences and attention").
 //!
 //! The input is `x_p ~ N(0, I_vocab)` independently at every position
@@ -28,7 +28,7 @@
 //!
 //! (the perfect matchings of all `k` legs when every mean is zero, 945 for
 //! two attention terms; the unmatched legs are the "mean correction" of
-//! MATH.md §3, which raw-moment Wick sums would over-count). A pair is a
+//! MATH.md §3.4, which raw-moment Wick sums would over-count). A pair is a
 //! *bridge* `P_i C_XY P_jᵀ` whose covariance block `C_aa`, `C_ab` or `C_bb`
 //! is chosen by which model each leg belongs to.
 //!
@@ -44,8 +44,8 @@
 //! (`Σ_c C(5,c)²·c! = 1546` crossings for two attention terms). A within-model
 //! reduction `R(open)` with at most two head-space coordinates is summed once
 //! per model and stored; a larger one is *expanded* into its matchings, each
-//! its own factor of the pair network ([`topology`] says why: fewer flops,
-//! small stored tensors). Each network's contraction order is found once per
+//! its own factor of the pair network (the private `topology` module says
+//! why: fewer flops, small stored tensors). Each network's contraction order is found once per
 //! architecture and cached in a [`SequenceGeometry`] shared by all prepared
 //! models. On the diagonal blocks of a self moment a crossing and its mirror
 //! image give transposed results, so only one of each mirror pair is
@@ -54,7 +54,8 @@
 //! **Factored sums.** Networks of one term pair that contract the same
 //! tensor last, meeting it with the same labels, are summed before they
 //! meet it, `Σ_n contract(X_n, T) = contract(Σ_n X_n, T)`, two levels deep
-//! ([`sums`]): about 40% fewer flops at the paper's size, exact as before.
+//! (the private `sums` module): about 40% fewer flops at the paper's size,
+//! exact as before.
 //!
 //! **Positions.** A bridge whose two positions must agree carries one
 //! position label, and the network merges the positions it ties: at the
@@ -385,10 +386,13 @@ impl SequencePrepared {
         Self::new(model, geometry)
     }
 
+    /// Whether this model's moments are exact or rely on the Gaussian
+    /// closure (MATH.md §3.7.9).
     pub fn exactness(&self) -> Exactness {
         self.exactness
     }
 
+    /// The weight-independent geometry this model was prepared on.
     pub fn geometry(&self) -> &Arc<SequenceGeometry> {
         &self.geometry
     }
@@ -535,7 +539,7 @@ impl InnerProductSpace for SequencePrepared {
 
 /// Whether the similarity of transformers like `model` is exact: through one
 /// polynomial component it is; beyond, each later component reads a Gaussian
-/// closure of the stream (MATH.md §3).
+/// closure of the stream (MATH.md §3.7.9).
 pub fn exactness_of(model: &Transformer) -> Exactness {
     match model.polynomial_components() {
         0 | 1 => Exactness::Exact,

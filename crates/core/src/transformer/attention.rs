@@ -31,6 +31,7 @@ impl Mask {
         }
     }
 
+    /// `causal` or `full`, as checkpoints and options name the mask.
     pub fn name(self) -> &'static str {
         match self {
             Mask::Causal => "causal",
@@ -38,6 +39,8 @@ impl Mask {
         }
     }
 
+    /// The mask called `name` (`causal` or `full`); any other name is
+    /// [`Error::Invalid`].
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "causal" => Ok(Mask::Causal),
@@ -52,7 +55,7 @@ impl Mask {
 /// Bilinear attention joined to the stream by its residual:
 /// `y = keep·x + mix·(O z + b_O)` ([`Residual::coefficients`]).
 ///
-/// Shapes are checked when the attention joins a [`Transformer`].
+/// Shapes are checked when the attention joins a [`Transformer`](super::Transformer).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attention {
     pub(crate) heads: usize,
@@ -92,7 +95,7 @@ impl Attention {
     /// An attention of `heads` heads of width `head_dim`: `projections` in
     /// leg order `q1, k1, q2, k2, v` (`[heads·head_dim, d_model]` each),
     /// `out` (`[d_model, heads·head_dim]`). Shapes and values are checked by
-    /// [`Transformer::new`].
+    /// [`Transformer::new`](super::Transformer::new).
     pub fn new(
         heads: usize,
         head_dim: usize,

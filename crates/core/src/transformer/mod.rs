@@ -1,6 +1,6 @@
 //! Transformers of bilinear components (MATH.md §1): token embedding, per
 //! block a bilinear attention and an optional bilinear MLP, each joined to
-//! the residual stream by its [`Residual`] (`keep·x + mix·f(x)`), then an
+//! the residual stream by its [`Residual`](crate::Residual) (`keep·x + mix·f(x)`), then an
 //! unembedding.
 //!
 //! Bilinear attention, per head of width `d_head`, positions `s` (query) and

@@ -18,6 +18,7 @@ pub struct MlpShape {
     pub hidden: usize,
     /// Biases on all of left, right and down, or on none.
     pub bias: bool,
+    /// How the MLP's output joins the stream (MATH.md §1.3).
     pub residual: Residual,
 }
 
@@ -26,20 +27,30 @@ pub struct MlpShape {
 pub struct BlockShape {
     /// Biases on all of q1, k1, q2, k2, v and out, or on none.
     pub attention_bias: bool,
+    /// How the attention's output joins the stream (MATH.md §1.5).
     pub attention_residual: Residual,
+    /// The bilinear MLP after the attention, or `None` for an attention-only block.
     pub mlp: Option<MlpShape>,
 }
 
 /// Everything a checkpoint must declare about a transformer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransformerShape {
+    /// Vocabulary size `V`: the width of the input vectors and of the logits.
     pub vocab: usize,
+    /// Width of the residual stream.
     pub d_model: usize,
+    /// Attention heads per block.
     pub heads: usize,
+    /// Width `d_head` of each head (even, for the rotary half split; MATH.md §1.6).
     pub head_dim: usize,
+    /// The longest sequence the model takes.
     pub context: usize,
+    /// The attention mask every block uses (MATH.md §1.7).
     pub mask: Mask,
+    /// Rotary base: frequencies `θ_i = base^(−2i/d_head)` (MATH.md §1.6).
     pub rotary_base: f64,
+    /// The blocks, input side first (MATH.md §1.8).
     pub blocks: Vec<BlockShape>,
 }
 
