@@ -9,6 +9,19 @@ use tensim_core::{Architecture, LayerShape, Model, ParameterSpec, Residual};
 
 use crate::{Result, TrainError};
 
+/// The values of trained variables, widened to f64, in their order (the
+/// inverse of [`vars_from_values`]).
+pub(crate) fn values_of(vars: &[Var]) -> Result<Vec<Vec<f64>>> {
+    vars.iter()
+        .map(|v| {
+            Ok(v.as_tensor()
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?)
+        })
+        .collect()
+}
+
 /// One f32 [`Var`] per parameter spec from f64 values in spec order (a
 /// count mismatch is an error that names both counts).
 pub(crate) fn vars_from_values(
@@ -78,17 +91,7 @@ impl Network {
 
     /// The weights as a core model (f64).
     pub fn to_model(&self) -> Result<Model> {
-        let values = self
-            .vars
-            .iter()
-            .map(|v| {
-                Ok(v.as_tensor()
-                    .to_dtype(DType::F64)?
-                    .flatten_all()?
-                    .to_vec1::<f64>()?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Model::from_parameters(&self.arch, values)?)
+        Ok(Model::from_parameters(&self.arch, values_of(&self.vars)?)?)
     }
 
     /// Logits for a batch `x` of shape `(n, d_in)`, f32.

@@ -22,10 +22,10 @@
 //! to the f32 → f64 widening and a checkpoint written from it loads as the
 //! same model.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var, D};
 use tensim_core::transformer::{MlpShape, Transformer, TransformerShape};
 
-use crate::network::{affine, join_residual, vars_from_values};
+use crate::network::{affine, join_residual, values_of, vars_from_values};
 use crate::{Result, TrainError};
 
 /// Trainable parameters of a transformer, one [`Var`] per parameter spec.
@@ -70,17 +70,10 @@ impl TransformerNetwork {
 
     /// The weights as a core transformer (f64).
     pub fn to_transformer(&self) -> Result<Transformer> {
-        let values = self
-            .vars
-            .iter()
-            .map(|v| {
-                Ok(v.as_tensor()
-                    .to_dtype(DType::F64)?
-                    .flatten_all()?
-                    .to_vec1::<f64>()?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Transformer::from_parameters(&self.shape, values)?)
+        Ok(Transformer::from_parameters(
+            &self.shape,
+            values_of(&self.vars)?,
+        )?)
     }
 
     pub fn shape(&self) -> &TransformerShape {
