@@ -114,6 +114,29 @@ def test_numbers_equal_the_cli():
         assert tensim.similarity(loaded, models[0]) == tensim.similarity(models[0], models[0])
 
 
+def test_transformers_load_and_match_the_cli():
+    global TENSIM_BIN
+    if TENSIM_BIN is None:
+        TENSIM_BIN = find_cli()
+    with tempfile.TemporaryDirectory() as d:
+        run = os.path.join(d, "lm")
+        subprocess.run([TENSIM_BIN, "experiment", "language", "--quick", "--out", run],
+                       check=True, capture_output=True)
+        names = sorted(f for f in os.listdir(os.path.join(run, "checkpoints")) if f.startswith("1-layer"))
+        paths = [os.path.join(run, "checkpoints", f) for f in names[:3]]
+        models = [tensim.load(p) for p in paths]
+        assert all(m.kind == "transformer" for m in models)
+        for metric in ("gaussian", "slice:3", "matrix-cosine"):
+            doc = cli("matrix", *paths, "--metric", metric, "--positions", "3", "--json")
+            ours = tensim.matrix(models, metric=metric, positions=3)
+            assert np.array_equal(np.array(doc["matrix"]), ours), metric
+            assert np.allclose(np.diag(ours), 1.0, atol=1e-12)
+        with pytest.raises(ValueError, match="not available for transformer"):
+            tensim.matrix(models, metric="cka")
+        with pytest.raises(ValueError, match="transformer network"):
+            tensim.similarity(models[0], models[1])
+
+
 def test_foreign_checkpoints_load_through_a_spec():
     fixtures = os.path.join(os.path.dirname(__file__), "..", "..", "io", "tests", "fixtures")
     with tempfile.TemporaryDirectory() as d:
