@@ -61,7 +61,33 @@ impl CkaPrepared {
     }
 }
 
-/// Linear CKA of two activation matrices over the same inputs.
+/// Linear CKA of two activation matrices over the same inputs (rows):
+/// `‖Yᵀ X‖²_F / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F)` with centred columns (MATH.md §4.3).
+/// It is 1 for activations that differ by a scale, a shift or an orthogonal
+/// map of the features.
+///
+/// ```
+/// use tensim_core::cka::{linear_cka, CkaPrepared};
+/// use tensim_core::{Architecture, LayerShape, Mat, Par, Residual};
+///
+/// let x = Mat::from_fn(6, 3, |i, j| ((i * 3 + j) as f64).sin());
+/// // Columns swapped (an orthogonal map), scaled by 2 and shifted by 1.
+/// let y = Mat::from_fn(6, 3, |i, j| 2.0 * x[(i, 2 - j)] + 1.0);
+/// assert!((linear_cka(x.as_ref(), y.as_ref()).unwrap() - 1.0).abs() < 1e-12);
+///
+/// // On models: the logits of each, prepared once.
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: true, right_bias: true, down_bias: true,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let a = CkaPrepared::of_outputs(&arch.random_model(1).unwrap(), x.as_ref()).unwrap();
+/// let b = CkaPrepared::of_outputs(&arch.random_model(2).unwrap(), x.as_ref()).unwrap();
+/// let cka = a.cka(&b, Par::Seq).unwrap();
+/// assert!((0.0..=1.0 + 1e-12).contains(&cka));
+/// ```
 pub fn linear_cka(x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> Result<f64> {
     CkaPrepared::new(x)?.cka(&CkaPrepared::new(y)?, Par::Seq)
 }

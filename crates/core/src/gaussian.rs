@@ -126,6 +126,33 @@ struct PreparedLayer<T> {
 
 /// A model prepared for Gaussian functional similarity: normalised padded
 /// layers, its own moment chain, and the final self inner products.
+///
+/// For one bias-free bilinear layer the centred Gaussian cosine equals the
+/// tensor similarity (MATH.md §3.3):
+///
+/// ```
+/// use tensim_core::{similarity, Architecture, LayerShape, Par, Residual};
+/// use tensim_core::{Centring, GaussianPrepared, TensorPrepared};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: false, right_bias: false, down_bias: false,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let (a, b) = (arch.random_model(1).unwrap(), arch.random_model(2).unwrap());
+///
+/// let centred = |m| GaussianPrepared::<f64>::with_centring(m, Centring::Centred).unwrap();
+/// let gaussian = similarity(&centred(&a), &centred(&b), Par::Seq).unwrap();
+/// let tensor = similarity(
+///     &TensorPrepared::<f64>::new(&a).unwrap(),
+///     &TensorPrepared::<f64>::new(&b).unwrap(),
+///     Par::Seq,
+/// )
+/// .unwrap();
+/// assert!((gaussian.total - tensor.total).abs() < 1e-10);
+/// ```
 #[derive(Clone, Debug)]
 pub struct GaussianPrepared<T: Scalar> {
     layers: Vec<PreparedLayer<T>>,
@@ -469,7 +496,32 @@ impl<T: Scalar> InnerProductSpace for GaussianPrepared<T> {
     }
 }
 
-/// Gaussian functional similarity of two models in f64, with its exactness.
+/// Gaussian functional similarity of two models in f64, with its exactness:
+/// the uncentred cosine `Σ_c E[f_a,c f_b,c] / sqrt(Σ_c E[f_a,c²] · Σ_c E[f_b,c²])`
+/// on `x ~ N(0, I)`, by second-moment propagation (MATH.md §3.4), exact
+/// through one bilinear layer and a Gaussian closure beyond (§3.5).
+///
+/// ```
+/// use tensim_core::{gaussian_similarity, Architecture, Exactness, LayerShape, Residual};
+///
+/// let block = LayerShape::Bilinear {
+///     input: 3, hidden: 4, output: 3,
+///     left_bias: true, right_bias: true, down_bias: true,
+///     residual: Residual::Lerp(0.5),
+/// };
+/// let one = Architecture { layers: vec![block.clone()] };
+/// let (a, b) = (one.random_model(1).unwrap(), one.random_model(2).unwrap());
+/// let (same, exactness) = gaussian_similarity(&a, &a).unwrap();
+/// assert!((same.total - 1.0).abs() < 1e-12);
+/// assert_eq!(exactness, Exactness::Exact);
+/// let (other, _) = gaussian_similarity(&a, &b).unwrap();
+/// assert!(other.total.abs() < 1.0);
+///
+/// let two = Architecture { layers: vec![block.clone(), block] };
+/// let deep = two.random_model(3).unwrap();
+/// let (_, exactness) = gaussian_similarity(&deep, &deep).unwrap();
+/// assert_eq!(exactness, Exactness::GaussianClosure { polynomial_layers: 2 });
+/// ```
 pub fn gaussian_similarity(
     a: &Model,
     b: &Model,

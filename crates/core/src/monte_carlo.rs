@@ -61,7 +61,30 @@ fn for_each_chunk(
     Ok(())
 }
 
-/// Monte-Carlo Gaussian cosine of two models' outputs on `x ~ N(0, I)`.
+/// Monte-Carlo Gaussian cosine of two models' outputs on `x ~ N(0, I)`:
+/// `P̄ / sqrt(Q̄ R̄)` over `samples` inputs drawn from `seed`, with its
+/// delta-method standard error (MATH.md §4.4). It agrees with the exact
+/// [`gaussian_similarity`](crate::gaussian_similarity) within its error (MATH.md §5.5).
+///
+/// ```
+/// use tensim_core::monte_carlo::monte_carlo_similarity;
+/// use tensim_core::{gaussian_similarity, Architecture, Centring, LayerShape, Residual};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: true, right_bias: true, down_bias: true,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let (a, b) = (arch.random_model(1).unwrap(), arch.random_model(2).unwrap());
+///
+/// let estimate = monte_carlo_similarity(&a, &b, 4000, 7, Centring::Uncentred).unwrap();
+/// let (exact, _) = gaussian_similarity(&a, &b).unwrap();
+/// assert_eq!(estimate.samples, 4000);
+/// assert!(estimate.std_error > 0.0);
+/// assert!((estimate.value - exact.total).abs() < 5.0 * estimate.std_error);
+/// ```
 pub fn monte_carlo_similarity(
     a: &Model,
     b: &Model,

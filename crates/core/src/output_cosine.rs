@@ -38,7 +38,31 @@ pub fn mean_row_cosine(ya: MatRef<'_, f64>, yb: MatRef<'_, f64>) -> Result<f64> 
     Ok(total / ya.nrows() as f64)
 }
 
-/// Output cosine of two models on the rows of `inputs` (`n × d_in`).
+/// Output cosine of two models on the rows of `inputs` (`n × d_in`): the
+/// mean over inputs of `⟨y_a, y_b⟩ / max(‖y_a‖‖y_b‖, 1e-8)` on the logits
+/// (MATH.md §4.2).
+///
+/// ```
+/// use tensim_core::output_cosine::output_cosine;
+/// use tensim_core::symmetry::rescale_hidden;
+/// use tensim_core::{Architecture, LayerShape, Mat, Residual};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: true, right_bias: true, down_bias: true,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let (a, b) = (arch.random_model(1).unwrap(), arch.random_model(2).unwrap());
+/// let inputs = Mat::from_fn(5, 3, |i, j| (i as f64 - 2.0) * 0.5 + j as f64 * 0.25);
+///
+/// // A function-preserving rescale of the hidden units gives the same outputs.
+/// let rescaled = rescale_hidden(&a, 0, &[2.0, 0.5, -1.0, 3.0]).unwrap();
+/// let same = output_cosine(&a, &rescaled, inputs.as_ref()).unwrap();
+/// assert!((same - 1.0).abs() < 1e-12);
+/// assert!(output_cosine(&a, &b, inputs.as_ref()).unwrap().abs() <= 1.0);
+/// ```
 pub fn output_cosine(a: &Model, b: &Model, inputs: MatRef<'_, f64>) -> Result<f64> {
     mean_row_cosine(a.forward(inputs)?.as_ref(), b.forward(inputs)?.as_ref())
 }

@@ -68,6 +68,37 @@ where
 /// Raw inner products of every pair of prepared models, one N×N matrix per
 /// output: from it come cosine matrices (total and slices) and the similarity
 /// of updates, without evaluating any pair twice.
+///
+/// ```
+/// use tensim_core::pairwise::GramMatrices;
+/// use tensim_core::{tensor_similarity, Architecture, LayerShape, Residual, TensorPrepared};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: false, right_bias: false, down_bias: false,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let models: Vec<_> = (0..3).map(|s| arch.random_model(s).unwrap()).collect();
+/// let prepared: Vec<_> = models
+///     .iter()
+///     .map(|m| TensorPrepared::<f64>::new(m).unwrap())
+///     .collect();
+///
+/// let gram = GramMatrices::compute(&prepared, &|| {}).unwrap();
+/// assert_eq!((gram.models(), gram.outputs()), (3, 2));
+/// let total = gram.cosine_total().unwrap();
+/// assert!((total[(1, 1)] - 1.0).abs() < 1e-12);
+/// assert_eq!(total[(0, 2)], total[(2, 0)]);
+/// let pair = tensor_similarity(&models[0], &models[2]).unwrap().total;
+/// assert!((total[(0, 2)] - pair).abs() < 1e-12);
+///
+/// // The update 0 → 1 is similar to itself, and opposite to 1 → 0.
+/// let updates = gram.update_similarity(&[(0, 1), (1, 0)], &[0, 1]).unwrap();
+/// assert!((updates[(0, 0)] - 1.0).abs() < 1e-10);
+/// assert!((updates[(0, 1)] + 1.0).abs() < 1e-10);
+/// ```
 #[derive(Clone, Debug)]
 pub struct GramMatrices {
     /// `raw[c][(i, j)]`: raw inner product of output `c` (see [`InnerProductSpace`]).

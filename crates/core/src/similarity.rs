@@ -109,7 +109,31 @@ fn cosines(ab: &[f64], aa: &[f64], bb: &[f64]) -> Result<Similarity> {
     Ok(Similarity { total, per_output })
 }
 
-/// Cosine similarity of two prepared models, total and per output.
+/// Cosine similarity of two prepared models, total and per output:
+/// `Σ_c ⟨A,B⟩_c / sqrt(Σ_c ⟨A,A⟩_c · Σ_c ⟨B,B⟩_c)` and
+/// `⟨A,B⟩_c / sqrt(⟨A,A⟩_c ⟨B,B⟩_c)` (MATH.md §2.3, §2.5), for any metric's
+/// prepared models. Pairs are evaluated in a canonical order, so the result
+/// is bit-exactly symmetric (MATH.md §5.2).
+///
+/// ```
+/// use tensim_core::{similarity, Architecture, GaussianPrepared, LayerShape, Par, Residual};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: true, right_bias: true, down_bias: true,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let prepare = |seed| GaussianPrepared::<f64>::new(&arch.random_model(seed).unwrap()).unwrap();
+/// let (a, b) = (prepare(1), prepare(2));
+///
+/// let ab = similarity(&a, &b, Par::Seq).unwrap();
+/// let ba = similarity(&b, &a, Par::Seq).unwrap();
+/// assert_eq!(ab, ba);
+/// assert_eq!(ab.per_output.len(), 2);
+/// assert!(ab.per_output.iter().all(|c| c.abs() <= 1.0));
+/// ```
 pub fn similarity<P: InnerProductSpace>(a: &P, b: &P, par: Par) -> Result<Similarity> {
     let ab = canonical_raw_inner(a, b, par)?;
     cosines(&ab, a.self_inner(), b.self_inner())
@@ -134,6 +158,28 @@ pub fn inner_products<P: InnerProductSpace>(a: &P, b: &P, par: Par) -> Result<Ve
 /// Computed in f64 relative to the scale of `A₀` and `B₀`. The subtraction
 /// cancels: an update `ε` times smaller than the weights loses about
 /// `log10(1/ε²)` of the 16 significant digits.
+///
+/// An update compared with itself gives 1, and with its reverse −1:
+///
+/// ```
+/// use tensim_core::{difference_similarity, Architecture, LayerShape, Par, Residual};
+/// use tensim_core::TensorPrepared;
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: false, right_bias: false, down_bias: false,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let prepare = |seed| TensorPrepared::<f64>::new(&arch.random_model(seed).unwrap()).unwrap();
+/// let (before, after) = (prepare(1), prepare(2));
+///
+/// let same = difference_similarity(&before, &after, &before, &after, Par::Seq).unwrap();
+/// assert!((same.total - 1.0).abs() < 1e-10);
+/// let reverse = difference_similarity(&before, &after, &after, &before, Par::Seq).unwrap();
+/// assert!((reverse.total + 1.0).abs() < 1e-10);
+/// ```
 pub fn difference_similarity<P: InnerProductSpace>(
     a0: &P,
     a1: &P,

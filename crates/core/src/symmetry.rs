@@ -1,6 +1,31 @@
 //! The symmetries that leave a bilinear network's function unchanged
 //! (MATH.md §5.3). Tensor and Gaussian similarity must be 1 across them;
 //! matrix cosine is not.
+//!
+//! ```
+//! use tensim_core::symmetry::{permute_hidden, rescale_hidden, swap_left_right};
+//! use tensim_core::{gaussian_similarity, tensor_similarity, weight_cosine};
+//! use tensim_core::{Architecture, LayerShape, Residual};
+//!
+//! let arch = Architecture {
+//!     layers: vec![LayerShape::Bilinear {
+//!         input: 3, hidden: 4, output: 2,
+//!         left_bias: true, right_bias: true, down_bias: true,
+//!         residual: Residual::None,
+//!     }],
+//! };
+//! let a = arch.random_model(1).unwrap();
+//! let transformed = [
+//!     permute_hidden(&a, 0, &[2, 0, 3, 1]).unwrap(),
+//!     rescale_hidden(&a, 0, &[2.0, -0.5, 3.0, 0.25]).unwrap(),
+//!     swap_left_right(&a, 0).unwrap(),
+//! ];
+//! for b in &transformed {
+//!     assert!((tensor_similarity(&a, b).unwrap().total - 1.0).abs() < 1e-12);
+//!     assert!((gaussian_similarity(&a, b).unwrap().0.total - 1.0).abs() < 1e-12);
+//!     assert!(weight_cosine(&a, b).unwrap().all < 0.999);
+//! }
+//! ```
 
 use crate::error::{Error, Result};
 use crate::model::{Bilinear, Layer, Model};

@@ -26,6 +26,33 @@ use crate::similarity::InnerProductSpace;
 /// A model prepared for tensor similarity, in scalar `T`: the stacked factors
 /// `[L̂; R̂]` and `D`, each divided by its largest entry, plus the self
 /// inner products. Build it once per model and reuse it for every pair.
+///
+/// The f32 path reads the same normalised factors and agrees with f64 to
+/// rounding (MATH.md §2.7):
+///
+/// ```
+/// use tensim_core::{similarity, tensor_similarity, Architecture, LayerShape, Par, Residual};
+/// use tensim_core::TensorPrepared;
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: true, right_bias: true, down_bias: false,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let (a, b) = (arch.random_model(1).unwrap(), arch.random_model(2).unwrap());
+///
+/// let pa = TensorPrepared::<f64>::new(&a).unwrap();
+/// let pb = TensorPrepared::<f64>::new(&b).unwrap();
+/// let exact = similarity(&pa, &pb, Par::Seq).unwrap();
+/// assert_eq!(exact, tensor_similarity(&a, &b).unwrap());
+///
+/// let fa = TensorPrepared::<f32>::new(&a).unwrap();
+/// let fb = TensorPrepared::<f32>::new(&b).unwrap();
+/// let fast = similarity(&fa, &fb, Par::Seq).unwrap();
+/// assert!((fast.total - exact.total).abs() < 1e-5);
+/// ```
 #[derive(Clone, Debug)]
 pub struct TensorPrepared<T: Scalar> {
     stacked: Mat<T>,
@@ -156,7 +183,30 @@ impl<T: Scalar> InnerProductSpace for TensorPrepared<T> {
     }
 }
 
-/// Tensor similarity of two models in f64 (convenience for one pair).
+/// Tensor similarity of two models in f64 (convenience for one pair):
+/// `Σ_c ⟨A,B⟩_c / sqrt(Σ_c ⟨A,A⟩_c · Σ_c ⟨B,B⟩_c)` over the symmetrised
+/// padded tensors (MATH.md §2.3), and the cosine of each output slice (§2.5).
+/// A model with two or more bilinear layers is refused
+/// ([`Error::NotOneBilinearForm`]).
+///
+/// ```
+/// use tensim_core::{tensor_similarity, Architecture, LayerShape, Residual};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: false, right_bias: false, down_bias: false,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let (a, b) = (arch.random_model(1).unwrap(), arch.random_model(2).unwrap());
+///
+/// let same = tensor_similarity(&a, &a).unwrap();
+/// assert!((same.total - 1.0).abs() < 1e-12);
+/// let other = tensor_similarity(&a, &b).unwrap();
+/// assert_eq!(other.per_output.len(), 2);
+/// assert!(other.total.abs() < 1.0);
+/// ```
 pub fn tensor_similarity(a: &Model, b: &Model) -> Result<crate::similarity::Similarity> {
     let (pa, pb) = (
         TensorPrepared::<f64>::new(a)?,

@@ -17,7 +17,31 @@ pub struct WeightCosine {
     pub all: f64,
 }
 
-/// Matrix cosine of two models of identical architecture.
+/// Matrix cosine of two models of identical architecture: `⟨w_a, w_b⟩ /
+/// (‖w_a‖ ‖w_b‖)` of the flattened raw weights, per layer and over all
+/// parameters (MATH.md §4.1). Not invariant to the network's symmetries
+/// (MATH.md §5.4): permuting hidden units changes it, not the function.
+///
+/// ```
+/// use tensim_core::symmetry::permute_hidden;
+/// use tensim_core::{tensor_similarity, weight_cosine, Architecture, LayerShape, Residual};
+///
+/// let arch = Architecture {
+///     layers: vec![LayerShape::Bilinear {
+///         input: 3, hidden: 4, output: 2,
+///         left_bias: false, right_bias: false, down_bias: false,
+///         residual: Residual::None,
+///     }],
+/// };
+/// let a = arch.random_model(1).unwrap();
+/// let same = weight_cosine(&a, &a).unwrap();
+/// assert!((same.all - 1.0).abs() < 1e-12);
+/// assert_eq!(same.per_layer.len(), 1);
+///
+/// let permuted = permute_hidden(&a, 0, &[3, 2, 1, 0]).unwrap();
+/// assert!(weight_cosine(&a, &permuted).unwrap().all < 0.999);
+/// assert!((tensor_similarity(&a, &permuted).unwrap().total - 1.0).abs() < 1e-12);
+/// ```
 pub fn weight_cosine(a: &Model, b: &Model) -> Result<WeightCosine> {
     let (arch_a, arch_b) = (a.architecture(), b.architecture());
     let (specs_a, specs_b) = (arch_a.parameter_specs(), arch_b.parameter_specs());

@@ -550,7 +550,39 @@ pub fn exactness_of(model: &Transformer) -> Exactness {
 }
 
 /// Gaussian functional similarity of two transformers on `positions`
-/// independent `N(0, I)` input positions, with its exactness.
+/// independent `N(0, I)` input positions, with its exactness: the cosine of
+/// `⟨f_a, f_b⟩_c = E[Σ_p f_a[p,c] f_b[p,c]]`, the uncentred inner product of
+/// the logits flattened over positions, in total over the vocabulary entries
+/// `c` and per entry (MATH.md §3.7.8). Exact for one polynomial component
+/// (§3.7.9).
+///
+/// ```
+/// use tensim_core::sequence::sequence_similarity;
+/// use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
+/// use tensim_core::{Exactness, Residual};
+///
+/// // One attention-only block: exact.
+/// let shape = TransformerShape {
+///     vocab: 5, d_model: 4, heads: 2, head_dim: 2, context: 3,
+///     mask: Mask::Causal,
+///     rotary_base: 1e4,
+///     blocks: vec![BlockShape {
+///         attention_bias: false,
+///         attention_residual: Residual::Lerp(0.5),
+///         mlp: None,
+///     }],
+/// };
+/// let a = shape.random_model(1).unwrap();
+/// let b = shape.random_model(2).unwrap();
+///
+/// let (same, exactness) = sequence_similarity(&a, &a, 2).unwrap();
+/// assert!((same.total - 1.0).abs() < 1e-10);
+/// assert_eq!(exactness, Exactness::Exact);
+/// let (ab, _) = sequence_similarity(&a, &b, 2).unwrap();
+/// let (ba, _) = sequence_similarity(&b, &a, 2).unwrap();
+/// assert_eq!(ab.total, ba.total);
+/// assert!(ab.total.abs() < 1.0);
+/// ```
 pub fn sequence_similarity(
     a: &Transformer,
     b: &Transformer,
