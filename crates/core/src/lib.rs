@@ -22,6 +22,7 @@ pub mod folded;
 pub mod frequencies;
 pub mod gaussian;
 mod gemm;
+mod layout;
 pub mod metric;
 pub mod model;
 pub mod monte_carlo;

@@ -5,10 +5,9 @@
 //! are stored in `f64`, matrices in PyTorch layout `[out, in]`.
 
 use faer::{Mat, MatRef};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::layout::{Convention, ParameterSource, SpecRecorder, UniformInit, ValueReader};
 use crate::residual::Residual;
 
 /// Affine map `y = W x + b`, `W ∈ R^(out×in)` (embedding, unembedding, head;
@@ -182,20 +181,29 @@ impl Architecture {
     /// Names: `layers.{i}.weight`/`.bias` for linear layers and
     /// `layers.{i}.{left,right,down}.weight`/`.bias` for bilinear ones.
     pub fn parameter_specs(&self) -> Vec<ParameterSpec> {
-        let mut specs = Vec::new();
-        let mut push = |name: String, shape: Vec<usize>| specs.push(ParameterSpec { name, shape });
-        for (i, layer) in self.layers.iter().enumerate() {
-            match *layer {
+        let mut recorder = SpecRecorder::default();
+        self.build_layers(&mut recorder);
+        recorder.specs
+    }
+
+    /// A model with PyTorch's default `nn.Linear` initialisation,
+    /// `U(−1/√fan_in, 1/√fan_in)` for weights and biases, from a fixed seed.
+    pub fn random_model(&self, seed: u64) -> Result<Model> {
+        self.validate()?;
+        Model::new(self.build_layers(&mut UniformInit::new(seed, Convention::Sequential)))
+    }
+
+    /// The layout of every layer: its tensors' names, shapes and order,
+    /// fetched from `source` ([`crate::layout`]).
+    fn build_layers(&self, source: &mut dyn ParameterSource) -> Vec<Layer> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (i, shape) in self.layers.iter().enumerate() {
+            layers.push(match *shape {
                 LayerShape::Linear {
                     input,
                     output,
                     bias,
-                } => {
-                    push(format!("layers.{i}.weight"), vec![output, input]);
-                    if bias {
-                        push(format!("layers.{i}.bias"), vec![output]);
-                    }
-                }
+                } => Layer::Linear(source.linear(&format!("layers.{i}"), output, input, bias)),
                 LayerShape::Bilinear {
                     input,
                     hidden,
@@ -203,52 +211,27 @@ impl Architecture {
                     left_bias,
                     right_bias,
                     down_bias,
-                    ..
+                    residual,
                 } => {
-                    let parts = [
-                        ("left", [hidden, input], left_bias, hidden),
-                        ("right", [hidden, input], right_bias, hidden),
-                        ("down", [output, hidden], down_bias, output),
-                    ];
-                    for (part, shape, has_bias, len) in parts {
-                        push(format!("layers.{i}.{part}.weight"), shape.to_vec());
-                        if has_bias {
-                            push(format!("layers.{i}.{part}.bias"), vec![len]);
-                        }
-                    }
+                    let mut part = |name: &str, rows, cols, bias| {
+                        source.linear(&format!("layers.{i}.{name}"), rows, cols, bias)
+                    };
+                    let left = part("left", hidden, input, left_bias);
+                    let right = part("right", hidden, input, right_bias);
+                    let down = part("down", output, hidden, down_bias);
+                    Layer::Bilinear(Bilinear {
+                        left: left.weight,
+                        right: right.weight,
+                        down: down.weight,
+                        left_bias: left.bias,
+                        right_bias: right.bias,
+                        down_bias: down.bias,
+                        residual,
+                    })
                 }
-            }
+            });
         }
-        specs
-    }
-
-    /// A model with PyTorch's default `nn.Linear` initialisation,
-    /// `U(−1/√fan_in, 1/√fan_in)` for weights and biases, from a fixed seed.
-    pub fn random_model(&self, seed: u64) -> Result<Model> {
-        self.validate()?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let specs = self.parameter_specs();
-        let mut values = Vec::with_capacity(specs.len());
-        for spec in &specs {
-            let count: usize = spec.shape.iter().product();
-            // Biases use the fan-in of the weight they belong to (the previous spec).
-            let fan_in = if spec.shape.len() == 2 {
-                spec.shape[1]
-            } else {
-                let weight: &ParameterSpec = specs
-                    .iter()
-                    .find(|s| s.name == spec.name.replace(".bias", ".weight"))
-                    .expect("every bias has a weight");
-                weight.shape[1]
-            };
-            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-            values.push(
-                (0..count)
-                    .map(|_| rng.random_range(-bound..=bound))
-                    .collect(),
-            );
-        }
-        Model::from_parameters(self, values)
+        layers
     }
 }
 
@@ -319,47 +302,8 @@ impl Model {
     /// order of [`Architecture::parameter_specs`], each flattened row-major.
     pub fn from_parameters(arch: &Architecture, values: Vec<Vec<f64>>) -> Result<Self> {
         arch.validate()?;
-        let specs = arch.parameter_specs();
-        check_parameter_values(&specs, &values)?;
-        let mut it = specs.into_iter().zip(values);
-        let mut next = move || it.next().expect("counted above");
-        let matrix = |(spec, v): (ParameterSpec, Vec<f64>)| {
-            matrix_from_row_major(spec.shape[0], spec.shape[1], &v)
-        };
-        let mut layers = Vec::with_capacity(arch.layers.len());
-        for shape in &arch.layers {
-            match *shape {
-                LayerShape::Linear { bias, .. } => {
-                    let weight = matrix(next());
-                    let bias = bias.then(|| next().1);
-                    layers.push(Layer::Linear(Linear { weight, bias }));
-                }
-                LayerShape::Bilinear {
-                    left_bias,
-                    right_bias,
-                    down_bias,
-                    residual,
-                    ..
-                } => {
-                    let left = matrix(next());
-                    let left_bias = left_bias.then(|| next().1);
-                    let right = matrix(next());
-                    let right_bias = right_bias.then(|| next().1);
-                    let down = matrix(next());
-                    let down_bias = down_bias.then(|| next().1);
-                    layers.push(Layer::Bilinear(Bilinear {
-                        left,
-                        right,
-                        down,
-                        left_bias,
-                        right_bias,
-                        down_bias,
-                        residual,
-                    }));
-                }
-            }
-        }
-        Model::new(layers)
+        check_parameter_values(&arch.parameter_specs(), &values)?;
+        Model::new(arch.build_layers(&mut ValueReader::new(values)))
     }
 
     /// The layers in order.

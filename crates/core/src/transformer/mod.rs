@@ -30,7 +30,7 @@ pub use shape::{BlockShape, MlpShape, TransformerShape};
 use faer::{Mat, MatRef};
 
 use crate::error::{Error, Result};
-use crate::model::{affine_rows, Bilinear, Fnv, Linear, ParameterSpec};
+use crate::model::{affine_rows, Bilinear, Fnv};
 
 /// One transformer block: attention, then an optional bilinear MLP (a square
 /// [`Bilinear`] joined to the stream by its own residual).
@@ -102,21 +102,6 @@ fn check_bias(name: &str, bias: &Option<Vec<f64>>, len: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Hands out checked parameter tensors in spec order.
-struct Reader {
-    tensors: std::collections::VecDeque<(ParameterSpec, Vec<f64>)>,
-}
-
-impl Reader {
-    fn matrix(&mut self) -> Mat<f64> {
-        let (spec, v) = self.tensors.pop_front().expect("counted");
-        crate::model::matrix_from_row_major(spec.shape[0], spec.shape[1], &v)
-    }
-    fn vector(&mut self) -> Vec<f64> {
-        self.tensors.pop_front().expect("counted").1
-    }
 }
 
 impl Block {
@@ -322,56 +307,8 @@ impl Transformer {
     /// A transformer from a shape and values in [`TransformerShape::parameter_specs`] order.
     pub fn from_parameters(shape: &TransformerShape, values: Vec<Vec<f64>>) -> Result<Self> {
         shape.validate()?;
-        let specs = shape.parameter_specs();
-        crate::model::check_parameter_values(&specs, &values)?;
-        let mut reader = Reader {
-            tensors: specs.into_iter().zip(values).collect(),
-        };
-        let embed = reader.matrix();
-        let mut blocks = Vec::new();
-        for b in &shape.blocks {
-            let mut linear = || Linear {
-                weight: reader.matrix(),
-                bias: b.attention_bias.then(|| reader.vector()),
-            };
-            let (q1, k1, q2, k2, v, out) =
-                (linear(), linear(), linear(), linear(), linear(), linear());
-            let attention = Attention {
-                heads: shape.heads,
-                head_dim: shape.head_dim,
-                q1,
-                k1,
-                q2,
-                k2,
-                v,
-                out,
-                residual: b.attention_residual,
-            };
-            let mlp = b.mlp.map(|MlpShape { bias, residual, .. }| {
-                let mut part = || (reader.matrix(), bias.then(|| reader.vector()));
-                let ((left, left_bias), (right, right_bias), (down, down_bias)) =
-                    (part(), part(), part());
-                Bilinear {
-                    left,
-                    right,
-                    down,
-                    left_bias,
-                    right_bias,
-                    down_bias,
-                    residual,
-                }
-            });
-            blocks.push(Block { attention, mlp });
-        }
-        let unembed = reader.matrix();
-        Transformer::new(
-            embed,
-            blocks,
-            unembed,
-            shape.context,
-            shape.mask,
-            shape.rotary_base,
-        )
+        crate::model::check_parameter_values(&shape.parameter_specs(), &values)?;
+        shape.assemble(&mut crate::layout::ValueReader::new(values))
     }
 
     /// A 64-bit FNV-1a hash of the shape and every weight's bits (computed

@@ -3,12 +3,11 @@
 //! shapes, and random initialisation.
 
 use faer::Mat;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use super::{Attention, Block, Mask, Transformer, ATTENTION_PROJECTIONS};
 use crate::error::{Error, Result};
-use crate::model::{Bilinear, Linear, ParameterSpec};
+use crate::layout::{Convention, ParameterSource, SpecRecorder, UniformInit};
+use crate::model::{Bilinear, ParameterSpec};
 use crate::residual::Residual;
 
 /// The shape of a block's bilinear MLP.
@@ -52,18 +51,6 @@ pub struct TransformerShape {
     pub rotary_base: f64,
     /// The blocks, input side first (MATH.md §1.8).
     pub blocks: Vec<BlockShape>,
-}
-
-fn uniform(rows: usize, cols: usize, rng: &mut StdRng) -> Mat<f64> {
-    let bound = 1.0 / (cols as f64).sqrt();
-    Mat::from_fn(rows, cols, |_, _| rng.random_range(-bound..bound))
-}
-
-fn uniform_linear(rows: usize, cols: usize, bias: bool, rng: &mut StdRng) -> Linear {
-    let weight = uniform(rows, cols, rng);
-    let bound = 1.0 / (cols as f64).sqrt();
-    let bias = bias.then(|| (0..rows).map(|_| rng.random_range(-bound..bound)).collect());
-    Linear { weight, bias }
 }
 
 impl TransformerShape {
@@ -151,86 +138,21 @@ impl TransformerShape {
     /// `embed.weight`, `blocks.{i}.attn.{q1,k1,q2,k2,v,out}.{weight,bias}`,
     /// `blocks.{i}.mlp.{left,right,down}.{weight,bias}`, `unembed.weight`.
     pub fn parameter_specs(&self) -> Vec<ParameterSpec> {
-        let mut specs = Vec::new();
-        let mut push = |name: String, shape: Vec<usize>| specs.push(ParameterSpec { name, shape });
-        let w = self.heads * self.head_dim;
-        push("embed.weight".into(), vec![self.d_model, self.vocab]);
-        for (i, b) in self.blocks.iter().enumerate() {
-            for p in ATTENTION_PROJECTIONS {
-                push(format!("blocks.{i}.attn.{p}.weight"), vec![w, self.d_model]);
-                if b.attention_bias {
-                    push(format!("blocks.{i}.attn.{p}.bias"), vec![w]);
-                }
-            }
-            push(format!("blocks.{i}.attn.out.weight"), vec![self.d_model, w]);
-            if b.attention_bias {
-                push(format!("blocks.{i}.attn.out.bias"), vec![self.d_model]);
-            }
-            if let Some(MlpShape { hidden, bias, .. }) = b.mlp {
-                for (part, shape, len) in [
-                    ("left", [hidden, self.d_model], hidden),
-                    ("right", [hidden, self.d_model], hidden),
-                    ("down", [self.d_model, hidden], self.d_model),
-                ] {
-                    push(format!("blocks.{i}.mlp.{part}.weight"), shape.to_vec());
-                    if bias {
-                        push(format!("blocks.{i}.mlp.{part}.bias"), vec![len]);
-                    }
-                }
-            }
-        }
-        push("unembed.weight".into(), vec![self.vocab, self.d_model]);
-        specs
+        let mut recorder = SpecRecorder::default();
+        self.build_parts(&mut recorder);
+        recorder.specs
     }
 
     /// A model with PyTorch's default `nn.Linear` initialisation
     /// `U(−1/√fan_in, 1/√fan_in)`, deterministic in `seed`.
     pub fn random_model(&self, seed: u64) -> Result<Transformer> {
         self.validate()?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let w = self.heads * self.head_dim;
-        let embed = uniform(self.d_model, self.vocab, &mut rng);
-        let blocks = self
-            .blocks
-            .iter()
-            .map(|b| {
-                let bias = b.attention_bias;
-                let lin = |r, c, rng: &mut StdRng| uniform_linear(r, c, bias, rng);
-                let attention = Attention {
-                    heads: self.heads,
-                    head_dim: self.head_dim,
-                    q1: lin(w, self.d_model, &mut rng),
-                    k1: lin(w, self.d_model, &mut rng),
-                    q2: lin(w, self.d_model, &mut rng),
-                    k2: lin(w, self.d_model, &mut rng),
-                    v: lin(w, self.d_model, &mut rng),
-                    out: lin(self.d_model, w, &mut rng),
-                    residual: b.attention_residual,
-                };
-                let mlp = b.mlp.map(
-                    |MlpShape {
-                         hidden,
-                         bias,
-                         residual,
-                     }| {
-                        let left = uniform_linear(hidden, self.d_model, bias, &mut rng);
-                        let right = uniform_linear(hidden, self.d_model, bias, &mut rng);
-                        let down = uniform_linear(self.d_model, hidden, bias, &mut rng);
-                        Bilinear {
-                            left: left.weight,
-                            right: right.weight,
-                            down: down.weight,
-                            left_bias: left.bias,
-                            right_bias: right.bias,
-                            down_bias: down.bias,
-                            residual,
-                        }
-                    },
-                );
-                Block { attention, mlp }
-            })
-            .collect();
-        let unembed = uniform(self.vocab, self.d_model, &mut rng);
+        self.assemble(&mut UniformInit::new(seed, Convention::Transformer))
+    }
+
+    /// A transformer of this shape from `source`, checked by [`Transformer::new`].
+    pub(crate) fn assemble(&self, source: &mut dyn ParameterSource) -> Result<Transformer> {
+        let (embed, blocks, unembed) = self.build_parts(source);
         Transformer::new(
             embed,
             blocks,
@@ -239,5 +161,54 @@ impl TransformerShape {
             self.mask,
             self.rotary_base,
         )
+    }
+
+    /// The layout of every component: its tensors' names, shapes and order,
+    /// fetched from `source` ([`crate::layout`]): `embed.weight`, per block
+    /// `blocks.{i}.attn.{q1,k1,q2,k2,v,out}` and `blocks.{i}.mlp.{left,right,down}`
+    /// (weights, then biases when the shape has them), `unembed.weight`.
+    fn build_parts(&self, source: &mut dyn ParameterSource) -> (Mat<f64>, Vec<Block>, Mat<f64>) {
+        let (d, w) = (self.d_model, self.heads * self.head_dim);
+        let embed = source.matrix("embed.weight".into(), d, self.vocab);
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for (i, b) in self.blocks.iter().enumerate() {
+            let bias = b.attention_bias;
+            let [q1, k1, q2, k2, v] = ATTENTION_PROJECTIONS
+                .map(|p| source.linear(&format!("blocks.{i}.attn.{p}"), w, d, bias));
+            let out = source.linear(&format!("blocks.{i}.attn.out"), d, w, bias);
+            let attention = Attention {
+                heads: self.heads,
+                head_dim: self.head_dim,
+                q1,
+                k1,
+                q2,
+                k2,
+                v,
+                out,
+                residual: b.attention_residual,
+            };
+            let mlp = b.mlp.map(|m| {
+                let mut part = |name: &str, rows, cols| {
+                    source.linear(&format!("blocks.{i}.mlp.{name}"), rows, cols, m.bias)
+                };
+                let (left, right, down) = (
+                    part("left", m.hidden, d),
+                    part("right", m.hidden, d),
+                    part("down", d, m.hidden),
+                );
+                Bilinear {
+                    left: left.weight,
+                    right: right.weight,
+                    down: down.weight,
+                    left_bias: left.bias,
+                    right_bias: right.bias,
+                    down_bias: down.bias,
+                    residual: m.residual,
+                }
+            });
+            blocks.push(Block { attention, mlp });
+        }
+        let unembed = source.matrix("unembed.weight".into(), self.vocab, d);
+        (embed, blocks, unembed)
     }
 }
