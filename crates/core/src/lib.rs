@@ -16,7 +16,7 @@
 
 pub mod blocks;
 pub mod cka;
-pub mod contraction;
+pub(crate) mod contraction;
 pub mod error;
 pub mod folded;
 pub mod frequencies;
@@ -38,7 +38,7 @@ pub mod symmetry;
 pub mod tensor;
 pub mod transformer;
 pub mod weight_cosine;
-pub mod wick;
+pub(crate) mod wick;
 
 pub use error::{Error, Result};
 pub use faer::{Mat, MatRef, Par};

@@ -3,7 +3,9 @@
 //! the `(n−1)!!` ways to pair the legs. Groundwork for attention terms
 //! (10 legs: 945 matchings).
 
-/// Every perfect matching of legs `0..n` (n even), each as sorted pairs.
+/// Every perfect matching of legs `0..n` (n even), each as sorted pairs
+/// (a reference for the tests).
+#[cfg(test)]
 pub fn perfect_matchings(n: usize) -> Vec<Vec<(usize, usize)>> {
     matchings(n, false)
         .into_iter()
@@ -12,7 +14,9 @@ pub fn perfect_matchings(n: usize) -> Vec<Vec<(usize, usize)>> {
 }
 
 /// `E[x_1 ⋯ x_n]` for a centred Gaussian with covariance `cov(i, j)` of leg
-/// `i` and leg `j`, by summing over all perfect matchings.
+/// `i` and leg `j`, by summing over all perfect matchings (a reference for
+/// the tests).
+#[cfg(test)]
 pub fn gaussian_moment(n: usize, cov: impl Fn(usize, usize) -> f64) -> f64 {
     perfect_matchings(n)
         .iter()

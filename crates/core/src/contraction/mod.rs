@@ -19,13 +19,18 @@ pub mod plan;
 pub mod tensor;
 
 pub use diagonal::{add_on_diagonals, dedup_in_order, flat, tensor_with_diagonals};
-pub use network::{
-    contract, contract_refs, contract_renamed, contract_renamed_into, contract_renamed_unordered,
-    einsum_naive,
-};
+#[cfg(any(test, feature = "reference"))]
+pub use network::contract_refs;
+#[cfg(test)]
+pub use network::{contract, einsum_naive};
+pub use network::{contract_renamed_into, contract_renamed_unordered};
+#[cfg(test)]
 pub use pair::contract_pair;
-pub use plan::{greedy_plan, optimal_plan, Cost, Plan, OPTIMAL_PLAN_MAX};
+pub use plan::{greedy_plan, optimal_plan, Cost, Plan};
 pub use tensor::Tensor;
+
+#[cfg(test)]
+mod tests;
 
 /// An index label.
 pub type Label = u32;

@@ -4,11 +4,14 @@ use super::buffers::recycle;
 use super::diagonal::add_on_diagonals;
 use super::pair::{contract_parts, contract_parts_into};
 use super::plan::Plan;
-use super::tensor::{strides, Parts, Tensor};
+#[cfg(test)]
+use super::tensor::strides;
+use super::tensor::{Parts, Tensor};
 use super::Label;
 use crate::error::{Error, Result};
 
 /// Contracts a network along a plan and returns the tensor with labels in `output` order.
+#[cfg(test)]
 pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
     let refs: Vec<&Tensor> = network.iter().collect();
     contract_refs(&refs, output, plan)
@@ -16,6 +19,7 @@ pub fn contract(network: &[Tensor], output: &[Label], plan: &Plan) -> Result<Ten
 
 /// [`contract`] over borrowed tensors: inputs are never copied, only
 /// intermediate results are allocated.
+#[cfg(any(test, feature = "reference"))]
 pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Result<Tensor> {
     contract_renamed(network, |l| l, output, plan)
 }
@@ -24,6 +28,7 @@ pub fn contract_refs(network: &[&Tensor], output: &[Label], plan: &Plan) -> Resu
 /// input whose renamed labels stay distinct is read in place under its new
 /// names; one whose axes merge takes its diagonal first
 /// ([`Tensor::relabeled`]).
+#[cfg(any(test, feature = "reference"))]
 pub fn contract_renamed(
     network: &[&Tensor],
     rename: impl Fn(Label) -> Label + Copy,
@@ -193,6 +198,7 @@ fn finish(last: Tensor, output: &[Label]) -> Result<Tensor> {
 
 /// Reference: the same contraction by summing over every index assignment.
 /// Exponential in the number of labels; for tests on tiny networks.
+#[cfg(test)]
 pub fn einsum_naive(network: &[Tensor], output: &[Label]) -> Tensor {
     let mut labels: Vec<Label> = Vec::new();
     let mut dims: Vec<usize> = Vec::new();

@@ -123,6 +123,7 @@ impl MatrixViews {
 /// Result labels: batch (kept shared), then the free labels of `a` and `b`
 /// that become outer loops, then the rows of `a` and the columns of `b`
 /// (for operands whose free axes fuse: batch, `a`'s free, `b`'s free).
+#[cfg(test)]
 pub fn contract_pair(a: &Tensor, b: &Tensor, keep: &[Label]) -> Result<Tensor> {
     contract_parts(a.parts(), b.parts(), keep)
 }

@@ -15,24 +15,6 @@ pub struct Cost {
     pub largest: usize,
 }
 
-impl Cost {
-    /// The cost of doing `self` and then `other`.
-    pub fn then(self, other: Cost) -> Cost {
-        Cost {
-            flops: self.flops + other.flops,
-            largest: self.largest.max(other.largest),
-        }
-    }
-
-    /// The cost of doing `self` `times` times (same largest tensor).
-    pub fn times(self, times: f64) -> Cost {
-        Cost {
-            flops: self.flops * times,
-            largest: self.largest,
-        }
-    }
-}
-
 /// A contraction order: pairs of positions in the shrinking list of tensors
 /// (the result of each step is appended at the end).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -89,6 +89,7 @@ impl Tensor {
     }
 
     /// [`Tensor::permuted`], borrowing when the order is already right.
+    #[cfg(any(test, feature = "reference"))]
     pub fn permuted_cow(&self, order: &[Label]) -> std::borrow::Cow<'_, Tensor> {
         if order == self.labels.as_slice() {
             std::borrow::Cow::Borrowed(self)

@@ -6,7 +6,7 @@
 //! available, before it starts.
 //!
 //! Counted: every contraction step of every network (`2·Π dims` per GEMM,
-//! see [`Plan::cost`](crate::contraction::Plan::cost)); bridges
+//! see `Plan::cost` in the crate-internal contraction engine); bridges
 //! `P_i[p] C[p,q] P_j[q]ᵀ` as two GEMMs per position block; output maps;
 //! embedding and logits. Assumed: every mean is non-zero (biases), so no
 //! network vanishes: an upper bound for models without biases.

@@ -86,6 +86,7 @@ mod bridges;
 pub mod cost;
 mod moments;
 mod numbers;
+#[cfg(feature = "reference")]
 mod reference;
 mod sums;
 mod topology;
@@ -104,8 +105,11 @@ use numbers::{
     centred, component_numbers, embedded_moment, means, norm_of, normalise, scale_inputs,
     stream_norm, token_inner,
 };
+#[cfg(feature = "reference")]
 use reference::PairInputs;
-use topology::{all_matchings, ComponentTopology, Leg, Matching, TermTopology, OUT, POS};
+#[cfg(feature = "reference")]
+use topology::Matching;
+use topology::{all_matchings, ComponentTopology, Leg, TermTopology, OUT, POS};
 
 /// Everything about a sequence architecture that does not depend on weights:
 /// term topologies, Wick matchings, pair networks and their cached
@@ -117,7 +121,8 @@ pub struct SequenceGeometry {
     positions: usize,
     /// One per attention and per MLP, in order.
     components: Vec<ComponentTopology>,
-    /// Partial matchings of `k` legs, index `k`.
+    /// Partial matchings of `k` legs, index `k` (for the reference path).
+    #[cfg(feature = "reference")]
     matchings: Vec<Vec<Matching>>,
 }
 
@@ -218,6 +223,7 @@ impl SequenceGeometry {
             shape: shape.clone(),
             positions,
             components,
+            #[cfg(feature = "reference")]
             matchings,
         })
     }
@@ -451,7 +457,9 @@ impl SequencePrepared {
     /// of the chain (`S_aa`, `S_ab`, `S_bb`, every position block) from
     /// every partial matching of the joined legs of every term pair, each
     /// contracted on its own (9496 per pair of attention terms with means).
-    /// Slow; it exists to test the factorised sum.
+    /// Slow; it exists to test the factorised sum (feature `reference`,
+    /// on in the crate's own tests).
+    #[cfg(feature = "reference")]
     pub fn raw_inner_by_full_matchings(&self, other: &Self) -> Result<Vec<f64>> {
         self.check_same_geometry(other)?;
         let geometry = &self.geometry;

@@ -271,7 +271,9 @@ pub(super) fn rename_in(renames: &[(Label, Label)], l: Label) -> Label {
 pub(super) struct TermPair {
     pub crossings: Vec<Crossing>,
     pub sums: Vec<SumNode>,
-    /// Output labels `[p, coords_a…, q, coords_b…]` and their dimensions.
+    /// Output labels `[p, coords_a…, q, coords_b…]` (for the reference
+    /// path) and their dimensions.
+    #[cfg(feature = "reference")]
     pub output: Vec<Label>,
     pub output_dims: Vec<usize>,
 }
@@ -516,6 +518,7 @@ impl ComponentTopology {
         TermPair {
             crossings,
             sums: factor(networks, FACTOR_DEPTH, &dim),
+            #[cfg(feature = "reference")]
             output,
             output_dims,
         }

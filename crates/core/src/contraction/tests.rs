@@ -1,11 +1,11 @@
-//! The contraction engine equals a naive einsum on random networks, including
+//! Tests: the contraction engine equals a naive einsum on random networks, including
 //! hyperedges (indices shared by three tensors or kept in the output).
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tensim_core::contraction::{
+use super::{
     contract, contract_pair, einsum_naive, greedy_plan, optimal_plan, Label, Plan, Tensor,
 };
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 fn random_tensor(labels: &[Label], dims_of: &dyn Fn(Label) -> usize, rng: &mut StdRng) -> Tensor {
     let dims: Vec<usize> = labels.iter().map(|&l| dims_of(l)).collect();
