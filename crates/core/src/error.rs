@@ -84,9 +84,118 @@ pub enum Error {
         /// The kind it was given.
         found: crate::network::NetworkKind,
     },
+    /// A metric name tensim does not know.
+    #[error(
+        "unknown metric `{name}`; choose one of {}",
+        crate::metric::METRIC_NAMES
+    )]
+    UnknownMetric {
+        /// The name given.
+        name: String,
+    },
+    /// A slice metric whose class is not a non-negative integer.
+    #[error("`{name}`: the class after `:` must be a non-negative integer")]
+    BadSliceClass {
+        /// The metric name given.
+        name: String,
+    },
+    /// A metric that is not defined for networks of this kind.
+    #[error("metric `{metric}` is not available for {kind} networks")]
+    NotApplicable {
+        /// The metric's name.
+        metric: String,
+        /// The networks' kind.
+        kind: crate::network::NetworkKind,
+    },
+    /// A class (or token) slice beyond the networks' outputs.
+    #[error("{}", no_such_output(*index, *outputs, *kind))]
+    NoSuchOutput {
+        /// The class or token asked for.
+        index: usize,
+        /// The networks' number of outputs.
+        outputs: usize,
+        /// The networks' kind (classes or tokens).
+        kind: crate::network::NetworkKind,
+    },
+    /// A metric on data given no data.
+    #[error("metric `{metric}` needs --inputs FILE.npy (n×d inputs, f64)")]
+    MissingInputs {
+        /// The metric's name.
+        metric: String,
+    },
+    /// A Monte-Carlo estimate of fewer than two samples has no standard error.
+    #[error("monte-carlo needs --samples of at least 2, not {samples}")]
+    TooFewSamples {
+        /// The samples asked for.
+        samples: usize,
+    },
+    /// A metric asked for its inner products (update similarity) has none.
+    #[error("metric `{metric}` is not an inner product (use tensor or gaussian)")]
+    NotInnerProduct {
+        /// The metric's name.
+        metric: String,
+    },
+    /// A job with no networks.
+    #[error("no models to compare")]
+    NoModels,
+    /// Transformers of different shapes in one job.
+    #[error(
+        "different transformer architectures (vocab, width, heads, context, mask or blocks); the metrics compare models of one architecture"
+    )]
+    DifferentArchitectures,
+    /// A transformer's attention biases are on some projections only.
+    #[error("block {block}: attention biases must be on all of q1, k1, q2, k2, v, out or on none (`{differs}` differs from `q1`)")]
+    AttentionBiases {
+        /// The block.
+        block: usize,
+        /// The first projection whose bias presence differs from `q1`'s.
+        differs: &'static str,
+    },
+    /// A transformer's MLP biases are on some of left, right, down only.
+    #[error("block {block}: MLP biases must be on all of left, right, down or on none")]
+    MlpBiases {
+        /// The block.
+        block: usize,
+    },
+    /// A sequence longer than the context (or empty).
+    #[error("a sequence of {positions} positions does not fit the context of {context}")]
+    SequenceLength {
+        /// The sequence's positions.
+        positions: usize,
+        /// The model's context.
+        context: usize,
+    },
+    /// A token id beyond the vocabulary.
+    #[error("token id {token} is outside the vocabulary of {vocab}")]
+    TokenOutOfVocabulary {
+        /// The token id.
+        token: u32,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+    /// An attention mask name tensim does not know.
+    #[error("unknown attention mask `{name}` (expected `causal` or `full`)")]
+    UnknownMask {
+        /// The name given.
+        name: String,
+    },
     /// An argument is out of its allowed range.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The message of [`Error::NoSuchOutput`]: classes for sequential
+/// networks, tokens for transformers.
+fn no_such_output(index: usize, outputs: usize, kind: crate::network::NetworkKind) -> String {
+    match kind {
+        crate::network::NetworkKind::Sequential => format!(
+            "class {index} does not exist: the models have {outputs} outputs (classes 0..{})",
+            outputs.saturating_sub(1)
+        ),
+        crate::network::NetworkKind::Transformer => {
+            format!("token {index} is outside the vocabulary of {outputs}")
+        }
+    }
 }
 
 /// Result alias of the core crate.

@@ -104,10 +104,8 @@ impl FromStr for Metric {
 
     fn from_str(text: &str) -> Result<Self, Error> {
         let class = |rest: &str| {
-            rest.parse().map_err(|_| {
-                Error::Invalid(format!(
-                    "`{text}`: the class after `:` must be a non-negative integer"
-                ))
+            rest.parse().map_err(|_| Error::BadSliceClass {
+                name: text.to_string(),
             })
         };
         Ok(match text {
@@ -124,9 +122,9 @@ impl FromStr for Metric {
                 } else if let Some(rest) = text.strip_prefix("gaussian-slice:") {
                     Metric::GaussianSlice(class(rest)?)
                 } else {
-                    return Err(Error::Invalid(format!(
-                        "unknown metric `{text}`; choose one of {METRIC_NAMES}"
-                    )));
+                    return Err(Error::UnknownMetric {
+                        name: text.to_string(),
+                    });
                 }
             }
         })
@@ -301,9 +299,7 @@ impl Metric {
         networks: &[&'a Network],
         options: MetricOptions<'a>,
     ) -> Result<MatrixJob<'a>, MetricError> {
-        let first = *networks
-            .first()
-            .ok_or_else(|| Error::Invalid("no models to compare".into()))?;
+        let first = *networks.first().ok_or(Error::NoModels)?;
         let kind = first.kind();
         for (index, n) in networks.iter().enumerate() {
             if n.kind() != kind {
@@ -317,9 +313,10 @@ impl Metric {
             }
         }
         if !self.applies_to(kind) {
-            return Err(Error::Invalid(format!(
-                "metric `{self}` is not available for {kind} networks"
-            ))
+            return Err(Error::NotApplicable {
+                metric: self.to_string(),
+                kind,
+            }
             .into());
         }
         self.check_options(first, &options)?;
@@ -339,26 +336,22 @@ impl Metric {
         if let Some(c) = self.slice() {
             let o = first.output_dim();
             if c >= o {
-                return Err(Error::Invalid(match first {
-                    Network::Sequential(_) => format!(
-                        "class {c} does not exist: the models have {o} outputs (classes 0..{})",
-                        o - 1
-                    ),
-                    Network::Transformer(_) => {
-                        format!("token {c} is outside the vocabulary of {o}")
-                    }
-                }));
+                return Err(Error::NoSuchOutput {
+                    index: c,
+                    outputs: o,
+                    kind: first.kind(),
+                });
             }
         }
         if self.needs_inputs() && options.inputs.is_none() {
-            return Err(Error::Invalid(format!(
-                "metric `{self}` needs --inputs FILE.npy (n×d inputs, f64)"
-            )));
+            return Err(Error::MissingInputs {
+                metric: self.to_string(),
+            });
         }
         if self == Metric::MonteCarlo && options.samples < 2 {
-            return Err(Error::Invalid(
-                "monte-carlo needs --samples of at least 2".into(),
-            ));
+            return Err(Error::TooFewSamples {
+                samples: options.samples,
+            });
         }
         Ok(())
     }
@@ -375,9 +368,7 @@ impl Metric {
             if t.shape() != shape {
                 return Err(MetricError::Model {
                     index,
-                    source: Error::Invalid(
-                        "different transformer architectures (vocab, width, heads, context, mask or blocks); the metrics compare models of one architecture".into(),
-                    ),
+                    source: Error::DifferentArchitectures,
                 });
             }
         }
@@ -539,10 +530,9 @@ impl MatrixJob<'_> {
                 })?;
                 Ok(GramMatrices::compute(&prepared, &tick)?)
             }
-            _ => Err(Error::Invalid(format!(
-                "metric `{}` is not an inner product (use tensor or gaussian)",
-                self.metric
-            ))
+            _ => Err(Error::NotInnerProduct {
+                metric: self.metric.to_string(),
+            }
             .into()),
         }
     }

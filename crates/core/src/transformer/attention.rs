@@ -40,14 +40,14 @@ impl Mask {
     }
 
     /// The mask called `name` (`causal` or `full`); any other name is
-    /// [`Error::Invalid`].
+    /// [`Error::UnknownMask`].
     pub fn parse(name: &str) -> Result<Self> {
         match name {
             "causal" => Ok(Mask::Causal),
             "full" => Ok(Mask::Full),
-            other => Err(Error::Invalid(format!(
-                "unknown attention mask `{other}` (expected `causal` or `full`)"
-            ))),
+            other => Err(Error::UnknownMask {
+                name: other.to_string(),
+            }),
         }
     }
 }

@@ -168,17 +168,16 @@ impl Transformer {
                 .chain([("out", &a.out)]);
             for (name, l) in named {
                 if l.bias.is_some() != has {
-                    return Err(Error::Invalid(format!(
-                        "block {i}: attention biases must be on all of q1, k1, q2, k2, v, out or on none (`{name}` differs from `q1`)"
-                    )));
+                    return Err(Error::AttentionBiases {
+                        block: i,
+                        differs: name,
+                    });
                 }
             }
             if let Some(m) = &b.mlp {
                 let has = m.left_bias.is_some();
                 if m.right_bias.is_some() != has || m.down_bias.is_some() != has {
-                    return Err(Error::Invalid(format!(
-                        "block {i}: MLP biases must be on all of left, right, down or on none"
-                    )));
+                    return Err(Error::MlpBiases { block: i });
                 }
             }
             let w = a.width();
@@ -364,11 +363,10 @@ impl Transformer {
             });
         }
         if x.nrows() == 0 || x.nrows() > self.context {
-            return Err(Error::Invalid(format!(
-                "a sequence of {} positions does not fit the context of {}",
-                x.nrows(),
-                self.context
-            )));
+            return Err(Error::SequenceLength {
+                positions: x.nrows(),
+                context: self.context,
+            });
         }
         Ok(())
     }
@@ -430,9 +428,7 @@ impl Transformer {
     pub fn forward_tokens(&self, tokens: &[u32]) -> Result<Mat<f64>> {
         let vocab = self.vocab();
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::Invalid(format!(
-                "token id {bad} is outside the vocabulary of {vocab}"
-            )));
+            return Err(Error::TokenOutOfVocabulary { token: bad, vocab });
         }
         let x = Mat::from_fn(tokens.len(), vocab, |p, j| {
             f64::from(u8::from(tokens[p] as usize == j))
