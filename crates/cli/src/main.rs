@@ -152,6 +152,22 @@ enum Command {
     },
 }
 
+/// Flags every experiment takes.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Overwrite an existing run directory.
+    #[arg(long)]
+    force: bool,
+    /// Reduced run (seconds to a minute) for tests and a first look.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+    /// Print the measured outcome as one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum ExperimentCommand {
     /// Backdoor insertion with the trigger unknown to the detector (EXPERIMENTS §1).
@@ -159,72 +175,48 @@ enum ExperimentCommand {
         /// Run directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/backdoor")]
         out: PathBuf,
-        /// Overwrite an existing run directory.
-        #[arg(long)]
-        force: bool,
-        /// Reduced run (about a minute) for tests and a first look.
-        #[arg(long)]
-        quick: bool,
         /// mnist (bundled), digits (bundled) or svhn (needs --svhn-dir).
         #[arg(long, default_value = "mnist")]
         data: String,
         /// Folder with SVHN's train_32x32.mat and test_32x32.mat.
         #[arg(long)]
         svhn_dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 1337)]
-        seed: u64,
-        /// Print the measured outcome as one JSON document.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Class-incremental curriculum and forgetting, with update diffing (EXPERIMENTS §2).
     Forgetting {
+        /// Run directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/forgetting")]
         out: PathBuf,
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        quick: bool,
         /// Epochs per stage (default 5; the paper used 20).
         #[arg(long)]
         epochs: Option<f64>,
-        #[arg(long, default_value_t = 1337)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Bilinear-attention transformers on Shakespeare, exact similarity through
     /// attention and n-gram scores (EXPERIMENTS §4).
     Language {
+        /// Run directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/language")]
         out: PathBuf,
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        quick: bool,
-        /// Training steps per model (default 3,000).
+        /// Training steps per model (default 6,000).
         #[arg(long)]
         steps: Option<u64>,
-        #[arg(long, default_value_t = 1337)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Grokking modular addition, frequencies from weights (EXPERIMENTS §3).
     Grokking {
+        /// Run directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/grokking")]
         out: PathBuf,
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        quick: bool,
         /// Training steps (default 100,000).
         #[arg(long)]
         steps: Option<u64>,
-        #[arg(long, default_value_t = 1337)]
-        seed: u64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
 }
 
@@ -246,73 +238,49 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
     match command {
         ExperimentCommand::Backdoor {
             out,
-            force,
-            quick,
             data,
             svhn_dir,
-            seed,
-            json,
+            run,
         } => {
             let o = backdoor::run(&backdoor::Options {
                 out,
-                force,
-                quick,
+                force: run.force,
+                quick: run.quick,
                 data,
                 svhn_dir,
-                seed,
+                seed: run.seed,
             })?;
-            print_outcome(json, &o, || backdoor_summary(&o))
+            print_outcome(run.json, &o, || backdoor_summary(&o))
         }
-        ExperimentCommand::Forgetting {
-            out,
-            force,
-            quick,
-            epochs,
-            seed,
-            json,
-        } => {
+        ExperimentCommand::Forgetting { out, epochs, run } => {
             let o = forgetting::run(&forgetting::Options {
                 out,
-                force,
-                quick,
+                force: run.force,
+                quick: run.quick,
                 epochs,
-                seed,
+                seed: run.seed,
             })?;
-            print_outcome(json, &o, || forgetting_summary(&o))
+            print_outcome(run.json, &o, || forgetting_summary(&o))
         }
-        ExperimentCommand::Language {
-            out,
-            force,
-            quick,
-            steps,
-            seed,
-            json,
-        } => {
+        ExperimentCommand::Language { out, steps, run } => {
             let o = language::run(&language::Options {
                 out,
-                force,
-                quick,
+                force: run.force,
+                quick: run.quick,
                 steps,
-                seed,
+                seed: run.seed,
             })?;
-            print_outcome(json, &o, || language_summary(&o))
+            print_outcome(run.json, &o, || language_summary(&o))
         }
-        ExperimentCommand::Grokking {
-            out,
-            force,
-            quick,
-            steps,
-            seed,
-            json,
-        } => {
+        ExperimentCommand::Grokking { out, steps, run } => {
             let o = grokking::run(&grokking::Options {
                 out,
-                force,
-                quick,
+                force: run.force,
+                quick: run.quick,
                 steps,
-                seed,
+                seed: run.seed,
             })?;
-            print_outcome(json, &o, || grokking_summary(&o))
+            print_outcome(run.json, &o, || grokking_summary(&o))
         }
     }
 }
