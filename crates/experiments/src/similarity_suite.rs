@@ -1,13 +1,41 @@
 //! The matrices every checkpoint experiment computes, with timing and a
 //! progress bar: tensor similarity (total and all class slices from one pass),
-//! Gaussian similarity, matrix cosine, output cosine on named input sets, CKA.
+//! Gaussian similarity, matrix cosine (all three through the core's metric
+//! vocabulary, as `tensim matrix` computes them), output cosine on named
+//! input sets, CKA.
 
 use anyhow::Result;
 use indicatif::ProgressBar;
 use tensim_core::cka::CkaPrepared;
+use tensim_core::metric::{MatrixJob, MatrixProgress, Metric, MetricOptions};
+use tensim_core::network::Network;
 use tensim_core::output_cosine::mean_row_cosine;
 use tensim_core::pairwise::{pairwise_values, GramMatrices};
-use tensim_core::{weight_cosine, GaussianPrepared, Mat, Model, Par, TensorPrepared};
+use tensim_core::{Centring, Mat, Model, Par};
+
+/// A pairs bar as a metric job's progress.
+struct PairBar<'a>(&'a ProgressBar);
+
+impl MatrixProgress for PairBar<'_> {
+    fn pair_done(&self) {
+        self.0.inc(1);
+    }
+}
+
+/// Runs `work` on the job of `metric` over `models` (f64, default options).
+fn with_job<T>(
+    metric: Metric,
+    models: &[Model],
+    work: impl FnOnce(MatrixJob<'_>) -> Result<T>,
+) -> Result<T> {
+    let networks: Vec<Network> = models.iter().cloned().map(Network::from).collect();
+    let refs: Vec<&Network> = networks.iter().collect();
+    work(metric.job(&refs, MetricOptions::default())?)
+}
+
+fn job_gram(metric: Metric, models: &[Model], bar: &ProgressBar) -> Result<GramMatrices> {
+    with_job(metric, models, |job| Ok(job.gram(&PairBar(bar))?))
+}
 
 /// All class slices and the total of an inner-product metric.
 pub struct SlicedMatrices {
@@ -26,30 +54,21 @@ fn sliced(gram: &GramMatrices) -> Result<SlicedMatrices> {
 
 /// Tensor similarity (weight space) in f64, with its Gram matrices kept for update similarity.
 pub fn tensor(models: &[Model], bar: &ProgressBar) -> Result<(SlicedMatrices, GramMatrices)> {
-    let prepared: Vec<TensorPrepared<f64>> = models
-        .iter()
-        .map(TensorPrepared::new)
-        .collect::<Result<_, _>>()?;
-    let gram = GramMatrices::compute(&prepared, &|| bar.inc(1))?;
+    let gram = job_gram(Metric::Tensor, models, bar)?;
     Ok((sliced(&gram)?, gram))
 }
 
 /// Gaussian functional similarity (uncentred, moment propagation) in f64.
 pub fn gaussian(models: &[Model], bar: &ProgressBar) -> Result<(SlicedMatrices, GramMatrices)> {
-    let prepared: Vec<GaussianPrepared<f64>> = models
-        .iter()
-        .map(GaussianPrepared::new)
-        .collect::<Result<_, _>>()?;
-    let gram = GramMatrices::compute(&prepared, &|| bar.inc(1))?;
+    let gram = job_gram(Metric::Gaussian(Centring::Uncentred), models, bar)?;
     Ok((sliced(&gram)?, gram))
 }
 
 /// Cosine of all weights concatenated.
 pub fn matrix_cosine(models: &[Model], bar: &ProgressBar) -> Result<Mat<f64>> {
-    let mut m = pairwise_values(models, |a, b| Ok(vec![weight_cosine(a, b)?.all]), &|| {
-        bar.inc(1)
-    })?;
-    Ok(m.remove(0))
+    with_job(Metric::MatrixCosine, models, |job| {
+        Ok(job.run(&PairBar(bar))?.values)
+    })
 }
 
 /// Logits of every model on `inputs` (`n × d`, f64).
