@@ -6,7 +6,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tensim_core::symmetry::{permute_hidden, rescale_hidden, swap_left_right};
-use tensim_core::Residual;
 use tensim_core::{
     gaussian_similarity, tensor_similarity, weight_cosine, Architecture, LayerShape, Model,
 };
@@ -17,15 +16,7 @@ const CLASSES: usize = 10;
 
 fn classifier_arch() -> Architecture {
     Architecture {
-        layers: vec![LayerShape::Bilinear {
-            input: INPUT,
-            hidden: HIDDEN,
-            output: CLASSES,
-            left_bias: false,
-            right_bias: false,
-            down_bias: false,
-            residual: Residual::None,
-        }],
+        layers: vec![LayerShape::bilinear(INPUT, HIDDEN, CLASSES)],
     }
 }
 

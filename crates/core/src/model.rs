@@ -115,6 +115,20 @@ pub struct Model {
 }
 
 impl LayerShape {
+    /// A plain bilinear layer `input → hidden → output`: no biases, no
+    /// residual (the paper's classifier layer).
+    pub fn bilinear(input: usize, hidden: usize, output: usize) -> Self {
+        LayerShape::Bilinear {
+            input,
+            hidden,
+            output,
+            left_bias: false,
+            right_bias: false,
+            down_bias: false,
+            residual: Residual::None,
+        }
+    }
+
     /// The width of the layer's input.
     pub fn input(&self) -> usize {
         match *self {

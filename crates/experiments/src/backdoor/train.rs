@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
-use tensim_core::{Architecture, LayerShape, Model, Residual};
+use tensim_core::{Architecture, LayerShape, Model};
 use tensim_data::Split;
 use tensim_train::evaluate::{evaluate, predictions};
 use tensim_train::trainer::Shuffler;
@@ -30,15 +30,7 @@ pub(super) struct Trained {
 /// One bilinear layer, `dim → hidden → 10`, no biases.
 fn architecture(dim: usize, s: &Settings) -> Architecture {
     Architecture {
-        layers: vec![LayerShape::Bilinear {
-            input: dim,
-            hidden: s.hidden,
-            output: 10,
-            left_bias: false,
-            right_bias: false,
-            down_bias: false,
-            residual: Residual::None,
-        }],
+        layers: vec![LayerShape::bilinear(dim, s.hidden, 10)],
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
-use tensim_core::{Architecture, LayerShape, Model, Residual};
+use tensim_core::{Architecture, LayerShape, Model};
 use tensim_data::{ImageSet, Split};
 use tensim_train::curriculum::{class_incremental, Stage};
 use tensim_train::evaluate::predictions;
@@ -46,15 +46,7 @@ fn architecture(dim: usize, s: &Settings) -> Architecture {
                 output: s.embed,
                 bias: false,
             },
-            LayerShape::Bilinear {
-                input: s.embed,
-                hidden: s.hidden,
-                output: s.embed,
-                left_bias: false,
-                right_bias: false,
-                down_bias: false,
-                residual: Residual::None,
-            },
+            LayerShape::bilinear(s.embed, s.hidden, s.embed),
             LayerShape::Linear {
                 input: s.embed,
                 output: 10,

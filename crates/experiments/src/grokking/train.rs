@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use tensim_core::{Architecture, LayerShape, Model, Residual};
+use tensim_core::{Architecture, LayerShape, Model};
 use tensim_train::evaluate::evaluate;
 use tensim_train::trainer::Shuffler;
 use tensim_train::{Batch, Network, TrainConfig, Trainer};
@@ -55,15 +55,7 @@ fn split(s: &Settings) -> (Encoded, Encoded) {
 /// One bilinear layer `2p → hidden → p`, no biases.
 fn architecture(s: &Settings) -> Architecture {
     Architecture {
-        layers: vec![LayerShape::Bilinear {
-            input: 2 * s.modulus,
-            hidden: s.hidden,
-            output: s.modulus,
-            left_bias: false,
-            right_bias: false,
-            down_bias: false,
-            residual: Residual::None,
-        }],
+        layers: vec![LayerShape::bilinear(2 * s.modulus, s.hidden, s.modulus)],
     }
 }
 
