@@ -5,7 +5,6 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::json;
 use tensim_core::pairwise::GramMatrices;
-use tensim_core::Residual;
 use tensim_core::{
     similarity, Architecture, GaussianPrepared, LayerShape, Model, Par, Scalar, TensorPrepared,
 };
@@ -43,18 +42,6 @@ fn time(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
             })
             .collect(),
     )
-}
-
-fn bilinear(input: usize, hidden: usize, output: usize) -> LayerShape {
-    LayerShape::Bilinear {
-        input,
-        hidden,
-        output,
-        left_bias: false,
-        right_bias: false,
-        down_bias: false,
-        residual: Residual::None,
-    }
 }
 
 fn models(arch: &Architecture, n: usize) -> Result<Vec<Model>> {
@@ -314,7 +301,7 @@ pub fn run(
     json_out: bool,
 ) -> Result<()> {
     let classifier = Architecture {
-        layers: vec![bilinear(784, 64, 10)],
+        layers: vec![LayerShape::bilinear(784, 64, 10)],
     };
     let deep = Architecture {
         layers: vec![
@@ -323,7 +310,7 @@ pub fn run(
                 output: 128,
                 bias: false,
             },
-            bilinear(128, 256, 128),
+            LayerShape::bilinear(128, 256, 128),
             LayerShape::Linear {
                 input: 128,
                 output: 10,

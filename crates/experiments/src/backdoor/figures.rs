@@ -6,30 +6,19 @@ use std::time::Instant;
 use anyhow::Result;
 use tensim_core::{Mat, Model};
 use tensim_data::Split;
-use tensim_plot::{ColourScale, Heatmap, ImagePanel, LinePlot, Panel, Series};
+use tensim_plot::{ImagePanel, LinePlot, Panel, Series};
 
 use super::analysis::Analysis;
 use super::data::EvalSets;
 use super::{Record, Settings};
-use crate::figures::row_major;
+use crate::figures::similarity_heatmap;
 use crate::recorder::Trajectory;
 use crate::run_dir::RunDir;
 
 /// A checkpoint heatmap with the phase boundary at `b_start`.
 fn heat(title: String, m: &Mat<f64>, b_start: usize) -> Panel {
-    Panel::Heatmap(Heatmap {
-        title,
-        rows: m.nrows(),
-        cols: m.ncols(),
-        values: row_major(m),
-        scale: ColourScale::Diverging,
-        x_label: "checkpoint".into(),
-        y_label: "checkpoint".into(),
-        boundaries: vec![b_start],
-        block_labels: vec![(0, "A: clean".into()), (b_start, "B".into())],
-        x_ticks: vec![],
-        y_ticks: vec![],
-    })
+    let labels = [(0, "A: clean".to_string()), (b_start, "B".to_string())];
+    similarity_heatmap(title, m, &[b_start], &labels)
 }
 
 /// Accuracy and attack success over the steps.
