@@ -31,6 +31,21 @@ pub mod recorder;
 pub mod run_dir;
 pub mod similarity_suite;
 
+/// The options of an experiment trained for a number of steps (grokking and
+/// language): what the caller chooses, the CLI's flags.
+pub struct StepOptions {
+    /// Run directory (refused if it holds a run, unless `force`).
+    pub out: std::path::PathBuf,
+    /// Overwrite an existing run directory.
+    pub force: bool,
+    /// A reduced run for tests and a first look.
+    pub quick: bool,
+    /// Training steps (the experiment's default when `None`).
+    pub steps: Option<u64>,
+    /// Seed of data order and initialisation.
+    pub seed: u64,
+}
+
 /// The checkpoint steps of `schedule` over `steps` training steps; an
 /// experiment that looks for changes between checkpoints needs at least 4.
 pub fn checkpoint_steps(schedule: tensim_train::Schedule, steps: u64) -> anyhow::Result<Vec<u64>> {

@@ -7,17 +7,26 @@ use crate::Result;
 
 const EVAL_BATCH: usize = 4096;
 
+/// Rows `range` of the row-major `inputs` (`dim` wide) as a tensor on the
+/// network's device.
+fn rows_of(
+    net: &Network,
+    inputs: &[f32],
+    dim: usize,
+    range: std::ops::Range<usize>,
+) -> Result<Tensor> {
+    let rows = range.len();
+    let x = &inputs[range.start * dim..range.end * dim];
+    Ok(Tensor::from_slice(x, (rows, dim), net.device())?)
+}
+
 /// Logits for every row of `inputs` (`n × dim`, row-major), row-major `n × outputs`.
 pub fn logits(net: &Network, inputs: &[f32], dim: usize) -> Result<Vec<f32>> {
     let n = inputs.len() / dim.max(1);
     let mut out = Vec::new();
     for start in (0..n).step_by(EVAL_BATCH) {
         let rows = EVAL_BATCH.min(n - start);
-        let x = Tensor::from_slice(
-            &inputs[start * dim..(start + rows) * dim],
-            (rows, dim),
-            net.device(),
-        )?;
+        let x = rows_of(net, inputs, dim, start..start + rows)?;
         out.extend(net.forward(&x)?.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
@@ -36,11 +45,7 @@ pub fn evaluate(net: &Network, inputs: &[f32], labels: &[u32], dim: usize) -> Re
     let (mut loss, mut correct) = (0.0f64, 0.0f64);
     for start in (0..n).step_by(EVAL_BATCH) {
         let rows = EVAL_BATCH.min(n - start);
-        let x = Tensor::from_slice(
-            &inputs[start * dim..(start + rows) * dim],
-            (rows, dim),
-            net.device(),
-        )?;
+        let x = rows_of(net, inputs, dim, start..start + rows)?;
         let y = Tensor::from_slice(&labels[start..start + rows], rows, net.device())?;
         let logits = net.forward(&x)?;
         loss += f64::from(candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?)

@@ -27,13 +27,7 @@ use crate::recorder::Recorder;
 use crate::run_dir::RunDir;
 
 /// What the caller chooses (the CLI's flags).
-pub struct Options {
-    pub out: PathBuf,
-    pub force: bool,
-    pub quick: bool,
-    pub steps: Option<u64>,
-    pub seed: u64,
-}
+pub type Options = crate::StepOptions;
 
 /// The run's settings, written to `settings.json`.
 #[derive(Clone, Debug, Serialize)]
