@@ -22,7 +22,11 @@ impl CkaPrepared {
     pub fn new(activations: MatRef<'_, f64>) -> Result<Self> {
         let (n, p) = activations.shape();
         if n < 2 {
-            return Err(Error::Invalid("CKA needs at least two inputs".into()));
+            return Err(Error::TooFewInputs {
+                what: "CKA",
+                needed: 2,
+                given: n,
+            });
         }
         let mut centred = activations.to_owned();
         for j in 0..p {

@@ -124,7 +124,7 @@ pub enum Error {
         metric: String,
     },
     /// A Monte-Carlo estimate of fewer than two samples has no standard error.
-    #[error("monte-carlo needs --samples of at least 2, not {samples}")]
+    #[error("Monte-Carlo needs at least 2 samples (--samples), not {samples}")]
     TooFewSamples {
         /// The samples asked for.
         samples: usize,
@@ -179,7 +179,104 @@ pub enum Error {
         /// The name given.
         name: String,
     },
-    /// An argument is out of its allowed range.
+    /// More Gaussian positions than the transformer's context.
+    #[error("{positions} Gaussian positions do not fit the context of {context}")]
+    PositionsBeyondContext {
+        /// The positions asked for.
+        positions: usize,
+        /// The model's context.
+        context: usize,
+    },
+    /// A parameter list of the wrong length for its architecture.
+    #[error("architecture has {expected} parameter tensors, {given} given")]
+    ParameterCount {
+        /// Tensors the architecture declares.
+        expected: usize,
+        /// Tensors given.
+        given: usize,
+    },
+    /// A metric on data given too few input rows.
+    #[error("{what} needs at least {needed} input(s), {given} given")]
+    TooFewInputs {
+        /// The metric.
+        what: &'static str,
+        /// Rows it needs.
+        needed: usize,
+        /// Rows given.
+        given: usize,
+    },
+    /// Centred and uncentred Gaussian moments in one inner product.
+    #[error("cannot mix centred and uncentred Gaussian moments")]
+    MixedCentring,
+    /// Blocks of one transformer with different head layouts.
+    #[error("block {block}: {heads}×{head_dim} heads differ from block 0's {first_heads}×{first_head_dim}")]
+    HeadsDiffer {
+        /// The block that differs.
+        block: usize,
+        /// Its heads.
+        heads: usize,
+        /// Its head width.
+        head_dim: usize,
+        /// Block 0's heads.
+        first_heads: usize,
+        /// Block 0's head width.
+        first_head_dim: usize,
+    },
+    /// Rows that do not stack whole sequences.
+    #[error("{rows} rows do not stack sequences of {positions} positions")]
+    UnstackedRows {
+        /// Rows given.
+        rows: usize,
+        /// Positions per sequence.
+        positions: usize,
+    },
+    /// A transformer shape with a zero width.
+    #[error("a transformer needs vocab, d_model, heads and context ≥ 1")]
+    EmptyTransformer,
+    /// A rotary base that is not a positive number.
+    #[error("rotary_base must be a positive number, not {base}")]
+    RotaryBase {
+        /// The base given.
+        base: f64,
+    },
+    /// A head width rotary embedding cannot split in halves.
+    #[error("rotary embedding needs an even head width, not {head_dim}")]
+    OddHeadWidth {
+        /// The head width given.
+        head_dim: usize,
+    },
+    /// A symmetry transform aimed at a layer that is not bilinear.
+    #[error("layer {layer} is not a bilinear layer")]
+    NotBilinear {
+        /// The layer.
+        layer: usize,
+    },
+    /// A hidden-unit permutation that is not one.
+    #[error("not a permutation of {hidden} hidden units")]
+    NotAPermutation {
+        /// Hidden units of the layer.
+        hidden: usize,
+    },
+    /// Hidden-unit scales that are not one finite, non-zero value per unit.
+    #[error("one finite, non-zero scale per hidden unit is required")]
+    BadScales,
+    /// Frequencies asked for a period longer than the input.
+    #[error("the model has {inputs} inputs, fewer than the period {period}")]
+    PeriodTooLong {
+        /// Inputs of the model.
+        inputs: usize,
+        /// The period asked for.
+        period: usize,
+    },
+    /// An eigendecomposition that failed.
+    #[error("eigendecomposition of class {class}: {reason}")]
+    Eigendecomposition {
+        /// The class whose form failed.
+        class: usize,
+        /// faer's reason.
+        reason: String,
+    },
+    /// An internal invariant of the contraction engine was broken (a bug).
     #[error("{0}")]
     Invalid(String),
 }

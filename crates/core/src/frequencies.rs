@@ -50,9 +50,7 @@ pub fn interaction_matrix(form: &BilinearForm, c: usize) -> Mat<f64> {
 pub fn frequency_marginal(form: &BilinearForm, period: usize, top: usize) -> Result<Vec<f64>> {
     let d = form.padded_input() - 1;
     if period == 0 || d < period {
-        return Err(Error::Invalid(format!(
-            "the model has {d} inputs, fewer than the period {period}"
-        )));
+        return Err(Error::PeriodTooLong { inputs: d, period });
     }
     let bins = period / 2 + 1;
     let per_class: Vec<Vec<f64>> = (0..form.outputs())
@@ -61,7 +59,10 @@ pub fn frequency_marginal(form: &BilinearForm, period: usize, top: usize) -> Res
             let b = interaction_matrix(form, c);
             let eig = b
                 .self_adjoint_eigen(Side::Lower)
-                .map_err(|e| Error::Invalid(format!("eigendecomposition of class {c}: {e:?}")))?;
+                .map_err(|e| Error::Eigendecomposition {
+                    class: c,
+                    reason: format!("{e:?}"),
+                })?;
             let values = eig.S().column_vector();
             let vectors = eig.U();
             let mut order: Vec<usize> = (0..d).collect();

@@ -487,9 +487,7 @@ impl<T: Scalar> InnerProductSpace for GaussianPrepared<T> {
     fn raw_inner(&self, other: &Self, par: Par) -> Result<Vec<f64>> {
         self.check_compatible(other)?;
         if self.centring != other.centring {
-            return Err(Error::Invalid(
-                "cannot mix centred and uncentred Gaussian moments".into(),
-            ));
+            return Err(Error::MixedCentring);
         }
         let s_ab = self.cross_moment(other, par);
         Ok(self.read_outputs(other, s_ab.as_ref()))

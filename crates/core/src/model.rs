@@ -476,11 +476,10 @@ fn architecture_of(layers: &[Layer]) -> Result<Architecture> {
 /// (finiteness is the constructors' check, done once).
 pub(crate) fn check_parameter_values(specs: &[ParameterSpec], values: &[Vec<f64>]) -> Result<()> {
     if specs.len() != values.len() {
-        return Err(Error::Invalid(format!(
-            "architecture has {} parameter tensors, {} given",
-            specs.len(),
-            values.len()
-        )));
+        return Err(Error::ParameterCount {
+            expected: specs.len(),
+            given: values.len(),
+        });
     }
     for (spec, v) in specs.iter().zip(values) {
         let expected: usize = spec.shape.iter().product();

@@ -100,9 +100,7 @@ pub fn monte_carlo_similarity(
         });
     }
     if samples < 2 {
-        return Err(Error::Invalid(
-            "Monte-Carlo needs at least 2 samples".into(),
-        ));
+        return Err(Error::TooFewSamples { samples });
     }
     let o = a.output_dim();
     let (mut mean_a, mut mean_b) = (vec![0.0; o], vec![0.0; o]);
@@ -199,9 +197,7 @@ pub fn sequence_monte_carlo(
         });
     }
     if samples < 2 {
-        return Err(Error::Invalid(
-            "Monte-Carlo needs at least 2 samples".into(),
-        ));
+        return Err(Error::TooFewSamples { samples });
     }
     const SEQ_CHUNK: usize = 256;
     let chunks = samples.div_ceil(SEQ_CHUNK);

@@ -20,9 +20,11 @@ pub fn mean_row_cosine(ya: MatRef<'_, f64>, yb: MatRef<'_, f64>) -> Result<f64> 
         });
     }
     if ya.nrows() == 0 {
-        return Err(Error::Invalid(
-            "output cosine needs at least one input".into(),
-        ));
+        return Err(Error::TooFewInputs {
+            what: "output cosine",
+            needed: 1,
+            given: 0,
+        });
     }
     let mut total = 0.0;
     for i in 0..ya.nrows() {

@@ -40,11 +40,7 @@ fn with_bilinear(
     let mut layers = model.layers().to_vec();
     match layers.get_mut(layer) {
         Some(Layer::Bilinear(b)) => change(b)?,
-        _ => {
-            return Err(Error::Invalid(format!(
-                "layer {layer} is not a bilinear layer"
-            )))
-        }
+        _ => return Err(Error::NotBilinear { layer }),
     }
     Model::new(layers)
 }
@@ -63,9 +59,7 @@ fn permute_units(b: &mut Bilinear, permutation: &[usize]) -> Result<()> {
             .iter()
             .all(|&p| p < hidden && !std::mem::replace(&mut seen[p], true))
     {
-        return Err(Error::Invalid(format!(
-            "not a permutation of {hidden} hidden units"
-        )));
+        return Err(Error::NotAPermutation { hidden });
     }
     let old = b.clone();
     for (h, &p) in permutation.iter().enumerate() {
@@ -95,9 +89,7 @@ pub fn rescale_hidden(model: &Model, layer: usize, alphas: &[f64]) -> Result<Mod
 
 fn rescale_units(b: &mut Bilinear, alphas: &[f64]) -> Result<()> {
     if alphas.len() != b.left.nrows() || alphas.iter().any(|&a| a == 0.0 || !a.is_finite()) {
-        return Err(Error::Invalid(
-            "one finite, non-zero scale per hidden unit is required".into(),
-        ));
+        return Err(Error::BadScales);
     }
     for (h, &a) in alphas.iter().enumerate() {
         for j in 0..b.left.ncols() {

@@ -243,9 +243,11 @@ fn parse_metric(text: &str) -> PyResult<Metric> {
 
 fn check_class(class: Option<usize>, outputs: usize) -> tensim_core::Result<()> {
     match class {
-        Some(c) if c >= outputs => Err(tensim_core::Error::Invalid(format!(
-            "class {c} does not exist: the models have {outputs} outputs"
-        ))),
+        Some(index) if index >= outputs => Err(tensim_core::Error::NoSuchOutput {
+            index,
+            outputs,
+            kind: tensim_core::network::NetworkKind::Sequential,
+        }),
         _ => Ok(()),
     }
 }

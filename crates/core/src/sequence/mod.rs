@@ -68,7 +68,7 @@
 //! arithmetic and memory of a pair before it runs.
 //!
 //! The full sum over matchings stays as a reference path
-//! ([`SequencePrepared::raw_inner_by_full_matchings`]) for tests: it
+//! (`SequencePrepared::raw_inner_by_full_matchings`, feature `reference`) for tests: it
 //! computes every moment of the chain, all position blocks, on its own.
 //!
 //! Exact when the model has one polynomial component (embed → attention →
@@ -187,10 +187,10 @@ impl SequenceGeometry {
     pub fn new(shape: &TransformerShape, positions: usize) -> Result<Self> {
         shape.validate()?;
         if positions == 0 || positions > shape.context {
-            return Err(Error::Invalid(format!(
-                "{positions} Gaussian positions do not fit the context of {}",
-                shape.context
-            )));
+            return Err(Error::PositionsBeyondContext {
+                positions,
+                context: shape.context,
+            });
         }
         let (d, n) = (shape.d_model, positions);
         let mut terms: Vec<Vec<TermTopology>> = Vec::new();

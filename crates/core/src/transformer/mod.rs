@@ -155,10 +155,13 @@ impl Transformer {
         for (i, b) in self.blocks.iter().enumerate() {
             let a = &b.attention;
             if (a.heads, a.head_dim) != (heads, head_dim) {
-                return Err(Error::Invalid(format!(
-                    "block {i}: {}×{} heads differ from block 0's {heads}×{head_dim}",
-                    a.heads, a.head_dim
-                )));
+                return Err(Error::HeadsDiffer {
+                    block: i,
+                    heads: a.heads,
+                    head_dim: a.head_dim,
+                    first_heads: heads,
+                    first_head_dim: head_dim,
+                });
             }
             let has = a.q1.bias.is_some();
             let named = ATTENTION_PROJECTIONS
@@ -411,10 +414,10 @@ impl Transformer {
     /// one product over all rows.
     pub fn forward_stacked(&self, x: MatRef<'_, f64>, n: usize) -> Result<Mat<f64>> {
         if n == 0 || x.nrows() == 0 || x.nrows() % n != 0 {
-            return Err(Error::Invalid(format!(
-                "{} rows do not stack sequences of {n} positions",
-                x.nrows()
-            )));
+            return Err(Error::UnstackedRows {
+                rows: x.nrows(),
+                positions: n,
+            });
         }
         self.check_sequence(
             x.subrows(0, n),

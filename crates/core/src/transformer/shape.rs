@@ -109,21 +109,17 @@ impl TransformerShape {
     /// Checks widths, residual scales and the rotary half split.
     pub fn validate(&self) -> Result<()> {
         if self.vocab == 0 || self.d_model == 0 || self.heads == 0 || self.context == 0 {
-            return Err(Error::Invalid(
-                "a transformer needs vocab, d_model, heads and context ≥ 1".into(),
-            ));
+            return Err(Error::EmptyTransformer);
         }
         if !(self.rotary_base.is_finite() && self.rotary_base > 0.0) {
-            return Err(Error::Invalid(format!(
-                "rotary_base must be a positive number, not {}",
-                self.rotary_base
-            )));
+            return Err(Error::RotaryBase {
+                base: self.rotary_base,
+            });
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return Err(Error::Invalid(format!(
-                "rotary embedding needs an even head width, not {}",
-                self.head_dim
-            )));
+            return Err(Error::OddHeadWidth {
+                head_dim: self.head_dim,
+            });
         }
         for (i, b) in self.blocks.iter().enumerate() {
             let residuals = [Some(b.attention_residual), b.mlp.map(|m| m.residual)];
