@@ -1,17 +1,13 @@
 //! The backdoor experiment end to end (`--quick`), on the bundled MNIST.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
+
+use common::tensim;
 
 use serde_json::Value;
 use tensim_io::read_matrix;
-
-fn tensim(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tensim"))
-        .args(args)
-        .output()
-        .expect("run tensim")
-}
 
 #[test]
 fn quick_backdoor_run_writes_everything_and_detects_the_attack() {

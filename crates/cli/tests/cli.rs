@@ -1,46 +1,20 @@
 //! End-to-end tests of the `tensim` binary: real checkpoints on disk, real
 //! output files, and the errors a user meets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{json_of as stdout_json, stderr, tensim};
 
 use serde_json::Value;
 use tensim_core::symmetry::permute_hidden;
-use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_io::{read_matrix, save_checkpoint, CheckpointMeta, StoredDtype};
 
-fn tensim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tensim"))
-        .args(args)
-        .output()
-        .expect("run tensim")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document on stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn classifier(outputs: usize, seed: u64) -> Model {
     Architecture {
-        layers: vec![LayerShape::Bilinear {
-            input: 12,
-            hidden: 6,
-            output: outputs,
-            left_bias: false,
-            right_bias: false,
-            down_bias: false,
-            residual: Residual::None,
-        }],
+        layers: vec![LayerShape::bilinear(12, 6, outputs)],
     }
     .random_model(seed)
     .unwrap()

@@ -2,30 +2,16 @@
 //! numbers equal the core's, matrices are symmetric with unit diagonal, and
 //! mixing kinds or architectures is refused.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+use common::{json_of, tensim};
 use tensim_core::sequence::sequence_similarity;
 use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
 use tensim_core::Residual;
 use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
-
-fn tensim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tensim"))
-        .args(args)
-        .output()
-        .expect("run tensim")
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
 
 fn shape(context: usize) -> TransformerShape {
     TransformerShape {
