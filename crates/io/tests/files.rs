@@ -1,13 +1,14 @@
 //! Checkpoints and matrix files: exact round trips and clear errors on bad input.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
+use common::write_f64_file;
 use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
-use tensim_io::checkpoint::FORMAT;
 use tensim_io::shape_json::architecture_to_json;
 use tensim_io::{
     load_checkpoint, read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype,
@@ -51,25 +52,11 @@ fn meta() -> CheckpointMeta {
 
 /// Writes a safetensors file with the tensim metadata but hand-made tensors.
 fn write_raw(path: &Path, arch_json: &str, tensors: &[(&str, Vec<usize>, Vec<f64>)]) {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.2.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            (
-                t.0.to_string(),
-                TensorView::new(Dtype::F64, t.1.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let mut info = HashMap::new();
-    info.insert("format".to_string(), FORMAT.to_string());
-    info.insert("architecture".to_string(), arch_json.to_string());
-    info.insert("dtype".to_string(), "f64".to_string());
-    std::fs::write(path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+    write_f64_file(
+        path,
+        &[("architecture", arch_json), ("dtype", "f64")],
+        tensors,
+    );
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! Transformer checkpoints: exact round trips, every tensor checked against
 //! the declared architecture, and the sequential files still loading.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, TensorView};
+use common::write_f64_file;
 use tensim_core::network::{Network, NetworkKind, NetworkShape};
 use tensim_core::transformer::{
     Attention, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
 };
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape};
-use tensim_io::checkpoint::FORMAT;
 use tensim_io::shape_json::{transformer_shape_from_json, transformer_shape_to_json};
 use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
 
@@ -67,26 +67,13 @@ fn write_raw_as(
     tensors: &[(String, Vec<usize>, Vec<f64>)],
     dtype: &str,
 ) {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.2.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            (
-                t.0.clone(),
-                TensorView::new(Dtype::F64, t.1.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    let mut info = HashMap::new();
-    info.insert("format".to_string(), FORMAT.to_string());
-    info.insert("kind".to_string(), "transformer".to_string());
-    info.insert("architecture".to_string(), transformer_shape_to_json(shape));
-    info.insert("dtype".to_string(), dtype.to_string());
-    std::fs::write(path, safetensors::serialize(views, Some(info)).unwrap()).unwrap();
+    let architecture = transformer_shape_to_json(shape);
+    let metadata = [
+        ("kind", "transformer"),
+        ("architecture", architecture.as_str()),
+        ("dtype", dtype),
+    ];
+    write_f64_file(path, &metadata, tensors);
 }
 
 /// The model's tensors as (name, shape, values), in spec order.
