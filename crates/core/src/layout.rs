@@ -14,7 +14,8 @@ use faer::Mat;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::model::{matrix_from_row_major, Linear, ParameterSpec};
+use crate::model::{matrix_from_row_major, Bilinear, Linear, ParameterSpec};
+use crate::residual::Residual;
 
 /// Hands out a component's tensors, in the order the component asks.
 pub(crate) trait ParameterSource {
@@ -31,6 +32,30 @@ pub(crate) trait ParameterSource {
         let weight = self.matrix(format!("{prefix}.weight"), rows, cols);
         let bias = bias.then(|| self.vector(format!("{prefix}.bias"), rows));
         Linear { weight, bias }
+    }
+
+    /// The bilinear block `prefix.{left,right,down}` (each a [`linear`](Self::linear)
+    /// map, in that order) of `input → hidden → output`, biases as `bias`
+    /// says for left, right and down.
+    fn bilinear(
+        &mut self,
+        prefix: &str,
+        [input, hidden, output]: [usize; 3],
+        bias: [bool; 3],
+        residual: Residual,
+    ) -> Bilinear {
+        let left = self.linear(&format!("{prefix}.left"), hidden, input, bias[0]);
+        let right = self.linear(&format!("{prefix}.right"), hidden, input, bias[1]);
+        let down = self.linear(&format!("{prefix}.down"), output, hidden, bias[2]);
+        Bilinear {
+            left: left.weight,
+            right: right.weight,
+            down: down.weight,
+            left_bias: left.bias,
+            right_bias: right.bias,
+            down_bias: down.bias,
+            residual,
+        }
     }
 }
 

@@ -226,23 +226,12 @@ impl Architecture {
                     right_bias,
                     down_bias,
                     residual,
-                } => {
-                    let mut part = |name: &str, rows, cols, bias| {
-                        source.linear(&format!("layers.{i}.{name}"), rows, cols, bias)
-                    };
-                    let left = part("left", hidden, input, left_bias);
-                    let right = part("right", hidden, input, right_bias);
-                    let down = part("down", output, hidden, down_bias);
-                    Layer::Bilinear(Bilinear {
-                        left: left.weight,
-                        right: right.weight,
-                        down: down.weight,
-                        left_bias: left.bias,
-                        right_bias: right.bias,
-                        down_bias: down.bias,
-                        residual,
-                    })
-                }
+                } => Layer::Bilinear(source.bilinear(
+                    &format!("layers.{i}"),
+                    [input, hidden, output],
+                    [left_bias, right_bias, down_bias],
+                    residual,
+                )),
             });
         }
         layers

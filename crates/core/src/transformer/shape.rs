@@ -7,7 +7,7 @@ use faer::Mat;
 use super::{Attention, Block, Mask, Transformer, ATTENTION_PROJECTIONS};
 use crate::error::{Error, Result};
 use crate::layout::{Convention, ParameterSource, SpecRecorder, UniformInit};
-use crate::model::{Bilinear, ParameterSpec};
+use crate::model::ParameterSpec;
 use crate::residual::Residual;
 
 /// The shape of a block's bilinear MLP.
@@ -184,23 +184,12 @@ impl TransformerShape {
                 residual: b.attention_residual,
             };
             let mlp = b.mlp.map(|m| {
-                let mut part = |name: &str, rows, cols| {
-                    source.linear(&format!("blocks.{i}.mlp.{name}"), rows, cols, m.bias)
-                };
-                let (left, right, down) = (
-                    part("left", m.hidden, d),
-                    part("right", m.hidden, d),
-                    part("down", d, m.hidden),
-                );
-                Bilinear {
-                    left: left.weight,
-                    right: right.weight,
-                    down: down.weight,
-                    left_bias: left.bias,
-                    right_bias: right.bias,
-                    down_bias: down.bias,
-                    residual: m.residual,
-                }
+                source.bilinear(
+                    &format!("blocks.{i}.mlp"),
+                    [d, m.hidden, d],
+                    [m.bias; 3],
+                    m.residual,
+                )
             });
             blocks.push(Block { attention, mlp });
         }
