@@ -168,6 +168,19 @@ struct RunArgs {
     json: bool,
 }
 
+impl RunArgs {
+    /// The options of an experiment trained for `steps` into `out`.
+    fn with_steps(&self, out: PathBuf, steps: Option<u64>) -> tensim_experiments::StepOptions {
+        tensim_experiments::StepOptions {
+            out,
+            force: self.force,
+            quick: self.quick,
+            steps,
+            seed: self.seed,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum ExperimentCommand {
     /// Backdoor insertion with the trigger unknown to the detector (EXPERIMENTS §1).
@@ -263,23 +276,11 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
             print_outcome(run.json, &o, || forgetting_summary(&o))
         }
         ExperimentCommand::Language { out, steps, run } => {
-            let o = language::run(&language::Options {
-                out,
-                force: run.force,
-                quick: run.quick,
-                steps,
-                seed: run.seed,
-            })?;
+            let o = language::run(&run.with_steps(out, steps))?;
             print_outcome(run.json, &o, || language_summary(&o))
         }
         ExperimentCommand::Grokking { out, steps, run } => {
-            let o = grokking::run(&grokking::Options {
-                out,
-                force: run.force,
-                quick: run.quick,
-                steps,
-                seed: run.seed,
-            })?;
+            let o = grokking::run(&run.with_steps(out, steps))?;
             print_outcome(run.json, &o, || grokking_summary(&o))
         }
     }
