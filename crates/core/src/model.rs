@@ -276,15 +276,11 @@ impl Model {
             architecture,
             fingerprint: 0,
         };
-        for (spec, values) in model
-            .architecture
-            .parameter_specs()
-            .iter()
-            .zip(model.parameters())
-        {
-            check_finite(&spec.name, &values)?;
+        let (specs, parameters) = (model.architecture.parameter_specs(), model.parameters());
+        for (spec, values) in specs.iter().zip(&parameters) {
+            check_finite(&spec.name, values)?;
         }
-        model.fingerprint = model.compute_fingerprint();
+        model.fingerprint = model.compute_fingerprint(&specs, &parameters);
         Ok(model)
     }
 
@@ -360,18 +356,15 @@ impl Model {
         self.fingerprint
     }
 
-    fn compute_fingerprint(&self) -> u64 {
+    /// The fingerprint from the model's specs and parameters (computed once
+    /// by [`Model::new`], which also checks them).
+    fn compute_fingerprint(&self, specs: &[ParameterSpec], parameters: &[Vec<f64>]) -> u64 {
         let mut h = Fnv::new();
-        for (spec, values) in self
-            .architecture
-            .parameter_specs()
-            .iter()
-            .zip(self.parameters())
-        {
+        for (spec, values) in specs.iter().zip(parameters) {
             for &d in &spec.shape {
                 h.eat(d as u64);
             }
-            for v in values {
+            for &v in values {
                 h.eat(v.to_bits());
             }
         }
