@@ -56,15 +56,7 @@ impl Loaded {
     pub fn describe(&self) -> String {
         let what = match self.network() {
             Network::Sequential(m) => describe_layers(m),
-            Network::Transformer(t) => format!(
-                "transformer: vocab {}, d_model {}, {} block(s) of {}×{} heads, context {}",
-                t.vocab(),
-                t.d_model(),
-                t.blocks().len(),
-                t.blocks().first().map_or(0, |b| b.attention().heads()),
-                t.blocks().first().map_or(0, |b| b.attention().head_dim()),
-                t.context()
-            ),
+            Network::Transformer(t) => describe_transformer(t),
         };
         let meta = &self.checkpoint.meta;
         let mut where_ = Vec::new();
@@ -81,6 +73,35 @@ impl Loaded {
         };
         format!("{what}{suffix}")
     }
+}
+
+/// Widths, heads and each distinct block of a transformer, e.g.
+/// `transformer: vocab 4096 → 4096 logits, d_model 256, 8×32 heads, context
+/// 256, 2 × [attention (bias q/k; additive residual x + 0.35·f(x))]`.
+fn describe_transformer(t: &Transformer) -> String {
+    let s = t.shape();
+    let mut blocks: Vec<(usize, String)> = Vec::new();
+    for b in &s.blocks {
+        let d = b.describe();
+        match blocks.last_mut() {
+            Some((count, last)) if *last == d => *count += 1,
+            _ => blocks.push((1, d)),
+        }
+    }
+    let blocks: Vec<String> = blocks
+        .into_iter()
+        .map(|(count, d)| format!("{count} × [{d}]"))
+        .collect();
+    format!(
+        "transformer: vocab {} → {} logits, d_model {}, {}×{} heads, context {}, {}",
+        s.vocab,
+        s.outputs,
+        s.d_model,
+        s.heads,
+        s.head_dim,
+        s.context,
+        blocks.join(", ")
+    )
 }
 
 /// The layers of a sequential model, `linear 784→64 → bilinear 64→64→10`.

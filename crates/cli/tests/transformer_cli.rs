@@ -9,13 +9,16 @@ use std::process::Command;
 
 use common::{json_of, tensim};
 use tensim_core::sequence::sequence_similarity;
-use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::transformer::{
+    AttentionBias, AttentionShape, BlockShape, Mask, Transformer, TransformerShape,
+};
 use tensim_core::Residual;
 use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 
 fn shape(context: usize) -> TransformerShape {
     TransformerShape {
         vocab: 6,
+        outputs: 6,
         d_model: 4,
         heads: 2,
         head_dim: 2,
@@ -23,8 +26,10 @@ fn shape(context: usize) -> TransformerShape {
         mask: Mask::Causal,
         rotary_base: 1e4,
         blocks: vec![BlockShape {
-            attention_bias: false,
-            attention_residual: Residual::Lerp(0.5),
+            attention: Some(AttentionShape {
+                bias: AttentionBias::all(false),
+                residual: Residual::Lerp(0.5),
+            }),
             mlp: None,
         }],
     }

@@ -143,17 +143,23 @@ pub enum Error {
         "different transformer architectures (vocab, width, heads, context, mask or blocks); the metrics compare models of one architecture"
     )]
     DifferentArchitectures,
-    /// A transformer's attention biases are on some projections only.
-    #[error("block {block}: attention biases must be on all of q1, k1, q2, k2, v, out or on none (`{differs}` differs from `q1`)")]
+    /// A transformer's q/k biases are on some of the four rotary projections only.
+    #[error("block {block}: q/k biases must be on all of q1, k1, q2, k2 or on none (`{differs}` differs from `q1`)")]
     AttentionBiases {
         /// The block.
         block: usize,
         /// The first projection whose bias presence differs from `q1`'s.
         differs: &'static str,
     },
-    /// A transformer's MLP biases are on some of left, right, down only.
-    #[error("block {block}: MLP biases must be on all of left, right, down or on none")]
-    MlpBiases {
+    /// A transformer block with neither attention nor MLP.
+    #[error("block {block} has neither an attention nor an MLP")]
+    EmptyBlock {
+        /// The block.
+        block: usize,
+    },
+    /// A transformer MLP without hidden units.
+    #[error("block {block}: an MLP needs at least one hidden unit")]
+    EmptyMlp {
         /// The block.
         block: usize,
     },
@@ -231,7 +237,7 @@ pub enum Error {
         positions: usize,
     },
     /// A transformer shape with a zero width.
-    #[error("a transformer needs vocab, d_model, heads and context ≥ 1")]
+    #[error("a transformer needs vocab, outputs, d_model, heads and context ≥ 1")]
     EmptyTransformer,
     /// A rotary base that is not a positive number.
     #[error("rotary_base must be a positive number, not {base}")]

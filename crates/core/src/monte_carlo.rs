@@ -178,7 +178,7 @@ fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
 
 /// Monte-Carlo Gaussian cosine of two transformers' logits on sequences of
 /// `positions` independent `N(0, I_vocab)` inputs (uncentred, all positions
-/// and vocabulary entries flattened: `p = Σ_{t,c} f_a f_b` per sample).
+/// and logits flattened: `p = Σ_{t,c} f_a f_b` per sample).
 /// Sequences are drawn in chunks of 256 from generators seeded by
 /// `(seed, chunk)` and evaluated in parallel; the result depends only on the seed.
 pub fn sequence_monte_carlo(
@@ -189,12 +189,18 @@ pub fn sequence_monte_carlo(
     seed: u64,
 ) -> Result<Estimate> {
     use rayon::prelude::*;
-    if a.vocab() != b.vocab() {
-        return Err(Error::Mismatch {
-            what: "vocabulary",
-            a: a.vocab().to_string(),
-            b: b.vocab().to_string(),
-        });
+    let widths = [
+        ("vocabulary", a.vocab(), b.vocab()),
+        ("logits", a.outputs(), b.outputs()),
+    ];
+    for (what, wa, wb) in widths {
+        if wa != wb {
+            return Err(Error::Mismatch {
+                what,
+                a: wa.to_string(),
+                b: wb.to_string(),
+            });
+        }
     }
     if samples < 2 {
         return Err(Error::TooFewSamples { samples });

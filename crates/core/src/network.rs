@@ -113,11 +113,11 @@ impl Network {
         }
     }
 
-    /// Number of outputs (classes or vocabulary entries): what slices index.
+    /// Number of outputs (classes, or a transformer's logits): what slices index.
     pub fn output_dim(&self) -> usize {
         match self {
             Network::Sequential(m) => m.output_dim(),
-            Network::Transformer(t) => t.vocab(),
+            Network::Transformer(t) => t.outputs(),
         }
     }
 

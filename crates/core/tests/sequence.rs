@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 use tensim_core::monte_carlo::sequence_monte_carlo;
 use tensim_core::sequence::{sequence_similarity, SequenceGeometry, SequencePrepared};
 use tensim_core::transformer::{
-    Attention, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
+    Attention, AttentionBias, AttentionShape, Block, BlockShape, Mask, MlpShape, Transformer,
+    TransformerShape,
 };
 use tensim_core::Residual;
 use tensim_core::{similarity, InnerProductSpace};
@@ -26,6 +27,7 @@ fn shape(
 ) -> TransformerShape {
     TransformerShape {
         vocab: 5,
+        outputs: 5,
         d_model: 4,
         heads: 2,
         head_dim: 2,
@@ -34,11 +36,13 @@ fn shape(
         rotary_base: 10000.0,
         blocks: vec![
             BlockShape {
-                attention_bias: bias,
-                attention_residual: Residual::from_lerp_scale(residual),
+                attention: Some(AttentionShape {
+                    bias: AttentionBias::all(bias),
+                    residual: Residual::from_lerp_scale(residual),
+                }),
                 mlp: mlp.map(|(hidden, bias, s)| MlpShape {
                     hidden,
-                    bias,
+                    bias: [bias; 3],
                     residual: Residual::from_lerp_scale(s),
                 }),
             };
@@ -63,8 +67,9 @@ fn edit(t: &Transformer) -> Vec<EditBlock> {
     t.blocks()
         .iter()
         .map(|b| {
-            let [q1, k1, q2, k2, v] = b.attention().projections().map(Clone::clone);
-            let out = b.attention().out().clone();
+            let a = b.attention().expect("blocks with attention");
+            let [q1, k1, q2, k2, v] = a.projections().map(Clone::clone);
+            let out = a.out().clone();
             let mlp = b.mlp().cloned();
             EditBlock {
                 q1,
@@ -86,7 +91,7 @@ fn rebuild(t: &Transformer, blocks: Vec<EditBlock>) -> tensim_core::Result<Trans
         .iter()
         .zip(blocks)
         .map(|(old, e)| {
-            let a = old.attention();
+            let a = old.attention().expect("blocks with attention");
             let attention = Attention::new(
                 a.heads(),
                 a.head_dim(),
@@ -94,7 +99,7 @@ fn rebuild(t: &Transformer, blocks: Vec<EditBlock>) -> tensim_core::Result<Trans
                 e.out,
                 a.residual(),
             );
-            Block::new(attention, e.mlp)
+            Block::new(Some(attention), e.mlp)
         })
         .collect();
     Transformer::new(
@@ -169,10 +174,10 @@ fn one_attention_layer_equals_monte_carlo() {
 fn additive_shape(mlp: Option<usize>, layers: usize) -> TransformerShape {
     let mut s = shape(true, 0.35, Mask::Causal, None, layers);
     for b in &mut s.blocks {
-        b.attention_residual = Residual::Add(0.35);
+        b.attention.as_mut().unwrap().residual = Residual::Add(0.35);
         b.mlp = mlp.map(|hidden| MlpShape {
             hidden,
-            bias: true,
+            bias: [true; 3],
             residual: Residual::Add(0.5),
         });
     }
@@ -472,12 +477,6 @@ fn inconsistent_biases_and_bad_rotary_bases_are_refused() {
     let mut t = edit(&a);
     t[0].k1.bias = None;
     assert!(rebuild(&a, t).unwrap_err().to_string().contains("`k1`"));
-    let mut t = edit(&a);
-    t[0].mlp.as_mut().unwrap().down_bias = None;
-    assert!(rebuild(&a, t)
-        .unwrap_err()
-        .to_string()
-        .contains("MLP biases"));
     let blocks = a.blocks().to_vec();
     let err = Transformer::new(
         a.embedding().to_owned(),
@@ -538,4 +537,292 @@ fn stacked_sequences_give_each_sequence_its_own_logits() {
     assert!(t.forward_stacked(x.as_ref().subrows(0, 0), n).is_err());
     let long = Mat::<f64>::zeros(2 * (s.context + 1), s.vocab);
     assert!(t.forward_stacked(long.as_ref(), s.context + 1).is_err());
+}
+
+/// The model family of the published checkpoints and beyond: per-group
+/// biases, MLP-only blocks, logits narrower than the vocabulary.
+fn family_shape(blocks: Vec<BlockShape>, outputs: usize) -> TransformerShape {
+    TransformerShape {
+        outputs,
+        blocks,
+        ..shape(false, 1.0, Mask::Causal, None, 1)
+    }
+}
+
+fn attention(qk: bool, v: bool, out: bool, residual: Residual) -> Option<AttentionShape> {
+    Some(AttentionShape {
+        bias: AttentionBias { qk, v, out },
+        residual,
+    })
+}
+
+fn mlp(hidden: usize, bias: [bool; 3], residual: Residual) -> Option<MlpShape> {
+    Some(MlpShape {
+        hidden,
+        bias,
+        residual,
+    })
+}
+
+/// Shapes that use every new degree of freedom, one at a time and together.
+fn family_shapes() -> Vec<(&'static str, TransformerShape)> {
+    let block = |attention, mlp| BlockShape { attention, mlp };
+    let paper = block(attention(true, false, false, Residual::Add(0.35)), None);
+    vec![
+        (
+            "q/k biases only, additive (the paper's block)",
+            family_shape(vec![paper.clone()], 5),
+        ),
+        (
+            "v and out biases only",
+            family_shape(
+                vec![block(
+                    attention(false, true, true, Residual::Lerp(0.6)),
+                    None,
+                )],
+                5,
+            ),
+        ),
+        (
+            "MLP-only block, down bias only",
+            family_shape(
+                vec![block(
+                    None,
+                    mlp(6, [false, false, true], Residual::Add(0.5)),
+                )],
+                5,
+            ),
+        ),
+        (
+            "3 logits from a vocabulary of 5",
+            family_shape(
+                vec![block(attention(true, true, false, Residual::None), None)],
+                3,
+            ),
+        ),
+        (
+            "paper block then an MLP-only block, 4 logits",
+            family_shape(
+                vec![
+                    paper,
+                    block(None, mlp(5, [true, false, false], Residual::Lerp(0.4))),
+                ],
+                4,
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn the_model_family_equals_monte_carlo_and_the_full_matching_sum() {
+    for (label, s) in family_shapes() {
+        let a = s.random_model(4).unwrap();
+        assert_eq!(a.shape(), s, "{label}: the shape round-trips");
+        assert_eq!(a.outputs(), s.outputs);
+        if a.polynomial_components() == 1 {
+            check_against_monte_carlo(&s, label);
+        }
+        let b = perturbed(&a, 0.3, 5);
+        let geometry = Arc::new(SequenceGeometry::new(&s, 3).unwrap());
+        let pa = SequencePrepared::new(&a, geometry.clone()).unwrap();
+        let pb = SequencePrepared::new(&b, geometry).unwrap();
+        let fast = pa.raw_inner(&pb, Par::Seq).unwrap();
+        let full = pa.raw_inner_by_full_matchings(&pb).unwrap();
+        assert_eq!(
+            fast.len(),
+            s.outputs,
+            "{label}: one inner product per logit"
+        );
+        let scale = full.iter().map(|x| x.abs()).fold(0.0, f64::max);
+        for (x, y) in fast.iter().zip(&full) {
+            assert!((x - y).abs() <= 1e-12 * scale, "{label}: {x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn mlp_only_blocks_and_narrow_logits_forward_as_written() {
+    // x ↦ E x, then y = x + s·(D((Lx + b_L) ⊙ (Rx + b_R)) + b_D), logits U y.
+    let s = family_shape(
+        vec![BlockShape {
+            attention: None,
+            mlp: mlp(6, [true, true, true], Residual::Add(0.5)),
+        }],
+        3,
+    );
+    let t = s.random_model(8).unwrap();
+    let m = t.blocks()[0].mlp().unwrap();
+    let x = Mat::from_fn(2, s.vocab, |i, j| ((i * 5 + j) as f64 * 0.37).sin());
+    let logits = t.forward(x.as_ref()).unwrap();
+    assert_eq!((logits.nrows(), logits.ncols()), (2, 3));
+    let affine = |w: &Mat<f64>, b: Option<&Vec<f64>>, v: &[f64]| -> Vec<f64> {
+        (0..w.nrows())
+            .map(|r| {
+                (0..w.ncols()).map(|c| w[(r, c)] * v[c]).sum::<f64>() + b.map_or(0.0, |b| b[r])
+            })
+            .collect()
+    };
+    for p in 0..2 {
+        let row: Vec<f64> = (0..s.vocab).map(|j| x[(p, j)]).collect();
+        let e = affine(&t.embedding().to_owned(), None, &row);
+        let l = affine(&m.left, m.left_bias.as_ref(), &e);
+        let r = affine(&m.right, m.right_bias.as_ref(), &e);
+        let h: Vec<f64> = l.iter().zip(&r).map(|(l, r)| l * r).collect();
+        let d = affine(&m.down, m.down_bias.as_ref(), &h);
+        let y: Vec<f64> = e.iter().zip(&d).map(|(e, d)| e + 0.5 * d).collect();
+        let expected = affine(&t.unembedding().to_owned(), None, &y);
+        for (c, want) in expected.iter().enumerate() {
+            let got = logits[(p, c)];
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
+        }
+    }
+}
+
+/// The `Lerp(t)` model that computes `additive`'s logits exactly: with
+/// `c_k` the factor by which its stream after component `k` exceeds the
+/// additive model's (`c_0 = 1`, `c_k = (1 − t)·c_{k−1}`), every input
+/// weight of component `k` is divided by `c_{k−1}` (biases kept), its output
+/// map and bias multiplied by `c_k·s/t`, and the unembedding divided by the
+/// last `c`.
+fn lerp_equivalent(additive: &Transformer, t: f64) -> Transformer {
+    let mut shape = additive.shape();
+    let mut names_scales: Vec<(String, f64)> = Vec::new();
+    let mut c = 1.0;
+    for (i, b) in shape.blocks.iter_mut().enumerate() {
+        let components = [
+            (
+                "attn",
+                ["q1", "k1", "q2", "k2", "v"].as_slice(),
+                "out",
+                b.attention.as_mut().map(|a| &mut a.residual),
+            ),
+            (
+                "mlp",
+                ["left", "right"].as_slice(),
+                "down",
+                b.mlp.as_mut().map(|m| &mut m.residual),
+            ),
+        ];
+        for (part, inputs, output, residual) in components {
+            let Some(residual) = residual else { continue };
+            let Residual::Add(s) = *residual else {
+                panic!("additive residuals only")
+            };
+            *residual = Residual::Lerp(t);
+            for p in inputs {
+                names_scales.push((format!("blocks.{i}.{part}.{p}.weight"), 1.0 / c));
+            }
+            c *= 1.0 - t;
+            for what in ["weight", "bias"] {
+                names_scales.push((format!("blocks.{i}.{part}.{output}.{what}"), c * s / t));
+            }
+        }
+    }
+    names_scales.push(("unembed.weight".into(), 1.0 / c));
+    let values = shape
+        .parameter_specs()
+        .iter()
+        .zip(additive.parameters())
+        .map(|(spec, v)| {
+            let scale = names_scales
+                .iter()
+                .find(|(n, _)| *n == spec.name)
+                .map_or(1.0, |(_, s)| *s);
+            v.into_iter().map(|x| x * scale).collect()
+        })
+        .collect();
+    Transformer::from_parameters(&shape, values).unwrap()
+}
+
+#[test]
+fn additive_and_rescaled_lerp_models_give_identical_cosines() {
+    let paper = BlockShape {
+        attention: attention(true, false, false, Residual::Add(0.35)),
+        mlp: None,
+    };
+    let with_mlp = BlockShape {
+        attention: attention(true, true, true, Residual::Add(0.35)),
+        mlp: mlp(4, [true, false, true], Residual::Add(0.5)),
+    };
+    for blocks in [vec![paper.clone()], vec![paper, with_mlp]] {
+        let s = family_shape(blocks, 5);
+        let a = s.random_model(1).unwrap();
+        let b = perturbed(&a, 0.3, 2);
+        let (la, lb) = (lerp_equivalent(&a, 0.3), lerp_equivalent(&b, 0.3));
+        let x = Mat::from_fn(3, s.vocab, |i, j| ((i * 7 + j * 3) as f64 * 0.29).cos());
+        let (ya, yl) = (
+            a.forward(x.as_ref()).unwrap(),
+            la.forward(x.as_ref()).unwrap(),
+        );
+        for i in 0..3 {
+            for j in 0..s.outputs {
+                assert!((ya[(i, j)] - yl[(i, j)]).abs() <= 1e-12 * ya[(i, j)].abs().max(1.0));
+            }
+        }
+        let (add, _) = sequence_similarity(&a, &b, 3).unwrap();
+        let (lerp, _) = sequence_similarity(&la, &lb, 3).unwrap();
+        assert!(
+            (add.total - lerp.total).abs() < 1e-12,
+            "{} vs {}",
+            add.total,
+            lerp.total
+        );
+        for (x, y) in add.per_output.iter().zip(&lerp.per_output) {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn empty_blocks_and_mixed_qk_biases_are_refused() {
+    let empty = family_shape(
+        vec![BlockShape {
+            attention: None,
+            mlp: None,
+        }],
+        5,
+    );
+    assert!(empty
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("neither an attention nor an MLP"));
+    let no_hidden = family_shape(
+        vec![BlockShape {
+            attention: None,
+            mlp: mlp(0, [false; 3], Residual::None),
+        }],
+        5,
+    );
+    assert!(no_hidden
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("hidden unit"));
+    let no_logits = family_shape(shape(false, 1.0, Mask::Causal, None, 1).blocks, 0);
+    assert!(no_logits.validate().is_err());
+    let s = shape(true, 0.5, Mask::Causal, Some((6, true, 0.7)), 1);
+    let a = s.random_model(1).unwrap();
+    let mut t = edit(&a);
+    t[0].q2.bias = None;
+    assert!(rebuild(&a, t).unwrap_err().to_string().contains("`q2`"));
+    // Biases per group: v, out and the MLP's maps may differ from q/k.
+    let mut t = edit(&a);
+    t[0].v.bias = None;
+    t[0].out.bias = None;
+    t[0].mlp.as_mut().unwrap().down_bias = None;
+    let rebuilt = rebuild(&a, t).unwrap();
+    let b = &rebuilt.shape().blocks[0];
+    assert_eq!(
+        b.attention.unwrap().bias,
+        AttentionBias {
+            qk: true,
+            v: false,
+            out: false
+        }
+    );
+    assert_eq!(b.mlp.unwrap().bias, [true, true, false]);
 }

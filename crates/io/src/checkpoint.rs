@@ -4,7 +4,9 @@
 //! both kinds.
 //!
 //! Metadata keys (all strings, as safetensors requires):
-//! * `format`: `tensim-checkpoint/1`
+//! * `format`: `tensim-checkpoint/2` (files of format 1, written before
+//!   transformers had per-group biases, MLP-only blocks and their own
+//!   output width, still load)
 //! * `kind`: absent (or `sequential`) for a sequential model, `transformer`
 //!   for a transformer
 //! * `architecture`: the shape as JSON ([`crate::shape_json`])
@@ -29,8 +31,11 @@ use tensim_core::Model;
 use crate::atomic::write_atomic;
 use crate::shape_json::{shape_from_json, shape_to_json};
 
-/// Value of the `format` metadata key.
-pub const FORMAT: &str = "tensim-checkpoint/1";
+/// Value of the `format` metadata key that this version writes.
+pub const FORMAT: &str = "tensim-checkpoint/2";
+
+/// The `format` of files written before format 2 (still read).
+pub const FORMAT_V1: &str = "tensim-checkpoint/1";
 
 /// The metadata key that says which kind of model a file holds.
 pub const KIND_KEY: &str = "kind";
@@ -110,6 +115,8 @@ pub(crate) struct Header {
     pub info: HashMap<String, String>,
     pub dtype: StoredDtype,
     pub meta: CheckpointMeta,
+    /// The format version (1 or 2).
+    pub version: u32,
 }
 
 impl Header {
@@ -154,9 +161,15 @@ pub(crate) fn parse<'a>(
         reason: format!("bad safetensors header: {e}"),
     })?;
     let info = header.metadata().clone().unwrap_or_default();
-    match info.get("format") {
-        Some(f) if f == FORMAT => {}
-        Some(f) => return fail(path, format!("metadata `format` is `{f}`, expected `{FORMAT}`")),
+    let version = match info.get("format") {
+        Some(f) if f == FORMAT => 2,
+        Some(f) if f == FORMAT_V1 => 1,
+        Some(f) => {
+            return fail(
+                path,
+                format!("metadata `format` is `{f}`, expected `{FORMAT}` or `{FORMAT_V1}` (written by a newer tensim?)"),
+            )
+        }
         None => {
             return fail(
                 path,
@@ -166,7 +179,7 @@ pub(crate) fn parse<'a>(
                 ),
             )
         }
-    }
+    };
     let dtype = match info.get("dtype").map(String::as_str) {
         Some("f32") => StoredDtype::F32,
         Some("f64") => StoredDtype::F64,
@@ -189,7 +202,15 @@ pub(crate) fn parse<'a>(
         phase: info.get("phase").cloned(),
         label: info.get("label").cloned(),
     };
-    Ok((tensors, Header { info, dtype, meta }))
+    Ok((
+        tensors,
+        Header {
+            info,
+            dtype,
+            meta,
+            version,
+        },
+    ))
 }
 
 /// Every tensor the specs declare, checked for presence, dtype and shape
@@ -385,7 +406,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
             )
         }
     };
-    let shape = match shape_from_json(kind, header.architecture(path)?) {
+    let shape = match shape_from_json(kind, header.architecture(path)?, header.version) {
         Ok(s) => s,
         Err(e) => return fail(path, format!("metadata `architecture` is invalid: {e}")),
     };

@@ -8,7 +8,8 @@ use std::path::Path;
 use common::write_f64_file;
 use tensim_core::network::{Network, NetworkKind, NetworkShape};
 use tensim_core::transformer::{
-    Attention, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
+    Attention, AttentionBias, AttentionShape, Block, BlockShape, Mask, MlpShape, Transformer,
+    TransformerShape,
 };
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape};
@@ -18,6 +19,7 @@ use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
 fn shape(mask: Mask) -> TransformerShape {
     TransformerShape {
         vocab: 7,
+        outputs: 7,
         d_model: 6,
         heads: 2,
         head_dim: 4,
@@ -26,17 +28,21 @@ fn shape(mask: Mask) -> TransformerShape {
         rotary_base: 10000.0,
         blocks: vec![
             BlockShape {
-                attention_bias: true,
-                attention_residual: Residual::Lerp(0.35),
+                attention: Some(AttentionShape {
+                    bias: AttentionBias::all(true),
+                    residual: Residual::Lerp(0.35),
+                }),
                 mlp: Some(MlpShape {
                     hidden: 9,
-                    bias: true,
+                    bias: [true; 3],
                     residual: Residual::Lerp(0.4),
                 }),
             },
             BlockShape {
-                attention_bias: false,
-                attention_residual: Residual::None,
+                attention: Some(AttentionShape {
+                    bias: AttentionBias::all(false),
+                    residual: Residual::None,
+                }),
                 mlp: None,
             },
         ],
@@ -130,15 +136,15 @@ fn architecture_json_round_trips_and_rejects_bad_shapes() {
     for mask in [Mask::Causal, Mask::Full] {
         let s = shape(mask);
         let json = transformer_shape_to_json(&s);
-        assert_eq!(transformer_shape_from_json(&json).unwrap(), s, "{json}");
+        assert_eq!(transformer_shape_from_json(&json, 2).unwrap(), s, "{json}");
     }
     let json = transformer_shape_to_json(&shape(Mask::Causal));
     for (from, to, needle) in [
         ("\"causal\"", "\"sliding\"", "sliding"),
         ("\"head_dim\":4", "\"head_dim\":3", "even head width"),
         (
-            "\"attention_residual\":0.35",
-            "\"attention_residual\":1.5",
+            "\"kind\":\"lerp\",\"scale\":0.35",
+            "\"kind\":\"lerp\",\"scale\":1.5",
             "outside [0, 1]",
         ),
         (
@@ -150,7 +156,7 @@ fn architecture_json_round_trips_and_rejects_bad_shapes() {
     ] {
         let bad = json.replace(from, to);
         assert_ne!(bad, json, "{from} not in {json}");
-        let err = transformer_shape_from_json(&bad).unwrap_err();
+        let err = transformer_shape_from_json(&bad, 2).unwrap_err();
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
@@ -307,7 +313,7 @@ fn a_model_whose_biases_disagree_with_its_shape_cannot_be_built_to_be_written() 
         .blocks()
         .iter()
         .map(|b| {
-            let a = b.attention();
+            let a = b.attention().expect("attention in every block");
             let [q1, mut k1, q2, k2, v] = a.projections().map(Clone::clone);
             k1.bias = None;
             let attention = Attention::new(
@@ -317,7 +323,7 @@ fn a_model_whose_biases_disagree_with_its_shape_cannot_be_built_to_be_written() 
                 a.out().clone(),
                 a.residual(),
             );
-            Block::new(attention, b.mlp().cloned())
+            Block::new(Some(attention), b.mlp().cloned())
         })
         .collect();
     let err = Transformer::new(
@@ -330,8 +336,84 @@ fn a_model_whose_biases_disagree_with_its_shape_cannot_be_built_to_be_written() 
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        err.contains("attention biases") && err.contains("`k1`"),
-        "{err}"
+    assert!(err.contains("q/k biases") && err.contains("`k1`"), "{err}");
+}
+
+#[test]
+fn format_1_transformer_files_still_load() {
+    // Written before format 2: biases all-or-none, residuals as a lerp scale
+    // (1 = none) with an optional `_kind`, no `outputs`.
+    let v1 = r#"{"vocab":7,"d_model":6,"heads":2,"head_dim":4,"context":5,"mask":"causal","rotary_base":10000.0,"blocks":[{"attention_bias":true,"attention_residual":0.35,"mlp":{"hidden":9,"bias":true,"residual_scale":0.4}},{"attention_bias":false,"attention_residual":1.0,"mlp":null}]}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.safetensors");
+    let m = model();
+    let metadata = [
+        ("format", tensim_io::checkpoint::FORMAT_V1),
+        ("kind", "transformer"),
+        ("architecture", v1),
+        ("dtype", "f64"),
+    ];
+    write_f64_file(&path, &metadata, &tensors_of(&m));
+    let loaded = load_checkpoint(&path).unwrap();
+    assert_eq!(loaded.network.as_transformer().unwrap(), &m);
+    assert_eq!(loaded.network.fingerprint(), m.fingerprint());
+
+    // An additive residual of format 1, and format 2 JSON refused under format 1.
+    let additive = v1.replace(
+        "\"attention_residual\":0.35,",
+        "\"attention_residual\":0.35,\"attention_residual_kind\":\"add\",",
     );
+    let shape = transformer_shape_from_json(&additive, 1).unwrap();
+    let attention = shape.blocks[0].attention.unwrap();
+    assert_eq!(attention.residual, Residual::Add(0.35));
+    assert_eq!(attention.bias, AttentionBias::all(true));
+    let v2 = transformer_shape_to_json(&shape);
+    assert!(transformer_shape_from_json(&v2, 1).is_err());
+    assert_eq!(transformer_shape_from_json(&v2, 2).unwrap(), shape);
+}
+
+#[test]
+fn the_published_family_round_trips_in_format_2() {
+    // q/k-only biases and an additive residual, an MLP-only block with a
+    // down bias only, 3 logits from a vocabulary of 7.
+    let s = TransformerShape {
+        outputs: 3,
+        blocks: vec![
+            BlockShape {
+                attention: Some(AttentionShape {
+                    bias: AttentionBias {
+                        qk: true,
+                        v: false,
+                        out: false,
+                    },
+                    residual: Residual::Add(0.35),
+                }),
+                mlp: None,
+            },
+            BlockShape {
+                attention: None,
+                mlp: Some(MlpShape {
+                    hidden: 5,
+                    bias: [false, false, true],
+                    residual: Residual::Add(0.5),
+                }),
+            },
+        ],
+        ..shape(Mask::Causal)
+    };
+    let json = transformer_shape_to_json(&s);
+    assert!(json.contains(r#""attention":null"#), "{json}");
+    assert_eq!(transformer_shape_from_json(&json, 2).unwrap(), s);
+    let m = s.random_model(5).unwrap();
+    let names: Vec<String> = s.parameter_specs().into_iter().map(|p| p.name).collect();
+    assert!(names.contains(&"blocks.0.attn.k2.bias".to_string()));
+    assert!(!names.contains(&"blocks.0.attn.v.bias".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("blocks.1.attn")));
+    assert!(names.contains(&"blocks.1.mlp.down.bias".to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("family.safetensors");
+    save_checkpoint(&path, &m.clone().into(), &meta(), StoredDtype::F64).unwrap();
+    let loaded = load_checkpoint(&path).unwrap();
+    assert_eq!(loaded.network.as_transformer().unwrap(), &m);
+    assert_eq!(loaded.network.output_dim(), 3);
 }

@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use tensim_core::transformer::MlpShape;
-use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
+use tensim_core::transformer::{AttentionBias, AttentionShape, BlockShape, Mask, TransformerShape};
 use tensim_core::Residual;
 use tensim_data::{
     eval_windows, load_text_dataset, split_train_val, BatchSampler, CharTokenizer, NgramModel,
@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let context = 16;
     let shape = TransformerShape {
         vocab: tokenizer.vocab_size(),
+        outputs: tokenizer.vocab_size(),
         d_model: 32,
         heads: 2,
         head_dim: 16,
@@ -54,11 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mask: Mask::Causal,
         rotary_base: 10000.0,
         blocks: vec![BlockShape {
-            attention_bias: true,
-            attention_residual: Residual::Lerp(0.35),
+            attention: Some(AttentionShape {
+                bias: AttentionBias::all(true),
+                residual: Residual::Lerp(0.35),
+            }),
             mlp: Some(MlpShape {
                 hidden: 64,
-                bias: true,
+                bias: [true; 3],
                 residual: Residual::Lerp(0.35),
             }),
         }],

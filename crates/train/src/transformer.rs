@@ -10,20 +10,23 @@
 //!   cos and sin repeated over both halves, position `p` = index in the
 //!   window) on q1, k1, q2, k2; pattern
 //!   `M[s,t]·(q1_s·k1_t)(q2_s·k2_t)/d_head²` with `M` causal or all ones;
-//!   `z_s = Σ_t pattern[s,t] v_t`, heads concatenated, `O z + b_O`; residual
-//!   `lerp(x, f(x), s)`;
+//!   `z_s = Σ_t pattern[s,t] v_t`, heads concatenated, `O z + b_O`; joined
+//!   by its residual `keep·x + mix·f(x)`; biases per group (q/k, v, O) as
+//!   the shape says;
 //! * then the block's bilinear MLP `D((Lx+b_L)⊙(Rx+b_R))+b_D` with its own
-//!   residual mix;
-//! * unembedding `x Uᵀ`.
+//!   residual; either component may be absent;
+//! * unembedding `x Uᵀ` to `outputs` logits.
 //!
 //! Parameters are one [`Var`] per tensor of
 //! [`TransformerShape::parameter_specs`], same names, order and PyTorch
-//! layout `[out, in]`, so [`TransformerNetwork::to_transformer`] is exact up
+//! layout `[out, in]`, read by name in the forward pass, so [`TransformerNetwork::to_transformer`] is exact up
 //! to the f32 → f64 widening and a checkpoint written from it loads as the
 //! same model.
 
-use candle_core::{Device, Tensor, Var, D};
-use tensim_core::transformer::{MlpShape, Transformer, TransformerShape};
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use tensim_core::transformer::{Transformer, TransformerShape, ATTENTION_PROJECTIONS};
 
 use crate::network::{affine, join_residual, values_of, vars_from_values};
 use crate::{Result, TrainError};
@@ -33,6 +36,8 @@ pub struct TransformerNetwork {
     shape: TransformerShape,
     names: Vec<String>,
     vars: Vec<Var>,
+    /// Position of each parameter in `names` and `vars`, by name.
+    index: HashMap<String, usize>,
     device: Device,
     /// `cos(p θ_{j mod d/2})`, `[context, head_dim]`.
     cos: Tensor,
@@ -57,8 +62,15 @@ impl TransformerNetwork {
         let vars = vars_from_values(&specs, model.parameters(), device)?;
         let (cos, sin) = rotary_tables(&shape, device)?;
         let mask = mask_table(&shape, device)?;
+        let names: Vec<String> = specs.into_iter().map(|s| s.name).collect();
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.clone(), k))
+            .collect();
         Ok(TransformerNetwork {
-            names: specs.into_iter().map(|s| s.name).collect(),
+            names,
+            index,
             shape,
             vars,
             device: device.clone(),
@@ -108,12 +120,12 @@ impl TransformerNetwork {
         Ok(Tensor::from_vec(flat, (rows.len(), n), &self.device)?)
     }
 
-    /// Logits `[batch, n, vocab]` (f32) of token rows.
+    /// Logits `[batch, n, outputs]` (f32) of token rows.
     pub fn forward_rows(&self, rows: &[Vec<u32>]) -> Result<Tensor> {
         self.forward(&self.tokens_tensor(rows)?)
     }
 
-    /// Logits `[batch, n, vocab]` (f32) for token ids `[batch, n]` (u32,
+    /// Logits `[batch, n, outputs]` (f32) for token ids `[batch, n]` (u32,
     /// `n ≤ context`, ids `< vocab`; [`Self::tokens_tensor`] checks them).
     pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
         let (batch, n) = tokens.dims2()?;
@@ -124,82 +136,97 @@ impl TransformerNetwork {
                 s.context
             )));
         }
-        let (d, heads, dh) = (s.d_model, s.heads, s.head_dim);
+        // x = onehot(tokens) Eᵀ: column `token` of E.
+        let ids = tokens.flatten_all()?;
+        let embed = self
+            .param("embed.weight")
+            .expect("every shape has an embedding");
+        let mut x = embed.t()?.contiguous()?.index_select(&ids, 0)?; // [rows, d]
+        for (i, block) in s.blocks.iter().enumerate() {
+            if let Some(a) = block.attention {
+                let y = self.attention(i, &x, (batch, n))?;
+                x = join_residual(&x, y, a.residual)?;
+            }
+            if let Some(m) = block.mlp {
+                let name = |part: &str, what: &str| format!("blocks.{i}.mlp.{part}.{what}");
+                let map = |part: &str, x: &Tensor| -> Result<Tensor> {
+                    let w = self.param(&name(part, "weight")).expect("MLP weights");
+                    affine(x, w, self.param(&name(part, "bias")))
+                };
+                let hidden = (map("left", &x)? * map("right", &x)?)?;
+                x = join_residual(&x, map("down", &hidden)?, m.residual)?;
+            }
+        }
+        debug_assert_eq!(x.dims(), [batch * n, s.d_model]);
+        let unembed = self
+            .param("unembed.weight")
+            .expect("every shape has an unembedding");
+        Ok(x.matmul(&unembed.t()?)?.reshape((batch, n, s.outputs))?)
+    }
+
+    /// The parameter called `name`, when the shape has it.
+    fn param(&self, name: &str) -> Option<&Tensor> {
+        self.index.get(name).map(|&k| self.vars[k].as_tensor())
+    }
+
+    /// Block `block`'s attention output `O z + b_O` (before the residual)
+    /// for the stream `x` of `batch` sequences of `n` positions
+    /// (`[batch·n, d_model]`).
+    fn attention(&self, block: usize, x: &Tensor, (batch, n): (usize, usize)) -> Result<Tensor> {
+        let s = &self.shape;
+        let (heads, dh) = (s.heads, s.head_dim);
         let width = heads * dh;
-        let rows = batch * n;
+        let name = |p: &str, what: &str| format!("blocks.{block}.attn.{p}.{what}");
+        // q1, k1, q2, k2, v in one product: [rows, 5·width]; a projection
+        // without a bias adds zeros when another one has a bias.
+        let weights = ATTENTION_PROJECTIONS
+            .map(|p| self.param(&name(p, "weight")).expect("projection weights"));
+        let biases = ATTENTION_PROJECTIONS.map(|p| self.param(&name(p, "bias")));
+        let bias = if biases.iter().any(Option::is_some) {
+            let zeros = Tensor::zeros(width, DType::F32, &self.device)?;
+            let parts: Vec<&Tensor> = biases.iter().map(|b| b.unwrap_or(&zeros)).collect();
+            Some(Tensor::cat(&parts, 0)?)
+        } else {
+            None
+        };
+        let projected = affine(x, &Tensor::cat(&weights, 0)?, bias.as_ref())?
+            .reshape((batch, n, 5, heads, dh))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?; // [5, batch, heads, n, dh]
         let cos = self.cos.narrow(0, 0, n)?;
         let sin = self.sin.narrow(0, 0, n)?;
         let mask = self.mask.narrow(0, 0, n)?.narrow(1, 0, n)?;
-
-        let mut vars = self.vars.iter().map(Var::as_tensor);
-        let mut next = || vars.next().expect("one variable per parameter spec");
-        let embed = next();
-        // x = onehot(tokens) Eᵀ: column `token` of E.
-        let ids = tokens.flatten_all()?;
-        let mut x = embed.t()?.contiguous()?.index_select(&ids, 0)?; // [rows, d]
-        for block in &s.blocks {
-            // q1, k1, q2, k2, v in one product: [rows, 5·width].
-            let mut weights = Vec::with_capacity(5);
-            let mut biases = Vec::with_capacity(5);
-            for _ in 0..5 {
-                weights.push(next());
-                if block.attention_bias {
-                    biases.push(next());
-                }
-            }
-            let out_w = next();
-            let out_b = block.attention_bias.then(&mut next);
-            let w = Tensor::cat(&weights, 0)?;
-            let b = if biases.is_empty() {
-                None
-            } else {
-                Some(Tensor::cat(&biases, 0)?)
-            };
-            let projected = affine(&x, &w, b.as_ref())?
-                .reshape((batch, n, 5, heads, dh))?
-                .permute((2, 0, 3, 1, 4))?
-                .contiguous()?; // [5, batch, heads, n, dh]
-            let qk = rotate(&projected.narrow(0, 0, 4)?, &cos, &sin)?.reshape((
-                2,
-                2,
-                batch * heads,
-                n,
-                dh,
-            ))?; // [(q1,k1),(q2,k2)]
-            let groups = 2 * batch * heads;
-            let q = qk.narrow(1, 0, 1)?.reshape((groups, n, dh))?; // q1 then q2
-            let k = qk.narrow(1, 1, 1)?.reshape((groups, n, dh))?;
-            let v = projected.get(4)?.reshape((batch * heads, n, dh))?;
-            let scores = q
-                .matmul(&k.transpose(1, 2)?)?
-                .reshape((2, batch * heads, n, n))?;
-            let pattern = (scores.get(0)? * scores.get(1)?)?.broadcast_mul(&mask)?;
-            let z = pattern
-                .matmul(&v)? // [b·h, n, dh]
-                .reshape((batch, heads, n, dh))?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((rows, width))?;
-            let y = affine(&z, out_w, out_b)?;
-            x = join_residual(&x, y, block.attention_residual)?;
-            if let Some(MlpShape { bias, residual, .. }) = block.mlp {
-                let l = next();
-                let lb = bias.then(&mut next);
-                let r = next();
-                let rb = bias.then(&mut next);
-                let dw = next();
-                let db = bias.then(&mut next);
-                let hidden = (affine(&x, l, lb)? * affine(&x, r, rb)?)?;
-                x = join_residual(&x, affine(&hidden, dw, db)?, residual)?;
-            }
-        }
-        debug_assert_eq!(x.dims(), [rows, d]);
-        let unembed = next();
-        Ok(x.matmul(&unembed.t()?)?.reshape((batch, n, s.vocab))?)
+        let qk = rotate(&projected.narrow(0, 0, 4)?, &cos, &sin)?.reshape((
+            2,
+            2,
+            batch * heads,
+            n,
+            dh,
+        ))?; // [(q1,k1),(q2,k2)]
+        let groups = 2 * batch * heads;
+        let q = qk.narrow(1, 0, 1)?.reshape((groups, n, dh))?; // q1 then q2
+        let k = qk.narrow(1, 1, 1)?.reshape((groups, n, dh))?;
+        let v = projected.get(4)?.reshape((batch * heads, n, dh))?;
+        let scores = q
+            .matmul(&k.transpose(1, 2)?)?
+            .reshape((2, batch * heads, n, n))?;
+        let pattern = (scores.get(0)? * scores.get(1)?)?.broadcast_mul(&mask)?;
+        let z = pattern
+            .matmul(&v)? // [b·h, n, dh]
+            .reshape((batch, heads, n, dh))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((batch * n, width))?;
+        let out = self
+            .param(&name("out", "weight"))
+            .expect("output projection");
+        affine(&z, out, self.param(&name("out", "bias")))
     }
 }
 
-/// Checks token rows against a shape: the common length `n`.
+/// Checks token rows against a shape: the common length `n`. Targets
+/// (`what == "target"`) index the logits, so they must be below `outputs`;
+/// every other row holds input tokens, below `vocab`.
 pub(crate) fn check_rows(rows: &[Vec<u32>], shape: &TransformerShape, what: &str) -> Result<usize> {
     let Some(first) = rows.first() else {
         return Err(TrainError::Invalid(format!("no {what} rows")));
@@ -211,6 +238,11 @@ pub(crate) fn check_rows(rows: &[Vec<u32>], shape: &TransformerShape, what: &str
             shape.context
         )));
     }
+    let (limit, range) = if what == "target" {
+        (shape.outputs, "the model's logits")
+    } else {
+        (shape.vocab, "the vocabulary")
+    };
     for (r, row) in rows.iter().enumerate() {
         if row.len() != n {
             return Err(TrainError::Invalid(format!(
@@ -218,10 +250,9 @@ pub(crate) fn check_rows(rows: &[Vec<u32>], shape: &TransformerShape, what: &str
                 row.len()
             )));
         }
-        if let Some(&bad) = row.iter().find(|&&t| t as usize >= shape.vocab) {
+        if let Some(&bad) = row.iter().find(|&&t| t as usize >= limit) {
             return Err(TrainError::Invalid(format!(
-                "{what} row {r}: id {bad} is outside the vocabulary of {}",
-                shape.vocab
+                "{what} row {r}: id {bad} is outside {range} ({limit})"
             )));
         }
     }

@@ -5,7 +5,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tensim_core::transformer::MlpShape;
-use tensim_core::transformer::{BlockShape, Mask, Transformer, TransformerShape};
+use tensim_core::transformer::{
+    AttentionBias, AttentionShape, BlockShape, Mask, Transformer, TransformerShape,
+};
 use tensim_core::Mat;
 use tensim_core::Residual;
 use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
@@ -15,6 +17,7 @@ use tensim_train::{Device, LmConfig, LmTrainer, TransformerNetwork};
 fn shape(mask: Mask) -> TransformerShape {
     TransformerShape {
         vocab: 11,
+        outputs: 11,
         d_model: 8,
         heads: 2,
         head_dim: 4,
@@ -23,20 +26,24 @@ fn shape(mask: Mask) -> TransformerShape {
         rotary_base: 10000.0,
         blocks: vec![
             BlockShape {
-                attention_bias: true,
-                attention_residual: Residual::Lerp(0.35),
+                attention: Some(AttentionShape {
+                    bias: AttentionBias::all(true),
+                    residual: Residual::Lerp(0.35),
+                }),
                 mlp: Some(MlpShape {
                     hidden: 12,
-                    bias: true,
+                    bias: [true; 3],
                     residual: Residual::Lerp(0.5),
                 }),
             },
             BlockShape {
-                attention_bias: true,
-                attention_residual: Residual::Lerp(0.6),
+                attention: Some(AttentionShape {
+                    bias: AttentionBias::all(true),
+                    residual: Residual::Lerp(0.6),
+                }),
                 mlp: Some(MlpShape {
                     hidden: 10,
-                    bias: true,
+                    bias: [true; 3],
                     residual: Residual::Lerp(0.8),
                 }),
             },
@@ -64,10 +71,41 @@ fn relative_error(candle: &[f32], core: &Mat<f64>) -> f64 {
     diff / scale
 }
 
+/// The published family: attention-only blocks with q/k biases and an
+/// additive residual, then an MLP-only block with a down bias only, and 7
+/// logits from a vocabulary of 11.
+fn family_shape() -> TransformerShape {
+    let paper = BlockShape {
+        attention: Some(AttentionShape {
+            bias: AttentionBias {
+                qk: true,
+                v: false,
+                out: false,
+            },
+            residual: Residual::Add(0.35),
+        }),
+        mlp: None,
+    };
+    let mlp_only = BlockShape {
+        attention: None,
+        mlp: Some(MlpShape {
+            hidden: 9,
+            bias: [false, false, true],
+            residual: Residual::Add(0.5),
+        }),
+    };
+    TransformerShape {
+        outputs: 7,
+        blocks: vec![paper, mlp_only],
+        ..shape(Mask::Causal)
+    }
+}
+
 /// Trains a few steps with a large learning rate (so the weights move away
 /// from the initialisation), then compares candle and core logits.
-fn trained_network_matches_core(mask: Mask) {
-    let shape = shape(mask);
+fn trained_network_matches_core(shape: TransformerShape) {
+    let mask = shape.mask;
+    let ids = shape.vocab.min(shape.outputs);
     let net = TransformerNetwork::init(&shape, 7, &Device::Cpu).unwrap();
     let start = net.to_transformer().unwrap();
     let config = LmConfig {
@@ -78,7 +116,7 @@ fn trained_network_matches_core(mask: Mask) {
     let mut trainer = LmTrainer::new(net, config).unwrap();
     let mut rng = StdRng::seed_from_u64(1);
     for _ in 0..5 {
-        let rows = random_rows(16, 7, shape.vocab, &mut rng);
+        let rows = random_rows(16, 7, ids, &mut rng);
         let inputs: Vec<Vec<u32>> = rows.iter().map(|r| r[..6].to_vec()).collect();
         let targets: Vec<Vec<u32>> = rows.iter().map(|r| r[1..].to_vec()).collect();
         trainer.step(&inputs, &targets, 3e-2).unwrap();
@@ -99,10 +137,11 @@ fn trained_network_matches_core(mask: Mask) {
     for n in [1, 3, 6] {
         let rows = random_rows(4, n, shape.vocab, &mut rng);
         let candle = logits(net, &rows).unwrap();
-        assert_eq!(candle.len(), 4 * n * shape.vocab);
+        let width = shape.outputs;
+        assert_eq!(candle.len(), 4 * n * width);
         for (r, row) in rows.iter().enumerate() {
             let core = model.forward_tokens(row).unwrap();
-            let block = &candle[r * n * shape.vocab..(r + 1) * n * shape.vocab];
+            let block = &candle[r * n * width..(r + 1) * n * width];
             let err = relative_error(block, &core);
             assert!(
                 err < 1e-4,
@@ -116,12 +155,17 @@ fn trained_network_matches_core(mask: Mask) {
 
 #[test]
 fn trained_causal_network_gives_the_core_logits() {
-    trained_network_matches_core(Mask::Causal);
+    trained_network_matches_core(shape(Mask::Causal));
 }
 
 #[test]
 fn trained_full_mask_network_gives_the_core_logits() {
-    trained_network_matches_core(Mask::Full);
+    trained_network_matches_core(shape(Mask::Full));
+}
+
+#[test]
+fn trained_network_of_the_published_family_gives_the_core_logits() {
+    trained_network_matches_core(family_shape())
 }
 
 #[test]
@@ -176,11 +220,13 @@ fn cyclic_batch(
 fn loss_decreases_on_a_repeating_sequence() {
     let s = TransformerShape {
         blocks: vec![BlockShape {
-            attention_bias: true,
-            attention_residual: Residual::Lerp(0.5),
+            attention: Some(AttentionShape {
+                bias: AttentionBias::all(true),
+                residual: Residual::Lerp(0.5),
+            }),
             mlp: Some(MlpShape {
                 hidden: 16,
-                bias: true,
+                bias: [true; 3],
                 residual: Residual::Lerp(0.5),
             }),
         }],
@@ -291,7 +337,7 @@ fn bad_token_rows_are_refused() {
     let s = shape(Mask::Causal);
     let net = TransformerNetwork::init(&s, 1, &Device::Cpu).unwrap();
     let err = |rows: Vec<Vec<u32>>| logits(&net, &rows).unwrap_err().to_string();
-    assert!(err(vec![vec![0, 11]]).contains("id 11 is outside the vocabulary of 11"));
+    assert!(err(vec![vec![0, 11]]).contains("id 11 is outside the vocabulary (11)"));
     assert!(err(vec![vec![0; 7]]).contains("do not fit the context of 6"));
     assert!(err(vec![vec![0; 3], vec![0; 2]]).contains("row 1 has 2 positions"));
     assert!(err(vec![]).contains("no input rows"));

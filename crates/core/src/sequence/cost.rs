@@ -138,7 +138,7 @@ impl SequenceGeometry {
         let w = self.stream_width();
         let moments = 6.0 * (n * w) * (n * w) * F64;
         let mut total = Cost {
-            other_flops: 2.0 * d * v * d + 2.0 * v * d * d,
+            other_flops: 2.0 * d * v * d + 2.0 * self.shape.outputs as f64 * d * d,
             working_bytes: moments,
             ..Cost::default()
         };
@@ -204,7 +204,7 @@ impl SequenceGeometry {
             self.positions as f64,
         );
         let w = self.stream_width();
-        let mut entries = 2.0 * v * d;
+        let mut entries = (v + self.shape.outputs as f64) * d;
         for c in &self.components {
             entries += n * w;
             for (term, t) in c.terms.iter().enumerate() {

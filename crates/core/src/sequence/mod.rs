@@ -196,11 +196,13 @@ impl SequenceGeometry {
         let mut terms: Vec<Vec<TermTopology>> = Vec::new();
         let mut last_attention = 0;
         for b in &shape.blocks {
-            last_attention = terms.len();
-            terms.push(vec![
-                residual_term(n, d),
-                attention_term(n, d, shape.heads, shape.head_dim),
-            ]);
+            if b.attention.is_some() {
+                last_attention = terms.len();
+                terms.push(vec![
+                    residual_term(n, d),
+                    attention_term(n, d, shape.heads, shape.head_dim),
+                ]);
+            }
             if let Some(crate::transformer::MlpShape { hidden, .. }) = b.mlp {
                 terms.push(vec![residual_term(n, d), mlp_term(n, d, hidden)]);
             }
@@ -268,6 +270,7 @@ impl SequenceGeometry {
 fn describe_shape_difference(a: &TransformerShape, b: &TransformerShape) -> (String, String) {
     let fields = [
         ("vocab", a.vocab.to_string(), b.vocab.to_string()),
+        ("outputs", a.outputs.to_string(), b.outputs.to_string()),
         ("d_model", a.d_model.to_string(), b.d_model.to_string()),
         ("heads", a.heads.to_string(), b.heads.to_string()),
         ("head_dim", a.head_dim.to_string(), b.head_dim.to_string()),
@@ -528,7 +531,7 @@ impl InnerProductSpace for SequencePrepared {
     fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
-    /// One output per vocabulary entry (summed over positions).
+    /// One output per logit (summed over positions).
     fn outputs(&self) -> usize {
         self.self_inner.len()
     }
@@ -560,23 +563,25 @@ pub fn exactness_of(model: &Transformer) -> Exactness {
 /// Gaussian functional similarity of two transformers on `positions`
 /// independent `N(0, I)` input positions, with its exactness: the cosine of
 /// `⟨f_a, f_b⟩_c = E[Σ_p f_a[p,c] f_b[p,c]]`, the uncentred inner product of
-/// the logits flattened over positions, in total over the vocabulary entries
-/// `c` and per entry (MATH.md §3.7.8). Exact for one polynomial component
+/// the logits flattened over positions, in total over the logits `c` and
+/// per logit (MATH.md §3.7.8). Exact for one polynomial component
 /// (§3.7.9).
 ///
 /// ```
 /// use tensim_core::sequence::sequence_similarity;
-/// use tensim_core::transformer::{BlockShape, Mask, TransformerShape};
+/// use tensim_core::transformer::{AttentionBias, AttentionShape, BlockShape, Mask, TransformerShape};
 /// use tensim_core::{Exactness, Residual};
 ///
 /// // One attention-only block: exact.
 /// let shape = TransformerShape {
-///     vocab: 5, d_model: 4, heads: 2, head_dim: 2, context: 3,
+///     vocab: 5, outputs: 5, d_model: 4, heads: 2, head_dim: 2, context: 3,
 ///     mask: Mask::Causal,
 ///     rotary_base: 1e4,
 ///     blocks: vec![BlockShape {
-///         attention_bias: false,
-///         attention_residual: Residual::Lerp(0.5),
+///         attention: Some(AttentionShape {
+///             bias: AttentionBias::all(false),
+///             residual: Residual::Lerp(0.5),
+///         }),
 ///         mlp: None,
 ///     }],
 /// };

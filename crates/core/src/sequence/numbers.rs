@@ -7,10 +7,10 @@ use faer::{Mat, MatRef, Par};
 
 use crate::contraction::Tensor;
 use crate::gemm::product;
-use crate::model::Linear;
+use crate::model::{Bilinear, Linear};
 use crate::padded::{pad_bilinear, pad_linear};
 use crate::residual::Residual;
-use crate::transformer::{rotary, Transformer};
+use crate::transformer::{rotary, Attention, Transformer};
 
 use super::topology::POS;
 
@@ -83,70 +83,84 @@ fn leg_projection(
 /// The numbers of each attention and MLP component of `model`, in the
 /// order of the geometry's components.
 pub(super) fn component_numbers(model: &Transformer, n: usize) -> Vec<RawComponent> {
-    let d = model.d_model();
     let mut out = Vec::new();
     for b in &model.blocks {
-        let a = &b.attention;
-        let s = a.residual.mix();
-        let (heads, dh) = (a.heads, a.head_dim);
-        let mut projections = vec![vec![residual_map(d, a.residual, a.out.bias.as_deref()); n]];
-        for (k, l) in a.projections().into_iter().enumerate() {
-            projections.push(
-                (0..n)
-                    .map(|p| leg_projection(l, heads, dh, p, model.rotary_base, k < 4))
-                    .collect(),
-            );
+        if let Some(a) = &b.attention {
+            out.push(attention_numbers(model, a, n));
         }
-        let scale = s / (dh as f64 * dh as f64);
-        let mask = Tensor::new(
-            vec![POS, 2],
-            vec![n, n],
-            (0..n * n)
-                .map(|k| scale * model.mask.weight(k / n, k % n))
-                .collect(),
-        )
-        .expect("mask shape");
-        let o = Mat::from_fn(d + 1, heads * dh, |r, c| {
-            if r == 0 {
-                0.0
-            } else {
-                a.out.weight[(r - 1, c)]
-            }
-        });
-        out.push(RawComponent {
-            projections,
-            structure: vec![vec![], vec![mask]],
-            output_maps: vec![None, Some(o)],
-        });
         if let Some(m) = &b.mlp {
-            let s = m.residual.mix();
-            let hidden = m.left.nrows();
-            let mut no_residual = m.clone();
-            no_residual.residual = Residual::None;
-            no_residual.down_bias = None;
-            let (left, right, _) = pad_bilinear(&no_residual);
-            // pad_bilinear appends one constant unit; the bilinear term uses the first `hidden`.
-            let left = left.as_ref().subrows(0, hidden).to_owned();
-            let right = right.as_ref().subrows(0, hidden).to_owned();
-            let down = Mat::from_fn(d + 1, hidden, |r, k| {
-                if r == 0 {
-                    0.0
-                } else {
-                    s * m.down[(r - 1, k)]
-                }
-            });
-            out.push(RawComponent {
-                projections: vec![
-                    vec![residual_map(d, m.residual, m.down_bias.as_deref()); n],
-                    vec![left; n],
-                    vec![right; n],
-                ],
-                structure: vec![vec![], vec![]],
-                output_maps: vec![None, Some(down)],
-            });
+            out.push(mlp_numbers(model.d_model(), m, n));
         }
     }
     out
+}
+
+/// An attention's terms: the residual, and the degree-5 pattern term with
+/// its five leg projections per position, the mask scaled by
+/// `mix/d_head²`, and the output map `O`.
+fn attention_numbers(model: &Transformer, a: &Attention, n: usize) -> RawComponent {
+    let d = model.d_model();
+    let s = a.residual.mix();
+    let (heads, dh) = (a.heads, a.head_dim);
+    let mut projections = vec![vec![residual_map(d, a.residual, a.out.bias.as_deref()); n]];
+    for (k, l) in a.projections().into_iter().enumerate() {
+        projections.push(
+            (0..n)
+                .map(|p| leg_projection(l, heads, dh, p, model.rotary_base, k < 4))
+                .collect(),
+        );
+    }
+    let scale = s / (dh as f64 * dh as f64);
+    let mask = Tensor::new(
+        vec![POS, 2],
+        vec![n, n],
+        (0..n * n)
+            .map(|k| scale * model.mask.weight(k / n, k % n))
+            .collect(),
+    )
+    .expect("mask shape");
+    let o = Mat::from_fn(d + 1, heads * dh, |r, c| {
+        if r == 0 {
+            0.0
+        } else {
+            a.out.weight[(r - 1, c)]
+        }
+    });
+    RawComponent {
+        projections,
+        structure: vec![vec![], vec![mask]],
+        output_maps: vec![None, Some(o)],
+    }
+}
+
+/// A bilinear MLP's terms: the residual, and `mix·D((Lx)⊙(Rx))` with the
+/// padded left and right maps (biases included) and the output map `mix·D`.
+fn mlp_numbers(d: usize, m: &Bilinear, n: usize) -> RawComponent {
+    let s = m.residual.mix();
+    let hidden = m.left.nrows();
+    let mut no_residual = m.clone();
+    no_residual.residual = Residual::None;
+    no_residual.down_bias = None;
+    let (left, right, _) = pad_bilinear(&no_residual);
+    // pad_bilinear appends one constant unit; the bilinear term uses the first `hidden`.
+    let left = left.as_ref().subrows(0, hidden).to_owned();
+    let right = right.as_ref().subrows(0, hidden).to_owned();
+    let down = Mat::from_fn(d + 1, hidden, |r, k| {
+        if r == 0 {
+            0.0
+        } else {
+            s * m.down[(r - 1, k)]
+        }
+    });
+    RawComponent {
+        projections: vec![
+            vec![residual_map(d, m.residual, m.down_bias.as_deref()); n],
+            vec![left; n],
+            vec![right; n],
+        ],
+        structure: vec![vec![], vec![]],
+        output_maps: vec![None, Some(down)],
+    }
 }
 
 /// The moment of the embedded stream, `S_ab[(p,i),(q,j)]`: the constant 1

@@ -1,7 +1,7 @@
 //! Transformers of bilinear components (MATH.md §1): token embedding, per
-//! block a bilinear attention and an optional bilinear MLP, each joined to
-//! the residual stream by its [`Residual`](crate::Residual) (`keep·x + mix·f(x)`), then an
-//! unembedding.
+//! block a bilinear attention and a bilinear MLP (either may be absent), each
+//! joined to the residual stream by its [`Residual`](crate::Residual)
+//! (`keep·x + mix·f(x)`), then an unembedding to `outputs` logits.
 //!
 //! Bilinear attention, per head of width `d_head`, positions `s` (query) and
 //! `t` (key):
@@ -25,18 +25,19 @@ mod attention;
 mod shape;
 
 pub use attention::{rotary, Attention, Mask, ATTENTION_PROJECTIONS};
-pub use shape::{BlockShape, MlpShape, TransformerShape};
+pub use shape::{AttentionBias, AttentionShape, BlockShape, MlpShape, TransformerShape};
 
 use faer::{Mat, MatRef};
 
 use crate::error::{Error, Result};
 use crate::model::{affine_rows, Bilinear, Fnv};
 
-/// One transformer block: attention, then an optional bilinear MLP (a square
-/// [`Bilinear`] joined to the stream by its own residual).
+/// One transformer block: an optional attention, then an optional bilinear
+/// MLP (a square [`Bilinear`] joined to the stream by its own residual); at
+/// least one of the two.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
-    pub(crate) attention: Attention,
+    pub(crate) attention: Option<Attention>,
     pub(crate) mlp: Option<Bilinear>,
 }
 
@@ -48,11 +49,14 @@ pub struct Transformer {
     /// `E ∈ R^(d_model × vocab)` (no bias).
     pub(crate) embed: Mat<f64>,
     pub(crate) blocks: Vec<Block>,
-    /// `U ∈ R^(vocab × d_model)` (no bias).
+    /// `U ∈ R^(outputs × d_model)` (no bias).
     pub(crate) unembed: Mat<f64>,
     pub(crate) context: usize,
     pub(crate) mask: Mask,
     pub(crate) rotary_base: f64,
+    /// `(heads, head_dim)` of every attention; for a transformer without
+    /// attention, what its shape declares (one head of width 2 by default).
+    heads: (usize, usize),
     /// [`Transformer::fingerprint`], computed once at construction.
     fingerprint: u64,
 }
@@ -104,15 +108,48 @@ fn check_bias(name: &str, bias: &Option<Vec<f64>>, len: usize) -> Result<()> {
     Ok(())
 }
 
+/// Shapes, values and bias groups of block `block`'s attention on a stream of width `d`.
+fn check_attention(block: usize, a: &Attention, d: usize) -> Result<()> {
+    let named = || ATTENTION_PROJECTIONS.iter().copied().zip(a.projections());
+    if let Some((differs, _)) = named()
+        .take(4)
+        .find(|(_, l)| l.bias.is_some() != a.q1.bias.is_some())
+    {
+        return Err(Error::AttentionBiases { block, differs });
+    }
+    let w = a.width();
+    for (name, l) in named() {
+        let n = format!("blocks.{block}.attn.{name}");
+        check_shape(&format!("{n}.weight"), l.weight.as_ref(), w, d)?;
+        check_bias(&format!("{n}.bias"), &l.bias, w)?;
+    }
+    let n = format!("blocks.{block}.attn.out");
+    check_shape(&format!("{n}.weight"), a.out.weight.as_ref(), d, w)?;
+    check_bias(&format!("{n}.bias"), &a.out.bias, d)
+}
+
+/// Shapes and values of block `block`'s MLP on a stream of width `d`.
+fn check_mlp(block: usize, m: &Bilinear, d: usize) -> Result<()> {
+    let h = m.left.nrows();
+    let n = format!("blocks.{block}.mlp");
+    check_shape(&format!("{n}.left.weight"), m.left.as_ref(), h, d)?;
+    check_shape(&format!("{n}.right.weight"), m.right.as_ref(), h, d)?;
+    check_shape(&format!("{n}.down.weight"), m.down.as_ref(), d, h)?;
+    check_bias(&format!("{n}.left.bias"), &m.left_bias, h)?;
+    check_bias(&format!("{n}.right.bias"), &m.right_bias, h)?;
+    check_bias(&format!("{n}.down.bias"), &m.down_bias, d)
+}
+
 impl Block {
-    /// A block of an attention and an optional MLP, checked by [`Transformer::new`].
-    pub fn new(attention: Attention, mlp: Option<Bilinear>) -> Self {
+    /// A block of an optional attention and an optional MLP, checked by
+    /// [`Transformer::new`].
+    pub fn new(attention: Option<Attention>, mlp: Option<Bilinear>) -> Self {
         Block { attention, mlp }
     }
 
-    /// The block's attention.
-    pub fn attention(&self) -> &Attention {
-        &self.attention
+    /// The block's attention, if any.
+    pub fn attention(&self) -> Option<&Attention> {
+        self.attention.as_ref()
     }
 
     /// The block's bilinear MLP, if any.
@@ -139,8 +176,12 @@ impl Transformer {
             context,
             mask,
             rotary_base,
+            heads: (1, 2),
             fingerprint: 0,
         };
+        if let Some(a) = t.blocks.iter().find_map(|b| b.attention.as_ref()) {
+            t.heads = (a.heads, a.head_dim);
+        }
         t.validate()?;
         t.fingerprint = t.compute_fingerprint();
         Ok(t)
@@ -149,75 +190,51 @@ impl Transformer {
     fn validate(&self) -> Result<()> {
         let (d, vocab) = self.embed.shape();
         check_shape("embed.weight", self.embed.as_ref(), d, vocab)?;
-        check_shape("unembed.weight", self.unembed.as_ref(), vocab, d)?;
-        let first = self.blocks.first().map(|b| &b.attention);
-        let (heads, head_dim) = first.map_or((1, 2), |a| (a.heads, a.head_dim));
+        let outputs = self.unembed.nrows();
+        check_shape("unembed.weight", self.unembed.as_ref(), outputs, d)?;
+        let (heads, head_dim) = self.heads();
         for (i, b) in self.blocks.iter().enumerate() {
-            let a = &b.attention;
-            if (a.heads, a.head_dim) != (heads, head_dim) {
-                return Err(Error::HeadsDiffer {
-                    block: i,
-                    heads: a.heads,
-                    head_dim: a.head_dim,
-                    first_heads: heads,
-                    first_head_dim: head_dim,
-                });
-            }
-            let has = a.q1.bias.is_some();
-            let named = ATTENTION_PROJECTIONS
-                .iter()
-                .copied()
-                .zip(a.projections())
-                .chain([("out", &a.out)]);
-            for (name, l) in named {
-                if l.bias.is_some() != has {
-                    return Err(Error::AttentionBiases {
+            if let Some(a) = &b.attention {
+                if (a.heads, a.head_dim) != (heads, head_dim) {
+                    return Err(Error::HeadsDiffer {
                         block: i,
-                        differs: name,
+                        heads: a.heads,
+                        head_dim: a.head_dim,
+                        first_heads: heads,
+                        first_head_dim: head_dim,
                     });
                 }
+                check_attention(i, a, d)?;
             }
             if let Some(m) = &b.mlp {
-                let has = m.left_bias.is_some();
-                if m.right_bias.is_some() != has || m.down_bias.is_some() != has {
-                    return Err(Error::MlpBiases { block: i });
-                }
-            }
-            let w = a.width();
-            for (name, l) in ATTENTION_PROJECTIONS.iter().zip(a.projections()) {
-                let n = format!("blocks.{i}.attn.{name}");
-                check_shape(&format!("{n}.weight"), l.weight.as_ref(), w, d)?;
-                check_bias(&format!("{n}.bias"), &l.bias, w)?;
-            }
-            check_shape(
-                &format!("blocks.{i}.attn.out.weight"),
-                a.out.weight.as_ref(),
-                d,
-                w,
-            )?;
-            check_bias(&format!("blocks.{i}.attn.out.bias"), &a.out.bias, d)?;
-            if let Some(m) = &b.mlp {
-                let h = m.left.nrows();
-                let n = format!("blocks.{i}.mlp");
-                check_shape(&format!("{n}.left.weight"), m.left.as_ref(), h, d)?;
-                check_shape(&format!("{n}.right.weight"), m.right.as_ref(), h, d)?;
-                check_shape(&format!("{n}.down.weight"), m.down.as_ref(), d, h)?;
-                check_bias(&format!("{n}.left.bias"), &m.left_bias, h)?;
-                check_bias(&format!("{n}.right.bias"), &m.right_bias, h)?;
-                check_bias(&format!("{n}.down.bias"), &m.down_bias, d)?;
+                check_mlp(i, m, d)?;
             }
         }
         self.shape().validate()
     }
 
+    /// `(heads, head_dim)` of the first attention.
+    fn heads(&self) -> (usize, usize) {
+        self.heads
+    }
+
+    /// Keeps the heads a shape declares for a transformer without attention
+    /// (where they shape nothing), so that its shape round-trips.
+    pub(crate) fn declare_heads(&mut self, heads: usize, head_dim: usize) {
+        if self.blocks.iter().all(|b| b.attention.is_none()) {
+            self.heads = (heads, head_dim);
+        }
+    }
+
     /// The declared shape (what a checkpoint stores beside the weights).
     pub fn shape(&self) -> TransformerShape {
-        let first = self.blocks.first().map(|b| &b.attention);
+        let (heads, head_dim) = self.heads();
         TransformerShape {
             vocab: self.vocab(),
+            outputs: self.outputs(),
             d_model: self.d_model(),
-            heads: first.map_or(1, |a| a.heads),
-            head_dim: first.map_or(2, |a| a.head_dim),
+            heads,
+            head_dim,
             context: self.context,
             mask: self.mask,
             rotary_base: self.rotary_base,
@@ -225,11 +242,17 @@ impl Transformer {
                 .blocks
                 .iter()
                 .map(|b| BlockShape {
-                    attention_bias: b.attention.q1.bias.is_some(),
-                    attention_residual: b.attention.residual,
+                    attention: b.attention.as_ref().map(|a| AttentionShape {
+                        bias: AttentionBias {
+                            qk: a.q1.bias.is_some(),
+                            v: a.v.bias.is_some(),
+                            out: a.out.bias.is_some(),
+                        },
+                        residual: a.residual,
+                    }),
                     mlp: b.mlp.as_ref().map(|m| MlpShape {
                         hidden: m.left.nrows(),
-                        bias: m.left_bias.is_some(),
+                        bias: [&m.left_bias, &m.right_bias, &m.down_bias].map(Option::is_some),
                         residual: m.residual,
                     }),
                 })
@@ -237,9 +260,14 @@ impl Transformer {
         }
     }
 
-    /// Vocabulary size (input and output width).
+    /// Vocabulary size (the input width).
     pub fn vocab(&self) -> usize {
         self.embed.ncols()
+    }
+
+    /// Width of the logits (the vocabulary for a language model).
+    pub fn outputs(&self) -> usize {
+        self.unembed.nrows()
     }
 
     /// The embedding `E ∈ R^(d_model × vocab)`.
@@ -247,7 +275,7 @@ impl Transformer {
         self.embed.as_ref()
     }
 
-    /// The unembedding `U ∈ R^(vocab × d_model)`.
+    /// The unembedding `U ∈ R^(outputs × d_model)`.
     pub fn unembedding(&self) -> MatRef<'_, f64> {
         self.unembed.as_ref()
     }
@@ -282,11 +310,12 @@ impl Transformer {
         let rows = |m: &Mat<f64>| crate::model::matrix_to_row_major(m.as_ref());
         let mut out = vec![rows(&self.embed)];
         for b in &self.blocks {
-            let a = &b.attention;
-            for l in a.projections().into_iter().chain([&a.out]) {
-                out.push(rows(&l.weight));
-                if let Some(bias) = &l.bias {
-                    out.push(bias.clone());
+            if let Some(a) = &b.attention {
+                for l in a.projections().into_iter().chain([&a.out]) {
+                    out.push(rows(&l.weight));
+                    if let Some(bias) = &l.bias {
+                        out.push(bias.clone());
+                    }
                 }
             }
             if let Some(m) = &b.mlp {
@@ -331,7 +360,10 @@ impl Transformer {
             }
         }
         for b in &shape.blocks {
-            b.attention_residual.hash_into(&mut h);
+            match b.attention {
+                Some(a) => a.residual.hash_into(&mut h),
+                None => h.eat(3.0f64.to_bits()),
+            }
             match b.mlp {
                 Some(m) => m.residual.hash_into(&mut h),
                 None => h.eat(2.0f64.to_bits()),
@@ -343,7 +375,7 @@ impl Transformer {
         h.finish()
     }
 
-    /// Logits `n × vocab` for one input sequence `x` (`n × vocab`: one-hot
+    /// Logits `n × outputs` for one input sequence `x` (`n × vocab`: one-hot
     /// tokens, or any real vectors such as Gaussian inputs), `n ≤ context`.
     pub fn forward(&self, x: MatRef<'_, f64>) -> Result<Mat<f64>> {
         self.check_sequence(x, ("input width", "model vocab", self.vocab()))?;
@@ -380,7 +412,7 @@ impl Transformer {
         affine_rows(x, self.embed.as_ref(), None)
     }
 
-    /// Logits `n × vocab` from a residual stream `r` (`n × d_model`) entering
+    /// Logits `n × outputs` from a residual stream `r` (`n × d_model`) entering
     /// the first block: the blocks and the unembedding, without the
     /// embedding. `forward(x) == forward_residual(embed(x))`.
     pub fn forward_residual(&self, r: MatRef<'_, f64>) -> Result<Mat<f64>> {
@@ -397,9 +429,10 @@ impl Transformer {
     fn blocks_forward(&self, r: MatRef<'_, f64>, n: usize) -> Mat<f64> {
         let mut r = r.to_owned();
         for b in &self.blocks {
-            let a = &b.attention;
-            let z = a.mix(r.as_ref(), n, self.mask, self.rotary_base);
-            r = a.residual.apply(r.as_ref(), z);
+            if let Some(a) = &b.attention {
+                let z = a.mix(r.as_ref(), n, self.mask, self.rotary_base);
+                r = a.residual.apply(r.as_ref(), z);
+            }
             if let Some(m) = &b.mlp {
                 r = crate::model::bilinear_rows(r.as_ref(), m);
             }
@@ -443,7 +476,7 @@ impl Transformer {
     pub fn polynomial_components(&self) -> usize {
         self.blocks
             .iter()
-            .map(|b| 1 + usize::from(b.mlp.is_some()))
+            .map(|b| usize::from(b.attention.is_some()) + usize::from(b.mlp.is_some()))
             .sum()
     }
 }

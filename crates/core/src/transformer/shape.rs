@@ -10,33 +10,104 @@ use crate::layout::{Convention, ParameterSource, SpecRecorder, UniformInit};
 use crate::model::ParameterSpec;
 use crate::residual::Residual;
 
+/// Which of an attention's projection groups carry a bias.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttentionBias {
+    /// Biases on the four rotary projections `q1, k1, q2, k2` (added before rotary).
+    pub qk: bool,
+    /// A bias on the value projection `v`.
+    pub v: bool,
+    /// A bias on the output projection `O`.
+    pub out: bool,
+}
+
+impl AttentionBias {
+    /// Biases on every projection, or on none.
+    pub fn all(on: bool) -> Self {
+        AttentionBias {
+            qk: on,
+            v: on,
+            out: on,
+        }
+    }
+
+    /// Whether projection `q1, k1, q2, k2, v` (leg order, index `0..5`) has a bias.
+    pub fn projection(self, index: usize) -> bool {
+        if index < 4 {
+            self.qk
+        } else {
+            self.v
+        }
+    }
+}
+
+/// The shape of a block's bilinear attention.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionShape {
+    /// Which projection groups carry biases.
+    pub bias: AttentionBias,
+    /// How the attention's output joins the stream (MATH.md §1.5).
+    pub residual: Residual,
+}
+
 /// The shape of a block's bilinear MLP.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MlpShape {
     /// Hidden units of `L`, `R` (rows) and `D` (columns).
     pub hidden: usize,
-    /// Biases on all of left, right and down, or on none.
-    pub bias: bool,
+    /// Biases on left, right and down, in that order.
+    pub bias: [bool; 3],
     /// How the MLP's output joins the stream (MATH.md §1.3).
     pub residual: Residual,
 }
 
-/// The shape of one block.
+/// The shape of one block: an attention, then an MLP, either of which may
+/// be absent (not both).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockShape {
-    /// Biases on all of q1, k1, q2, k2, v and out, or on none.
-    pub attention_bias: bool,
-    /// How the attention's output joins the stream (MATH.md §1.5).
-    pub attention_residual: Residual,
+    /// The bilinear attention, or `None` for an MLP-only block.
+    pub attention: Option<AttentionShape>,
     /// The bilinear MLP after the attention, or `None` for an attention-only block.
     pub mlp: Option<MlpShape>,
+}
+
+impl BlockShape {
+    /// One line for tables: `attention (bias q/k; additive residual x + 0.35·f(x))
+    /// → MLP 64 (no bias; residual s=0.35)`.
+    pub fn describe(&self) -> String {
+        let biases = |names: &[(&str, bool)]| {
+            let on: Vec<&str> = names.iter().filter(|(_, b)| *b).map(|(n, _)| *n).collect();
+            if on.is_empty() {
+                "no bias".to_string()
+            } else {
+                format!("bias {}", on.join(","))
+            }
+        };
+        let attention = self.attention.map(|a| {
+            let bias = biases(&[("q/k", a.bias.qk), ("v", a.bias.v), ("o", a.bias.out)]);
+            format!("attention ({bias}; {})", a.residual.describe())
+        });
+        let mlp = self.mlp.map(|m| {
+            let [l, r, d] = m.bias;
+            let bias = biases(&[("left", l), ("right", r), ("down", d)]);
+            format!("MLP {} ({bias}; {})", m.hidden, m.residual.describe())
+        });
+        [attention, mlp]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
 }
 
 /// Everything a checkpoint must declare about a transformer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransformerShape {
-    /// Vocabulary size `V`: the width of the input vectors and of the logits.
+    /// Vocabulary size `V`: the width of the input vectors.
     pub vocab: usize,
+    /// Width of the logits (the unembedding's rows); the vocabulary for a
+    /// language model.
+    pub outputs: usize,
     /// Width of the residual stream.
     pub d_model: usize,
     /// Attention heads per block.
@@ -61,6 +132,7 @@ impl TransformerShape {
     pub fn benchmark(layers: usize) -> Self {
         TransformerShape {
             vocab: 64,
+            outputs: 64,
             d_model: 32,
             heads: 2,
             head_dim: 16,
@@ -69,11 +141,13 @@ impl TransformerShape {
             rotary_base: 1e4,
             blocks: vec![
                 BlockShape {
-                    attention_bias: false,
-                    attention_residual: Residual::Lerp(0.35),
+                    attention: Some(AttentionShape {
+                        bias: AttentionBias::all(false),
+                        residual: Residual::Lerp(0.35),
+                    }),
                     mlp: Some(MlpShape {
                         hidden: 64,
-                        bias: false,
+                        bias: [false; 3],
                         residual: Residual::Lerp(0.35),
                     }),
                 };
@@ -84,11 +158,12 @@ impl TransformerShape {
 
     /// The size of the paper's language models (EXPERIMENTS §4): vocab
     /// 4096, d_model 256, 8 heads of 32, context 256, causal mask, and
-    /// `layers` attention-only blocks with biases, added to the stream as the
-    /// published checkpoints do (`x + 0.35·attention(x)`).
+    /// `layers` attention-only blocks with biases on q/k only, added to the
+    /// stream as the published checkpoints do (`x + 0.35·attention(x)`).
     pub fn paper(layers: usize) -> Self {
         TransformerShape {
             vocab: 4096,
+            outputs: 4096,
             d_model: 256,
             heads: 8,
             head_dim: 32,
@@ -97,8 +172,14 @@ impl TransformerShape {
             rotary_base: 1e4,
             blocks: vec![
                 BlockShape {
-                    attention_bias: true,
-                    attention_residual: Residual::Add(0.35),
+                    attention: Some(AttentionShape {
+                        bias: AttentionBias {
+                            qk: true,
+                            v: false,
+                            out: false,
+                        },
+                        residual: Residual::Add(0.35),
+                    }),
                     mlp: None,
                 };
                 layers
@@ -106,9 +187,18 @@ impl TransformerShape {
         }
     }
 
-    /// Checks widths, residual scales and the rotary half split.
+    /// Checks widths, residual scales, the rotary half split and that every
+    /// block has a component.
     pub fn validate(&self) -> Result<()> {
-        if self.vocab == 0 || self.d_model == 0 || self.heads == 0 || self.context == 0 {
+        if [
+            self.vocab,
+            self.outputs,
+            self.d_model,
+            self.heads,
+            self.context,
+        ]
+        .contains(&0)
+        {
             return Err(Error::EmptyTransformer);
         }
         if !(self.rotary_base.is_finite() && self.rotary_base > 0.0) {
@@ -122,7 +212,13 @@ impl TransformerShape {
             });
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let residuals = [Some(b.attention_residual), b.mlp.map(|m| m.residual)];
+            if b.attention.is_none() && b.mlp.is_none() {
+                return Err(Error::EmptyBlock { block: i });
+            }
+            if b.mlp.is_some_and(|m| m.hidden == 0) {
+                return Err(Error::EmptyMlp { block: i });
+            }
+            let residuals = [b.attention.map(|a| a.residual), b.mlp.map(|m| m.residual)];
             for r in residuals.into_iter().flatten() {
                 r.validate(i, self.d_model, self.d_model)?;
             }
@@ -132,7 +228,8 @@ impl TransformerShape {
 
     /// Every parameter tensor with its name and shape, in a fixed order:
     /// `embed.weight`, `blocks.{i}.attn.{q1,k1,q2,k2,v,out}.{weight,bias}`,
-    /// `blocks.{i}.mlp.{left,right,down}.{weight,bias}`, `unembed.weight`.
+    /// `blocks.{i}.mlp.{left,right,down}.{weight,bias}` (components and
+    /// biases where the shape has them), `unembed.weight`.
     pub fn parameter_specs(&self) -> Vec<ParameterSpec> {
         let mut recorder = SpecRecorder::default();
         self.build_parts(&mut recorder);
@@ -149,51 +246,44 @@ impl TransformerShape {
     /// A transformer of this shape from `source`, checked by [`Transformer::new`].
     pub(crate) fn assemble(&self, source: &mut dyn ParameterSource) -> Result<Transformer> {
         let (embed, blocks, unembed) = self.build_parts(source);
-        Transformer::new(
+        let mut t = Transformer::new(
             embed,
             blocks,
             unembed,
             self.context,
             self.mask,
             self.rotary_base,
-        )
+        )?;
+        t.declare_heads(self.heads, self.head_dim);
+        Ok(t)
     }
 
     /// The layout of every component: its tensors' names, shapes and order,
     /// fetched from `source` ([`crate::layout`]): `embed.weight`, per block
     /// `blocks.{i}.attn.{q1,k1,q2,k2,v,out}` and `blocks.{i}.mlp.{left,right,down}`
-    /// (weights, then biases when the shape has them), `unembed.weight`.
+    /// (weights, then biases when the shape has them), `unembed.weight`
+    /// (`outputs × d_model`).
     fn build_parts(&self, source: &mut dyn ParameterSource) -> (Mat<f64>, Vec<Block>, Mat<f64>) {
         let (d, w) = (self.d_model, self.heads * self.head_dim);
         let embed = source.matrix("embed.weight".into(), d, self.vocab);
         let mut blocks = Vec::with_capacity(self.blocks.len());
         for (i, b) in self.blocks.iter().enumerate() {
-            let bias = b.attention_bias;
-            let [q1, k1, q2, k2, v] = ATTENTION_PROJECTIONS
-                .map(|p| source.linear(&format!("blocks.{i}.attn.{p}"), w, d, bias));
-            let out = source.linear(&format!("blocks.{i}.attn.out"), d, w, bias);
-            let attention = Attention {
-                heads: self.heads,
-                head_dim: self.head_dim,
-                q1,
-                k1,
-                q2,
-                k2,
-                v,
-                out,
-                residual: b.attention_residual,
-            };
+            let attention = b.attention.map(|a| {
+                let prefix = format!("blocks.{i}.attn");
+                let projections: [_; 5] = std::array::from_fn(|k| {
+                    let name = format!("{prefix}.{}", ATTENTION_PROJECTIONS[k]);
+                    source.linear(&name, w, d, a.bias.projection(k))
+                });
+                let out = source.linear(&format!("{prefix}.out"), d, w, a.bias.out);
+                Attention::new(self.heads, self.head_dim, projections, out, a.residual)
+            });
             let mlp = b.mlp.map(|m| {
-                source.bilinear(
-                    &format!("blocks.{i}.mlp"),
-                    [d, m.hidden, d],
-                    [m.bias; 3],
-                    m.residual,
-                )
+                let prefix = format!("blocks.{i}.mlp");
+                source.bilinear(&prefix, [d, m.hidden, d], m.bias, m.residual)
             });
             blocks.push(Block { attention, mlp });
         }
-        let unembed = source.matrix("unembed.weight".into(), self.vocab, d);
+        let unembed = source.matrix("unembed.weight".into(), self.outputs, d);
         (embed, blocks, unembed)
     }
 }

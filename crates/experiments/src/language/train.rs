@@ -5,7 +5,9 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tensim_core::transformer::{BlockShape, Mask, MlpShape, Transformer, TransformerShape};
+use tensim_core::transformer::{
+    AttentionBias, AttentionShape, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
+};
 use tensim_core::Residual;
 use tensim_data::{ngram_score, BatchSampler};
 use tensim_train::language_model::{mean_loss, LmConfig, LmTrainer};
@@ -28,6 +30,7 @@ pub(super) struct Trained {
 fn shape(s: &Settings, layers: usize) -> TransformerShape {
     TransformerShape {
         vocab: s.vocab,
+        outputs: s.vocab,
         d_model: s.d_model,
         heads: s.heads,
         head_dim: s.head_dim,
@@ -36,11 +39,13 @@ fn shape(s: &Settings, layers: usize) -> TransformerShape {
         rotary_base: 1e4,
         blocks: vec![
             BlockShape {
-                attention_bias: false,
-                attention_residual: Residual::from_lerp_scale(s.residual_scale),
+                attention: Some(AttentionShape {
+                    bias: AttentionBias::all(false),
+                    residual: Residual::from_lerp_scale(s.residual_scale),
+                }),
                 mlp: Some(MlpShape {
                     hidden: s.mlp_hidden,
-                    bias: false,
+                    bias: [false; 3],
                     residual: Residual::from_lerp_scale(s.residual_scale),
                 }),
             };
