@@ -95,8 +95,9 @@ pub fn compare(la: &Loaded, lb: &Loaded, args: &MetricArgs, json_out: bool) -> R
     println!("a: {} ({})", a.display(), la.label());
     println!("b: {} ({})", b.display(), lb.label());
     println!(
-        "transformer: vocab {}, d_model {}, {} block(s), context {}; Gaussian input on {positions} positions\n",
+        "transformer: vocab {} → {} logits, d_model {}, {} block(s), context {}; Gaussian input on {positions} positions\n",
         ma.vocab(),
+        ma.outputs(),
         ma.d_model(),
         ma.blocks().len(),
         ma.context()
