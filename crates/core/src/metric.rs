@@ -59,7 +59,7 @@ use crate::output_cosine::mean_row_cosine;
 use crate::pairwise::{pairwise_values, GramMatrices, PairError};
 use crate::scalar::Scalar;
 use crate::sequence::{exactness_of, SequenceGeometry, SequencePrepared};
-use crate::similarity::CosineSums;
+use crate::similarity::{similarity, CosineSums, Similarity};
 use crate::tensor::TensorPrepared;
 use crate::transformer::Transformer;
 use crate::weight_cosine::{parameter_cosine, weight_cosine};
@@ -382,6 +382,41 @@ impl Metric {
     }
 }
 
+impl Metric {
+    /// The similarity of one pair, total and per output (class or token),
+    /// for the inner-product metrics (`tensor`, `gaussian` and their
+    /// slices; the total is reported whatever the slice): the cosines of
+    /// [`crate::similarity()`] on the two prepared networks, each norm its
+    /// own inner product. A matrix's entry for the pair reads the norms from
+    /// its Gram diagonal instead and may differ in the last bits.
+    pub fn pair(
+        self,
+        a: &Network,
+        b: &Network,
+        options: MetricOptions<'_>,
+    ) -> Result<Similarity, MetricError> {
+        let job = self.job(&[a, b], options)?;
+        if !self.is_inner_product() {
+            return Err(Error::NotInnerProduct {
+                metric: self.to_string(),
+            }
+            .into());
+        }
+        match &job.sequence {
+            Some((_, Some(geometry))) => {
+                let prepared = prepare_each(&job.transformers(), &(), |m| {
+                    SequencePrepared::new(m, geometry.clone())
+                })?;
+                Ok(similarity(&prepared[0], &prepared[1], faer::Par::Seq)?)
+            }
+            _ => match job.options.precision {
+                Precision::F64 => job.sequential_pair::<f64>(),
+                Precision::F32 => job.sequential_pair::<f32>(),
+            },
+        }
+    }
+}
+
 impl MatrixJob<'_> {
     /// The metric this job computes.
     pub fn metric(&self) -> Metric {
@@ -558,6 +593,28 @@ impl MatrixJob<'_> {
                 })?,
                 &tick,
             )?,
+        })
+    }
+
+    /// [`Metric::pair`] of two sequential models.
+    fn sequential_pair<T: Scalar>(&self) -> Result<Similarity, MetricError> {
+        let models = self.models();
+        let par = faer::Par::rayon(0);
+        Ok(match self.metric {
+            Metric::Tensor | Metric::TensorSlice(_) => {
+                let p = prepare_each(&models, &(), TensorPrepared::<T>::new)?;
+                similarity(&p[0], &p[1], par)?
+            }
+            metric => {
+                let centring = match metric {
+                    Metric::Gaussian(centring) => centring,
+                    _ => Centring::Uncentred,
+                };
+                let p = prepare_each(&models, &(), |m| {
+                    GaussianPrepared::<T>::with_centring(m, centring)
+                })?;
+                similarity(&p[0], &p[1], par)?
+            }
         })
     }
 

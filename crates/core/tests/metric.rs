@@ -224,3 +224,56 @@ fn transformer_matrix_equals_sequence_similarity_and_counts_progress() {
     assert!((m.values[(0, 2)] - direct).abs() < 1e-12);
     assert!((m.values[(1, 1)] - 1.0).abs() < 1e-12);
 }
+
+#[test]
+fn pair_is_the_similarity_of_the_prepared_networks_of_either_kind() {
+    let nets = sequential(&[1, 2]);
+    let (a, b) = (
+        nets[0].as_sequential().unwrap(),
+        nets[1].as_sequential().unwrap(),
+    );
+    let direct = similarity(
+        &TensorPrepared::<f64>::new(a).unwrap(),
+        &TensorPrepared::<f64>::new(b).unwrap(),
+        Par::rayon(0),
+    )
+    .unwrap();
+    let pair = Metric::TensorSlice(2)
+        .pair(&nets[0], &nets[1], MetricOptions::default())
+        .unwrap();
+    assert_eq!(pair, direct);
+    let centred = Metric::Gaussian(Centring::Centred)
+        .pair(&nets[0], &nets[1], MetricOptions::default())
+        .unwrap();
+    let direct = similarity(
+        &GaussianPrepared::<f64>::with_centring(a, Centring::Centred).unwrap(),
+        &GaussianPrepared::<f64>::with_centring(b, Centring::Centred).unwrap(),
+        Par::rayon(0),
+    )
+    .unwrap();
+    assert_eq!(centred, direct);
+
+    let shape = TransformerShape::benchmark(1);
+    let lms: Vec<Network> = (0..2)
+        .map(|s| shape.random_model(s).unwrap().into())
+        .collect();
+    let options = MetricOptions {
+        positions: Some(2),
+        ..MetricOptions::default()
+    };
+    let pair = Metric::Tensor.pair(&lms[0], &lms[1], options).unwrap();
+    let (ta, tb) = (
+        lms[0].as_transformer().unwrap(),
+        lms[1].as_transformer().unwrap(),
+    );
+    assert_eq!(pair, sequence_similarity(ta, tb, 2).unwrap().0);
+    assert_eq!(pair.per_output.len(), shape.outputs);
+
+    let err = Metric::MatrixCosine
+        .pair(&nets[0], &nets[1], MetricOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("not an inner product"), "{err}");
+    assert!(Metric::Tensor
+        .pair(&nets[0], &lms[0], MetricOptions::default())
+        .is_err());
+}

@@ -11,12 +11,9 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tensim_core::metric::{Metric, MetricOptions};
+use tensim_core::metric::{Metric, MetricError, MetricOptions};
 use tensim_core::network::Network;
-use tensim_core::{
-    similarity, weight_cosine, Bilinear, Centring, GaussianPrepared, Layer, Linear, Mat, Model,
-    Par, TensorPrepared,
-};
+use tensim_core::{weight_cosine, Bilinear, Layer, Linear, Mat, Model};
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -103,7 +100,7 @@ impl PyModel {
         Ok(self.sequential()?.input_dim())
     }
 
-    /// Output width: classes, or the vocabulary of a transformer.
+    /// Output width: classes, or a transformer's logits.
     #[getter]
     fn output_dim(&self) -> usize {
         self.inner.output_dim()
@@ -115,16 +112,34 @@ impl PyModel {
         tensim_io::shape_json::shape_to_json(&self.inner.shape())
     }
 
-    /// Logits for a batch `x` of shape `(n, input_dim)`.
+    /// Logits: for a sequential model of a batch `x` of shape
+    /// `(n, input_dim)`; for a transformer of one sequence `x` of shape
+    /// `(positions, vocab)` (one-hot tokens or any vectors), `positions ≤
+    /// context`.
     fn forward<'py>(
         &self,
         py: Python<'py>,
         x: FloatMatrix<'py>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let x = x.to_mat();
-        let model = self.sequential()?;
         let y = py
-            .detach(|| model.forward(x.as_ref()))
+            .detach(|| match &self.inner {
+                Network::Sequential(m) => m.forward(x.as_ref()),
+                Network::Transformer(t) => t.forward(x.as_ref()),
+            })
+            .map_err(value_error)?;
+        to_numpy(py, &y)
+    }
+
+    /// Logits `(len(tokens), outputs)` of a transformer on one token sequence.
+    fn forward_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<u32>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let t = self.inner.as_transformer().map_err(value_error)?;
+        let y = py
+            .detach(|| t.forward_tokens(&tokens))
             .map_err(value_error)?;
         to_numpy(py, &y)
     }
@@ -241,82 +256,71 @@ fn parse_metric(text: &str) -> PyResult<Metric> {
     text.parse().map_err(value_error)
 }
 
-fn check_class(class: Option<usize>, outputs: usize) -> tensim_core::Result<()> {
-    match class {
-        Some(index) if index >= outputs => Err(tensim_core::Error::NoSuchOutput {
-            index,
-            outputs,
-            kind: tensim_core::network::NetworkKind::Sequential,
-        }),
-        _ => Ok(()),
+/// Total (or slice) value and per-output values of one pair: per class or
+/// token for the inner-product metrics, per layer for a sequential
+/// `matrix-cosine` (one value for a transformer's).
+fn pair_values(
+    a: &Network,
+    b: &Network,
+    metric: Metric,
+    positions: Option<usize>,
+) -> Result<(f64, Vec<f64>), MetricError> {
+    let options = MetricOptions {
+        positions,
+        ..MetricOptions::default()
+    };
+    if metric.is_inner_product() {
+        let s = metric.pair(a, b, options)?;
+        let value = metric.slice().map_or(s.total, |c| s.per_output[c]);
+        return Ok((value, s.per_output));
     }
-}
-
-fn pick(sim: tensim_core::Similarity, class: Option<usize>) -> f64 {
-    class.map_or(sim.total, |c| sim.per_output[c])
-}
-
-/// Total (or slice) value and per-output (or per-layer) values of one pair.
-fn pair_similarity(a: &Model, b: &Model, metric: Metric) -> tensim_core::Result<(f64, Vec<f64>)> {
-    let class = metric.slice();
-    match metric {
-        Metric::Tensor | Metric::TensorSlice(_) => {
-            let s = similarity(
-                &TensorPrepared::<f64>::new(a)?,
-                &TensorPrepared::<f64>::new(b)?,
-                Par::rayon(0),
-            )?;
-            check_class(class, s.per_output.len())?;
-            Ok((pick(s.clone(), class), s.per_output))
-        }
-        Metric::Gaussian(_) | Metric::GaussianSlice(_) => {
-            let centring = match metric {
-                Metric::Gaussian(c) => c,
-                _ => Centring::Uncentred,
-            };
-            let s = similarity(
-                &GaussianPrepared::<f64>::with_centring(a, centring)?,
-                &GaussianPrepared::<f64>::with_centring(b, centring)?,
-                Par::rayon(0),
-            )?;
-            check_class(class, s.per_output.len())?;
-            Ok((pick(s.clone(), class), s.per_output))
-        }
-        Metric::MatrixCosine => {
-            let w = weight_cosine(a, b)?;
-            Ok((w.all, w.per_layer))
-        }
-        other => Err(tensim_core::Error::Invalid(format!(
-            "metric `{other}` compares whole matrices of models: use tensim.matrix"
-        ))),
+    if let (Metric::MatrixCosine, Ok(a), Ok(b)) = (metric, a.as_sequential(), b.as_sequential()) {
+        let w = weight_cosine(a, b)?;
+        return Ok((w.all, w.per_layer));
     }
+    if metric == Metric::MatrixCosine {
+        let value = metric.job(&[a, b], options)?.run(&())?.values[(0, 1)];
+        return Ok((value, vec![value]));
+    }
+    Err(tensim_core::Error::Invalid(format!(
+        "metric `{metric}` compares whole matrices of models: use tensim.matrix"
+    ))
+    .into())
 }
 
-/// Similarity of two models: `metric` is "tensor", "gaussian",
-/// "gaussian-centred", "matrix-cosine", "slice:<class>" or "gaussian-slice:<class>".
+/// Similarity of two models of one kind: `metric` is "tensor", "gaussian",
+/// "gaussian-centred", "matrix-cosine", "slice:<c>" or "gaussian-slice:<c>"
+/// (for transformers "tensor" and "gaussian" are both the exact Gaussian
+/// similarity on `positions` Gaussian positions, default 4).
 #[pyfunction]
-#[pyo3(name = "similarity", signature = (a, b, metric = "tensor"))]
-fn similarity_of(py: Python<'_>, a: &PyModel, b: &PyModel, metric: &str) -> PyResult<f64> {
+#[pyo3(name = "similarity", signature = (a, b, metric = "tensor", positions = None))]
+fn similarity_of(
+    py: Python<'_>,
+    a: &PyModel,
+    b: &PyModel,
+    metric: &str,
+    positions: Option<usize>,
+) -> PyResult<f64> {
     let metric = parse_metric(metric)?;
-    let (a, b) = (a.sequential()?, b.sequential()?);
-    py.detach(|| pair_similarity(a, b, metric))
+    py.detach(|| pair_values(&a.inner, &b.inner, metric, positions))
         .map(|r| r.0)
         .map_err(value_error)
 }
 
-/// Per-class similarities (tensor or gaussian), or per-layer matrix cosines.
+/// Per-class (per-token for transformers) similarities of the tensor or
+/// Gaussian metric, or per-layer matrix cosines.
 #[pyfunction]
-#[pyo3(signature = (a, b, metric = "tensor"))]
+#[pyo3(signature = (a, b, metric = "tensor", positions = None))]
 fn slices<'py>(
     py: Python<'py>,
     a: &PyModel,
     b: &PyModel,
     metric: &str,
+    positions: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let metric = parse_metric(metric)?;
-    let (a, b) = (a.sequential()?, b.sequential()?);
     let (_, per) = py
-        .detach(|| pair_similarity(a, b, metric))
+        .detach(|| pair_values(&a.inner, &b.inner, metric, positions))
         .map_err(value_error)?;
     Ok(per.into_pyarray(py))
 }

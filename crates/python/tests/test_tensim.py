@@ -133,8 +133,19 @@ def test_transformers_load_and_match_the_cli():
             assert np.allclose(np.diag(ours), 1.0, atol=1e-12)
         with pytest.raises(ValueError, match="not available for transformer"):
             tensim.matrix(models, metric="cka")
+        doc = cli("compare", paths[0], paths[1], "--positions", "3", "--samples", "0", "--json")
+        a, b = models[0], models[1]
+        assert doc["values"]["gaussian"] == tensim.similarity(a, b, metric="gaussian", positions=3)
+        assert doc["values"]["matrix_cosine"] == tensim.similarity(a, b, metric="matrix-cosine")
+        per_token = tensim.slices(a, b, metric="gaussian", positions=3)
+        assert doc["per_token"]["gaussian"] == list(per_token)
+        assert tensim.similarity(a, b, metric="slice:3", positions=3) == per_token[3]
+        logits = a.forward_tokens([1, 2, 3])
+        assert logits.shape == (3, a.output_dim)
+        one_hot = np.eye(a.output_dim)[[1, 2, 3]]
+        assert np.array_equal(a.forward(one_hot), logits)
         with pytest.raises(ValueError, match="transformer network"):
-            tensim.similarity(models[0], models[1])
+            a.input_dim
 
 
 def test_foreign_checkpoints_load_through_a_spec():
