@@ -1,6 +1,7 @@
 //! `import tensim`: tensor similarity of bilinear networks from Python.
 //!
-//! Models are built from numpy arrays (PyTorch layout `[out, in]`) or loaded
+//! Models are built from arrays (numpy, PyTorch tensors, anything with
+//! `__array__`; PyTorch layout `[out, in]`) or loaded
 //! from files (tensim safetensors; PyTorch, npz or safetensors with an
 //! architecture spec). Similarities run in Rust with the GIL released.
 
@@ -19,41 +20,64 @@ fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// A 2-D numpy array of float64 or float32 (any strides), widened to f64.
-#[derive(FromPyObject)]
-enum FloatMatrix<'py> {
-    F64(PyReadonlyArray2<'py, f64>),
-    F32(PyReadonlyArray2<'py, f32>),
-}
-
-impl FloatMatrix<'_> {
-    fn to_mat(&self) -> Mat<f64> {
-        match self {
-            FloatMatrix::F64(a) => {
-                let v = a.as_array();
-                Mat::from_fn(v.nrows(), v.ncols(), |i, j| v[[i, j]])
-            }
-            FloatMatrix::F32(a) => {
-                let v = a.as_array();
-                Mat::from_fn(v.nrows(), v.ncols(), |i, j| f64::from(v[[i, j]]))
-            }
+/// Any array-like as a float64 or float32 numpy array: numpy arrays as they
+/// are; PyTorch tensors (anything with `detach`) detached and moved to the
+/// CPU, half precisions widened to float32; then `numpy.asarray`, other
+/// dtypes cast to float64.
+fn float_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let mut obj = obj.clone();
+    if obj.hasattr("detach")? {
+        obj = obj.call_method0("detach")?.call_method0("cpu")?;
+        let dtype = obj.getattr("dtype")?.str()?.to_string();
+        if dtype.ends_with("float16") {
+            obj = obj.call_method0("float")?;
         }
+    }
+    let array = np.call_method1("asarray", (obj,))?;
+    let kind = array.getattr("dtype")?.getattr("name")?.to_string();
+    if kind == "float64" || kind == "float32" {
+        Ok(array)
+    } else {
+        array.call_method1("astype", ("float64",))
     }
 }
 
-/// A 1-D numpy array of float64 or float32, widened to f64.
-#[derive(FromPyObject)]
-enum FloatVector<'py> {
-    F64(PyReadonlyArray1<'py, f64>),
-    F32(PyReadonlyArray1<'py, f32>),
+/// A 2-D array-like ([`float_array`]) as an f64 matrix; `what` names it in errors.
+fn matrix_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Mat<f64>> {
+    let array = float_array(obj)?;
+    let shape_error = || {
+        let shape = array
+            .getattr("shape")
+            .map_or_else(|_| "?".into(), |s| s.to_string());
+        PyValueError::new_err(format!("{what}: expected a 2-D array, found shape {shape}"))
+    };
+    if let Ok(a) = array.extract::<PyReadonlyArray2<'_, f64>>() {
+        let v = a.as_array();
+        return Ok(Mat::from_fn(v.nrows(), v.ncols(), |i, j| v[[i, j]]));
+    }
+    let a = array
+        .extract::<PyReadonlyArray2<'_, f32>>()
+        .map_err(|_| shape_error())?;
+    let v = a.as_array();
+    Ok(Mat::from_fn(v.nrows(), v.ncols(), |i, j| {
+        f64::from(v[[i, j]])
+    }))
 }
 
-impl FloatVector<'_> {
-    fn to_vec(&self) -> Vec<f64> {
-        match self {
-            FloatVector::F64(a) => a.as_array().to_vec(),
-            FloatVector::F32(a) => a.as_array().iter().map(|&x| f64::from(x)).collect(),
-        }
+/// A 1-D array-like ([`float_array`]) as f64 values; `what` names it in errors.
+fn vector_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<f64>> {
+    let array = float_array(obj)?;
+    if let Ok(a) = array.extract::<PyReadonlyArray1<'_, f64>>() {
+        return Ok(a.as_array().to_vec());
+    }
+    match array.extract::<PyReadonlyArray1<'_, f32>>() {
+        Ok(a) => Ok(a.as_array().iter().map(|&x| f64::from(x)).collect()),
+        Err(_) => Err(PyValueError::new_err(format!(
+            "{what}: expected a 1-D array, found shape {}",
+            array.getattr("shape")?
+        ))),
     }
 }
 
@@ -119,9 +143,9 @@ impl PyModel {
     fn forward<'py>(
         &self,
         py: Python<'py>,
-        x: FloatMatrix<'py>,
+        x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let x = x.to_mat();
+        let x = matrix_arg(x, "x")?;
         let y = py
             .detach(|| match &self.inner {
                 Network::Sequential(m) => m.forward(x.as_ref()),
@@ -160,21 +184,26 @@ impl PyModel {
     }
 }
 
-/// The single-layer classifier `y = P((L x) ⊙ (R x))` from `[h, d]`, `[h, d]`, `[o, h]` arrays.
+/// The single-layer classifier `y = P((L x) ⊙ (R x))` from `[h, d]`, `[h, d]`,
+/// `[o, h]` arrays (numpy, PyTorch tensors, anything `numpy.asarray` takes).
 #[pyfunction]
 fn bilinear_classifier(
-    left: FloatMatrix<'_>,
-    right: FloatMatrix<'_>,
-    head: FloatMatrix<'_>,
+    left: &Bound<'_, PyAny>,
+    right: &Bound<'_, PyAny>,
+    head: &Bound<'_, PyAny>,
 ) -> PyResult<PyModel> {
-    let inner = Model::bilinear_classifier(left.to_mat(), right.to_mat(), head.to_mat())
-        .map_err(value_error)?;
+    let (left, right, head) = (
+        matrix_arg(left, "left")?,
+        matrix_arg(right, "right")?,
+        matrix_arg(head, "head")?,
+    );
+    let inner = Model::bilinear_classifier(left, right, head).map_err(value_error)?;
     Ok(inner.into())
 }
 
 fn optional_vec(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Vec<f64>>> {
     match d.get_item(key)? {
-        Some(v) if !v.is_none() => Ok(Some(v.extract::<FloatVector<'_>>()?.to_vec())),
+        Some(v) if !v.is_none() => Ok(Some(vector_arg(&v, key)?)),
         _ => Ok(None),
     }
 }
@@ -183,7 +212,7 @@ fn required_mat(d: &Bound<'_, PyDict>, key: &str, layer: usize) -> PyResult<Mat<
     let v = d
         .get_item(key)?
         .ok_or_else(|| PyValueError::new_err(format!("layer {layer}: missing `{key}`")))?;
-    Ok(v.extract::<FloatMatrix<'_>>()?.to_mat())
+    matrix_arg(&v, &format!("layer {layer}: `{key}`"))
 }
 
 /// A model from a list of layer dicts:
@@ -335,7 +364,7 @@ fn matrix<'py>(
     py: Python<'py>,
     models: Vec<PyRef<'py, PyModel>>,
     metric: &str,
-    inputs: Option<FloatMatrix<'py>>,
+    inputs: Option<Bound<'py, PyAny>>,
     samples: usize,
     seed: u64,
     positions: Option<usize>,
@@ -344,7 +373,7 @@ fn matrix<'py>(
     if models.is_empty() {
         return Err(PyValueError::new_err("no models"));
     }
-    let inputs = inputs.map(|x| x.to_mat());
+    let inputs = inputs.map(|x| matrix_arg(&x, "inputs")).transpose()?;
     let networks: Vec<&Network> = models.iter().map(|m| &m.inner).collect();
     let options = MetricOptions {
         inputs: inputs.as_ref().map(Mat::as_ref),

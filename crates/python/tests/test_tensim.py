@@ -174,3 +174,30 @@ def test_bad_input_raises_value_error():
         L, R, P = classifier(0)
         L[0, 0] = np.nan
         tensim.bilinear_classifier(L, R, P)
+
+
+class ArrayLike:
+    """An object that is not a numpy array but speaks the `__array__` protocol
+    (as PyTorch CPU tensors, JAX and xarray arrays do)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.values, dtype=dtype)
+
+
+def test_array_likes_nested_lists_and_half_precision_are_accepted():
+    L, R, P = classifier(7)
+    a = tensim.bilinear_classifier(L, R, P)
+    for convert in (ArrayLike, lambda m: m.tolist()):
+        b = tensim.bilinear_classifier(convert(L), convert(R), convert(P))
+        assert tensim.similarity(a, b) == tensim.similarity(a, a)
+    half = tensim.bilinear_classifier(L.astype(np.float16), R.astype(np.float16), P.astype(np.float16))
+    assert abs(tensim.similarity(a, half) - 1.0) < 1e-4
+    layer = {"kind": "linear", "weight": ArrayLike(P), "bias": ArrayLike(np.ones(P.shape[0]))}
+    m = tensim.model([layer])
+    x = np.random.default_rng(8).normal(size=(3, P.shape[1]))
+    assert np.allclose(m.forward(ArrayLike(x)), x @ P.T + 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="left: expected a 2-D array"):
+        tensim.bilinear_classifier(np.ones(3), R, P)
