@@ -12,18 +12,34 @@ pub fn similarity_heatmap(
     block_labels: &[(usize, String)],
 ) -> Panel {
     Panel::Heatmap(Heatmap {
-        title,
+        boundaries: boundaries.to_vec(),
+        block_labels: block_labels.to_vec(),
+        ..matrix_heatmap(title, m, ColourScale::Diverging, "checkpoint", "checkpoint")
+    })
+}
+
+/// A heatmap of the matrix `m` with these axis labels, and no boundaries,
+/// block labels or explicit ticks (set them with struct update syntax).
+pub fn matrix_heatmap(
+    title: impl Into<String>,
+    m: &Mat<f64>,
+    scale: ColourScale,
+    x_label: &str,
+    y_label: &str,
+) -> Heatmap {
+    Heatmap {
+        title: title.into(),
         rows: m.nrows(),
         cols: m.ncols(),
         values: row_major(m),
-        scale: ColourScale::Diverging,
-        x_label: "checkpoint".into(),
-        y_label: "checkpoint".into(),
-        boundaries: boundaries.to_vec(),
-        block_labels: block_labels.to_vec(),
+        scale,
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        boundaries: vec![],
+        block_labels: vec![],
         x_ticks: vec![],
         y_ticks: vec![],
-    })
+    }
 }
 
 /// Row-major values of a matrix.
