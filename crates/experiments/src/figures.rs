@@ -85,16 +85,5 @@ pub fn lines(
     })
 }
 
-/// Ten distinguishable colours (one per digit).
-pub const PALETTE: [(u8, u8, u8); 10] = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-];
+/// Ten distinguishable colours (one per digit): matplotlib's `tab10`.
+pub const PALETTE: [(u8, u8, u8); 10] = tensim_plot::TAB10;

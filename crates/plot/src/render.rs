@@ -8,7 +8,7 @@ use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::colour::{diverging, percentile_range, sequential, ColourScale};
+use crate::colour::{diverging, percentile_range, sequential, ColourScale, TAB10};
 use crate::panel::{Heatmap, ImagePanel, LinePlot, Panel};
 
 /// A figure that could not be drawn or written.
@@ -360,14 +360,10 @@ fn tick_text(v: f64) -> String {
     }
 }
 
-const DEFAULT_COLOURS: [(u8, u8, u8); 6] = [
-    (31, 119, 180),
-    (214, 39, 40),
-    (44, 160, 44),
-    (255, 127, 14),
-    (148, 103, 189),
-    (127, 127, 127),
-];
+/// Colours of series that do not set one, in turn: blue, red, green, orange,
+/// purple, grey.
+const DEFAULT_COLOURS: [(u8, u8, u8); 6] =
+    [TAB10[0], TAB10[3], TAB10[2], TAB10[1], TAB10[4], TAB10[7]];
 
 fn draw_image(area: &Area, img: &ImagePanel) -> DrawResult {
     let titled = area.titled(&img.title, font(17)).map_err(err)?;

@@ -9,8 +9,8 @@ use super::{first_crossing, Record};
 use crate::figures::{lines, matrix_heatmap, series};
 use crate::run_dir::RunDir;
 
-const BLUE: (u8, u8, u8) = (31, 119, 180);
-const RED: (u8, u8, u8) = (214, 39, 40);
+const BLUE: (u8, u8, u8) = tensim_plot::TAB10[0];
+const RED: (u8, u8, u8) = tensim_plot::TAB10[3];
 
 /// Train and validation curves of `f` over log steps.
 fn curves(
