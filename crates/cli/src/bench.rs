@@ -6,7 +6,8 @@ use anyhow::Result;
 use serde_json::json;
 use tensim_core::pairwise::GramMatrices;
 use tensim_core::{
-    similarity, Architecture, GaussianPrepared, LayerShape, Model, Par, Scalar, TensorPrepared,
+    similarity, Architecture, GaussianPrepared, InnerProductSpace, LayerShape, Model, Par, Scalar,
+    TensorPrepared,
 };
 
 struct Case {
@@ -48,94 +49,98 @@ fn models(arch: &Architecture, n: usize) -> Result<Vec<Model>> {
     (0..n).map(|s| Ok(arch.random_model(s as u64)?)).collect()
 }
 
-fn tensor_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> Result<()> {
-    let (a, b) = (
-        TensorPrepared::<T>::new(&ms[0])?,
-        TensorPrepared::<T>::new(&ms[1])?,
-    );
-    let flops = a.pair_flops(&b);
-    let (median_s, min_s) = time(runs, || {
-        similarity(&a, &b, Par::rayon(0)).expect("pair");
-    });
-    out.push(Case {
-        name: "tensor, one pair (prepared)".into(),
-        precision: T::NAME,
-        size: "784→64→10".into(),
-        median_s,
-        min_s,
-        flops: Some(flops),
-    });
-    let n = ms.len();
-    let pairs = (n * (n + 1) / 2) as f64;
-    let (median_s, min_s) = time(runs, || {
-        let prepared: Vec<TensorPrepared<T>> = ms
-            .iter()
-            .map(|m| TensorPrepared::new(m).expect("prepare"))
-            .collect();
-        GramMatrices::compute(&prepared, &|| {})
-            .expect("gram")
-            .cosine_total()
-            .expect("cosine");
-    });
-    out.push(Case {
-        name: format!("tensor, {n}×{n} matrix (incl. prepare)"),
-        precision: T::NAME,
-        size: "784→64→10".into(),
-        median_s,
-        min_s,
-        flops: Some(flops * pairs),
-    });
-    Ok(())
+/// How a metric appears in the table: the start of its case names, the
+/// model size it is timed at, and whether preparing one model is a case of
+/// its own.
+struct Metric {
+    name: &'static str,
+    size: &'static str,
+    times_prepare: bool,
 }
 
-fn gaussian_cases<T: Scalar>(runs: usize, ms: &[Model], out: &mut Vec<Case>) -> Result<()> {
-    let (a, b) = (
-        GaussianPrepared::<T>::new(&ms[0])?,
-        GaussianPrepared::<T>::new(&ms[1])?,
-    );
-    let flops = a.pair_flops(&b);
-    let (median_s, min_s) = time(runs, || {
+const TENSOR: Metric = Metric {
+    name: "tensor",
+    size: "784→64→10",
+    times_prepare: false,
+};
+
+const GAUSSIAN: Metric = Metric {
+    name: "gaussian",
+    size: "784→128, bilinear 256, →10",
+    times_prepare: true,
+};
+
+/// A prepared metric that the bench times.
+trait Timed: InnerProductSpace + Sized {
+    fn prepare(model: &Model) -> tensim_core::Result<Self>;
+    /// GEMM flop count of the pair `(self, other)`.
+    fn flops(&self, other: &Self) -> f64;
+}
+
+impl<T: Scalar> Timed for TensorPrepared<T> {
+    fn prepare(model: &Model) -> tensim_core::Result<Self> {
+        Self::new(model)
+    }
+    fn flops(&self, other: &Self) -> f64 {
+        self.pair_flops(other)
+    }
+}
+
+impl<T: Scalar> Timed for GaussianPrepared<T> {
+    fn prepare(model: &Model) -> tensim_core::Result<Self> {
+        Self::new(model)
+    }
+    fn flops(&self, other: &Self) -> f64 {
+        self.pair_flops(other)
+    }
+}
+
+/// The cases of the prepared metric `P` (at `precision`) on the models `ms`:
+/// a prepared pair, preparing one model (if the metric times it) and the
+/// N×N matrix including preparation.
+fn metric_cases<P: Timed>(
+    metric: &Metric,
+    precision: &'static str,
+    runs: usize,
+    ms: &[Model],
+    out: &mut Vec<Case>,
+) -> Result<()> {
+    let mut case = |name: String, (median_s, min_s): (f64, f64), flops: f64| {
+        out.push(Case {
+            name: format!("{}, {name}", metric.name),
+            precision,
+            size: metric.size.into(),
+            median_s,
+            min_s,
+            flops: Some(flops),
+        });
+    };
+    let (a, b) = (P::prepare(&ms[0])?, P::prepare(&ms[1])?);
+    let flops = a.flops(&b);
+    let pair = time(runs, || {
         similarity(&a, &b, Par::rayon(0)).expect("pair");
     });
-    out.push(Case {
-        name: "gaussian, one pair (prepared)".into(),
-        precision: T::NAME,
-        size: "784→128, bilinear 256, →10".into(),
-        median_s,
-        min_s,
-        flops: Some(flops),
-    });
-    let (median_s, min_s) = time(runs, || {
-        GaussianPrepared::<T>::new(&ms[0]).expect("prepare");
-    });
-    out.push(Case {
-        name: "gaussian, prepare one model".into(),
-        precision: T::NAME,
-        size: "784→128, bilinear 256, →10".into(),
-        median_s,
-        min_s,
-        flops: Some(a.pair_flops(&a)),
-    });
+    case("one pair (prepared)".into(), pair, flops);
+    if metric.times_prepare {
+        let one = time(runs, || {
+            P::prepare(&ms[0]).expect("prepare");
+        });
+        case("prepare one model".into(), one, a.flops(&a));
+    }
     let n = ms.len();
     let pairs = (n * (n + 1) / 2) as f64;
-    let (median_s, min_s) = time(runs, || {
-        let prepared: Vec<GaussianPrepared<T>> = ms
-            .iter()
-            .map(|m| GaussianPrepared::new(m).expect("prepare"))
-            .collect();
+    let matrix = time(runs, || {
+        let prepared: Vec<P> = ms.iter().map(|m| P::prepare(m).expect("prepare")).collect();
         GramMatrices::compute(&prepared, &|| {})
             .expect("gram")
             .cosine_total()
             .expect("cosine");
     });
-    out.push(Case {
-        name: format!("gaussian, {n}×{n} matrix (incl. prepare)"),
-        precision: T::NAME,
-        size: "784→128, bilinear 256, →10".into(),
-        median_s,
-        min_s,
-        flops: Some(flops * pairs),
-    });
+    case(
+        format!("{n}×{n} matrix (incl. prepare)"),
+        matrix,
+        flops * pairs,
+    );
     Ok(())
 }
 
@@ -245,20 +250,16 @@ fn transformer_cases(layers: usize, opts: &TransformerBench, out: &mut Vec<Case>
         Some(prepare_cost.flops()),
     );
     let b = SequencePrepared::new(&models[1], geometry.clone())?;
-    let t = Instant::now();
-    similarity(&a, &b, Par::Seq)?;
-    case(
-        "transformer, pair (first)".into(),
-        t.elapsed().as_secs_f64(),
-        Some(pair_cost.flops()),
-    );
-    let t = Instant::now();
-    similarity(&a, &b, Par::Seq)?;
-    case(
-        "transformer, pair (again)".into(),
-        t.elapsed().as_secs_f64(),
-        Some(pair_cost.flops()),
-    );
+    // The first pair builds the plans, the second reuses them.
+    for run in ["first", "again"] {
+        let t = Instant::now();
+        similarity(&a, &b, Par::Seq)?;
+        case(
+            format!("transformer, pair ({run})"),
+            t.elapsed().as_secs_f64(),
+            Some(pair_cost.flops()),
+        );
+    }
     eprintln!(
         "transformer {layers} layer(s), {positions} positions: cost model {:.1} GFLOP per pair ({:.1} in {} networks), {:.1} per prepared model; largest intermediate {} entries; estimated peak {:.0} MiB for a pair",
         pair_cost.flops() / 1e9,
@@ -324,10 +325,10 @@ pub fn run(
     let small = models(&classifier, n)?;
     let deep_models = models(&deep, n)?;
     let mut cases = Vec::new();
-    tensor_cases::<f64>(runs, &small, &mut cases)?;
-    tensor_cases::<f32>(runs, &small, &mut cases)?;
-    gaussian_cases::<f64>(runs, &deep_models, &mut cases)?;
-    gaussian_cases::<f32>(runs, &deep_models, &mut cases)?;
+    metric_cases::<TensorPrepared<f64>>(&TENSOR, f64::NAME, runs, &small, &mut cases)?;
+    metric_cases::<TensorPrepared<f32>>(&TENSOR, f32::NAME, runs, &small, &mut cases)?;
+    metric_cases::<GaussianPrepared<f64>>(&GAUSSIAN, f64::NAME, runs, &deep_models, &mut cases)?;
+    metric_cases::<GaussianPrepared<f32>>(&GAUSSIAN, f32::NAME, runs, &deep_models, &mut cases)?;
     training_case(runs, &classifier, &mut cases)?;
     if let Some(opts) = &transformer {
         for layers in [1, 2] {

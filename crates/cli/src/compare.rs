@@ -23,6 +23,23 @@ struct Row {
     note: String,
 }
 
+impl Row {
+    /// A row of `value`, or of the reason (an error) it does not apply.
+    fn new(
+        key: &'static str,
+        name: impl Into<String>,
+        value: Result<f64, impl ToString>,
+        note: impl Into<String>,
+    ) -> Self {
+        Row {
+            key,
+            name: name.into(),
+            value: value.map_err(|e| e.to_string()),
+            note: note.into(),
+        }
+    }
+}
+
 fn tensor<T: Scalar>(a: &Model, b: &Model) -> tensim_core::Result<Similarity> {
     similarity(
         &TensorPrepared::<T>::new(a)?,
@@ -53,23 +70,27 @@ fn by_precision<R>(p: Precision, f64_path: impl FnOnce() -> R, f32_path: impl Fn
 
 /// Refuses two models that do not share their input and output spaces.
 fn check_spaces(la: &Loaded, a: &Model, lb: &Loaded, b: &Model) -> Result<()> {
-    if a.output_dim() != b.output_dim() {
-        bail!(
-            "{} has {} outputs but {} has {}: similarity compares models with the same output space",
-            la.path.display(),
+    let (pa, pb) = (la.path.display(), lb.path.display());
+    // (verb, what is counted, in a, in b, why it must agree), outputs first.
+    for (verb, what, in_a, in_b, why) in [
+        (
+            "has",
+            "outputs",
             a.output_dim(),
-            lb.path.display(),
-            b.output_dim()
-        );
-    }
-    if a.input_dim() != b.input_dim() {
-        bail!(
-            "{} takes {} inputs but {} takes {}: the models must share their input space",
-            la.path.display(),
+            b.output_dim(),
+            "similarity compares models with the same output space",
+        ),
+        (
+            "takes",
+            "inputs",
             a.input_dim(),
-            lb.path.display(),
-            b.input_dim()
-        );
+            b.input_dim(),
+            "the models must share their input space",
+        ),
+    ] {
+        if in_a != in_b {
+            bail!("{pa} {verb} {in_a} {what} but {pb} {verb} {in_b}: {why}");
+        }
     }
     Ok(())
 }
@@ -101,23 +122,17 @@ impl WeightSpace {
     }
 
     fn rows(&self) -> Vec<Row> {
-        let moments = |key, name: &str, r: &Result<(Similarity, String), tensim_core::Error>| Row {
-            key,
-            name: name.into(),
-            value: r.as_ref().map(|s| s.0.total).map_err(ToString::to_string),
-            note: r.as_ref().map_or_else(|_| String::new(), |s| s.1.clone()),
+        let moments = |key, name, r: &Result<(Similarity, String), tensim_core::Error>| {
+            let note = r.as_ref().map_or_else(|_| String::new(), |s| s.1.clone());
+            Row::new(key, name, r.as_ref().map(|s| s.0.total), note)
         };
         let mut rows = vec![
-            Row {
-                key: "tensor",
-                name: "tensor (weight space, centred form)".into(),
-                value: self
-                    .tensor
-                    .as_ref()
-                    .map(|s| s.total)
-                    .map_err(ToString::to_string),
-                note: "MATH.md §2, exact".into(),
-            },
+            Row::new(
+                "tensor",
+                "tensor (weight space, centred form)",
+                self.tensor.as_ref().map(|s| s.total),
+                "MATH.md §2, exact",
+            ),
             moments(
                 "gaussian",
                 "gaussian (functional, uncentred)",
@@ -128,16 +143,12 @@ impl WeightSpace {
                 "gaussian (functional, centred)",
                 &self.gaussian_centred,
             ),
-            Row {
-                key: "matrix_cosine",
-                name: "matrix cosine (all weights)".into(),
-                value: self
-                    .weights
-                    .as_ref()
-                    .map(|w| w.all)
-                    .map_err(ToString::to_string),
-                note: "not invariant to any symmetry".into(),
-            },
+            Row::new(
+                "matrix_cosine",
+                "matrix cosine (all weights)",
+                self.weights.as_ref().map(|w| w.all),
+                "not invariant to any symmetry",
+            ),
         ];
         if let Ok(w) = &self.weights {
             for (i, v) in w.per_layer.iter().enumerate() {
@@ -175,18 +186,13 @@ fn data_rows(a: &Model, b: &Model, path: &Path) -> Result<Vec<Row>> {
         .forward(x.as_ref())
         .and_then(|ya| linear_cka(ya.as_ref(), b.forward(x.as_ref())?.as_ref()));
     Ok(vec![
-        Row {
-            key: "output_cosine",
-            name: "output cosine on data".into(),
-            value: output_cosine(a, b, x.as_ref()).map_err(|e| e.to_string()),
-            note: note.clone(),
-        },
-        Row {
-            key: "cka",
-            name: "linear CKA of logits".into(),
-            value: cka.map_err(|e| e.to_string()),
-            note,
-        },
+        Row::new(
+            "output_cosine",
+            "output cosine on data",
+            output_cosine(a, b, x.as_ref()),
+            note.clone(),
+        ),
+        Row::new("cka", "linear CKA of logits", cka, note),
     ])
 }
 

@@ -47,12 +47,8 @@ enum Command {
     },
     /// N×N matrix of one metric over checkpoints.
     Matrix {
-        /// Checkpoint files, directories or quoted glob patterns.
-        #[arg(required = true, num_args = 1..)]
-        checkpoints: Vec<PathBuf>,
-        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
-        #[arg(long)]
-        arch: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: CheckpointArgs,
         /// tensor | gaussian | gaussian-centred | matrix-cosine | slice:<class> |
         /// gaussian-slice:<class> | output-cosine | cka | monte-carlo
         #[arg(long, default_value = "tensor")]
@@ -68,12 +64,8 @@ enum Command {
     /// Similarity of updates: consecutive checkpoint differences, or each
     /// update against a reference update (MATH.md §2, difference similarity).
     Diff {
-        /// Checkpoint files, directories or quoted glob patterns.
-        #[arg(required = true, num_args = 1..)]
-        checkpoints: Vec<PathBuf>,
-        /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
-        #[arg(long)]
-        arch: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: CheckpointArgs,
         /// tensor | gaussian
         #[arg(long, default_value = "tensor")]
         metric: String,
@@ -150,6 +142,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The checkpoints that `matrix` and `diff` read, and how to map them.
+#[derive(clap::Args)]
+struct CheckpointArgs {
+    /// Checkpoint files, directories or quoted glob patterns.
+    #[arg(required = true, num_args = 1..)]
+    checkpoints: Vec<PathBuf>,
+    /// Architecture spec (TOML) mapping a foreign checkpoint's tensors (README: Loading other checkpoints).
+    #[arg(long)]
+    arch: Option<PathBuf>,
 }
 
 /// Flags every experiment takes.
@@ -372,8 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             compare::run(&args, json, &la, &lb)
         }
         Command::Matrix {
-            checkpoints,
-            arch,
+            inputs: CheckpointArgs { checkpoints, arch },
             metric,
             output,
             args,
@@ -387,8 +389,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         }),
         Command::Diff {
-            checkpoints,
-            arch,
+            inputs: CheckpointArgs { checkpoints, arch },
             metric,
             reference,
             class,

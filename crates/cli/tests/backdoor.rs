@@ -3,45 +3,49 @@
 mod common;
 
 use std::path::Path;
+use std::process::Output;
 
-use common::tensim;
+use common::{json_of, stderr, tensim};
 
 use serde_json::Value;
 use tensim_io::read_matrix;
+
+/// Runs `tensim experiment <args…> --out <out> --json` and returns the
+/// outcome it printed (the run must succeed).
+fn experiment_json(args: &[&str], out: &Path) -> Value {
+    let mut argv = vec!["experiment"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--out", out.to_str().unwrap(), "--json"]);
+    json_of(&tensim(&argv))
+}
+
+/// Asserts that each of `files` (relative paths) is a file below `dir`.
+fn assert_files(dir: &Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+}
 
 #[test]
 fn quick_backdoor_run_writes_everything_and_detects_the_attack() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let out_s = out.to_str().unwrap();
-    let r = tensim(&[
-        "experiment",
-        "backdoor",
-        "--quick",
-        "--out",
-        out_s,
-        "--json",
-    ]);
-    assert!(
-        r.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let outcome: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let outcome = experiment_json(&["backdoor", "--quick"], &out);
 
-    for f in [
-        "report.md",
-        "metrics.jsonl",
-        "settings.json",
-        "figures/backdoor.png",
-        "figures/tensor-slices.png",
-        "figures/baselines.png",
-        "figures/panel-tensor-class9.png",
-        "checkpoints/step-000000.safetensors",
-        "checkpoints/step-000800.safetensors",
-    ] {
-        assert!(out.join(f).is_file(), "missing {f}");
-    }
+    assert_files(
+        &out,
+        &[
+            "report.md",
+            "metrics.jsonl",
+            "settings.json",
+            "figures/backdoor.png",
+            "figures/tensor-slices.png",
+            "figures/baselines.png",
+            "figures/panel-tensor-class9.png",
+            "checkpoints/step-000000.safetensors",
+            "checkpoints/step-000800.safetensors",
+        ],
+    );
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(
         lines.lines().count(),
@@ -85,9 +89,10 @@ fn quick_backdoor_run_writes_everything_and_detects_the_attack() {
     assert!(report.contains("Largest change: class"), "{report}");
 
     // A second run into the same directory is refused without --force.
+    let out_s = out.to_str().unwrap();
     let again = tensim(&["experiment", "backdoor", "--quick", "--out", out_s]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(stderr(&again).contains("--force"));
 }
 
 #[test]
@@ -95,56 +100,28 @@ fn bad_data_arguments_fail_clearly_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let out_s = out.to_str().unwrap();
-    let r = tensim(&[
-        "experiment",
-        "backdoor",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "cifar",
-    ]);
+    // `tensim experiment backdoor --quick --out <out>` with `data_args`.
+    let backdoor_with = |data_args: &[&str]| -> Output {
+        let mut argv = vec!["experiment", "backdoor", "--quick", "--out", out_s];
+        argv.extend_from_slice(data_args);
+        tensim(&argv)
+    };
+    let r = backdoor_with(&["--data", "cifar"]);
     assert!(!r.status.success());
-    let e = String::from_utf8_lossy(&r.stderr);
+    let e = stderr(&r);
     assert!(e.contains("cifar") && e.contains("mnist"), "{e}");
-    let r = tensim(&[
-        "experiment",
-        "backdoor",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "svhn",
-    ]);
-    assert!(String::from_utf8_lossy(&r.stderr).contains("--svhn-dir"));
+    let r = backdoor_with(&["--data", "svhn"]);
+    assert!(stderr(&r).contains("--svhn-dir"));
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let r = tensim(&[
-        "experiment",
-        "backdoor",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "svhn",
-        "--svhn-dir",
-        empty.to_str().unwrap(),
-    ]);
-    let e = String::from_utf8_lossy(&r.stderr);
+    let r = backdoor_with(&["--data", "svhn", "--svhn-dir", empty.to_str().unwrap()]);
+    let e = stderr(&r);
     assert!(!r.status.success() && e.contains("train_32x32.mat"), "{e}");
-    let r = tensim(&[
-        "experiment",
-        "backdoor",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "digits",
-    ]);
-    let e = String::from_utf8_lossy(&r.stderr);
+    let r = backdoor_with(&["--data", "digits"]);
+    let e = stderr(&r);
     assert!(!r.status.success() && e.contains("does not fit"), "{e}");
     let r = tensim(&["experiment", "grokking", "--steps", "1", "--out", out_s]);
-    assert!(String::from_utf8_lossy(&r.stderr).contains("too few"));
+    assert!(stderr(&r).contains("too few"));
     assert!(!Path::new(&out).exists(), "nothing written on bad input");
 }
 
@@ -152,63 +129,37 @@ fn bad_data_arguments_fail_clearly_and_write_nothing() {
 fn quick_forgetting_and_grokking_runs_write_their_reports() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("forgetting");
-    let r = tensim(&[
-        "experiment",
-        "forgetting",
-        "--quick",
-        "--out",
-        f.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        r.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let o: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let o = experiment_json(&["forgetting", "--quick"], &f);
     assert_eq!(o["stage_names"].as_array().unwrap().len(), 9);
     assert_eq!(o["remove9_class_change"].as_array().unwrap().len(), 10);
-    for file in [
-        "report.md",
-        "figures/forgetting.png",
-        "figures/per-digit-accuracy.png",
-        "matrices/gaussian.npy",
-        "matrices/stage-updates.csv",
-    ] {
-        assert!(f.join(file).is_file(), "missing {file}");
-    }
+    assert_files(
+        &f,
+        &[
+            "report.md",
+            "figures/forgetting.png",
+            "figures/per-digit-accuracy.png",
+            "matrices/gaussian.npy",
+            "matrices/stage-updates.csv",
+        ],
+    );
     let (_, g) = read_matrix(&f.join("matrices/gaussian.npy")).unwrap();
     assert_eq!(g.nrows(), o["checkpoints"].as_u64().unwrap() as usize);
 
     let k = dir.path().join("grokking");
-    let r = tensim(&[
-        "experiment",
-        "grokking",
-        "--quick",
-        "--steps",
-        "600",
-        "--out",
-        k.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        r.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let o: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let o = experiment_json(&["grokking", "--quick", "--steps", "600"], &k);
     assert!(
         o["final_train_accuracy"].as_f64().unwrap() > 0.2,
         "the model learns the training pairs"
     );
     assert_eq!(o["dominant_frequencies"].as_array().unwrap().len(), 5);
-    for file in [
-        "report.md",
-        "figures/grokking.png",
-        "matrices/tensor.csv",
-        "matrices/frequencies.csv",
-        "metrics.jsonl",
-    ] {
-        assert!(k.join(file).is_file(), "missing {file}");
-    }
+    assert_files(
+        &k,
+        &[
+            "report.md",
+            "figures/grokking.png",
+            "matrices/tensor.csv",
+            "matrices/frequencies.csv",
+            "metrics.jsonl",
+        ],
+    );
 }

@@ -141,11 +141,7 @@ fn matrices_equal_pairwise_computation_and_are_symmetric() {
 
 #[test]
 fn gaussian_matrix_and_generic_pairs() {
-    let layers = vec![
-        linear(5, 4, false),
-        bilinear(4, 6, 4, false, 0.5),
-        linear(4, 3, false),
-    ];
+    let layers = embed_blocks_head(5, 4, &[(6, 0.5)], 3, false);
     let models: Vec<Model> = (0..4).map(|s| model(layers.clone(), 300 + s)).collect();
     let prepared: Vec<GaussianPrepared<f32>> = models
         .iter()

@@ -19,27 +19,11 @@ fn prep(m: &Model) -> GaussianPrepared<f64> {
 
 #[test]
 fn one_layer_equals_isserlis_brute_force() {
-    for (name, layers) in one_bilinear_architectures() {
-        let a = model(layers.clone(), 31);
-        let b = model(layers, 32);
-        let (ta, tb) = (probe_quadratic(&a), probe_quadratic(&b));
-        let expected = brute_gaussian_inner(&ta, &tb);
-        let found = inner_products(&prep(&a), &prep(&b), Par::Seq).unwrap();
-        for (c, (f, e)) in found.iter().zip(&expected).enumerate() {
-            assert_close(*f, *e, 1e-10, &format!("{name}: E[f_a f_b] of output {c}"));
-        }
-        let (sim, exact) = gaussian_similarity(&a, &b).unwrap();
-        assert_eq!(exact, Exactness::Exact, "{name}");
-        let (aa, bb) = (
-            brute_gaussian_inner(&ta, &ta),
-            brute_gaussian_inner(&tb, &tb),
-        );
-        assert_close(
-            sim.total,
-            cosine(expected.iter().sum(), aa.iter().sum(), bb.iter().sum()),
-            1e-10,
-            name,
-        );
+    for pair in probed_pairs((31, 32)) {
+        let found = inner_products(&prep(&pair.a), &prep(&pair.b), Par::Seq).unwrap();
+        let (sim, exact) = gaussian_similarity(&pair.a, &pair.b).unwrap();
+        assert_eq!(exact, Exactness::Exact, "{}", pair.name);
+        pair.assert_matches_brute_force(&found, sim.total, brute_gaussian_inner);
     }
 }
 
@@ -56,8 +40,7 @@ fn self_similarity_one_and_symmetric_bit_exact() {
         ],
     ));
     for (name, layers) in archs {
-        let a = model(layers.clone(), 41);
-        let b = model(layers, 42);
+        let (a, b) = model_pair(layers, (41, 42));
         let (s, _) = gaussian_similarity(&a, &a).unwrap();
         assert_close(s.total, 1.0, 1e-12, name);
         let (ab, _) = gaussian_similarity(&a, &b).unwrap();
@@ -71,14 +54,9 @@ fn self_similarity_one_and_symmetric_bit_exact() {
 fn centred_moments_equal_tensor_similarity_without_bias() {
     for layers in [
         vec![bilinear(6, 5, 3, false, 1.0)],
-        vec![
-            linear(7, 4, false),
-            bilinear(4, 6, 4, false, 1.0),
-            linear(4, 3, false),
-        ],
+        embed_blocks_head(7, 4, &[(6, 1.0)], 3, false),
     ] {
-        let a = model(layers.clone(), 51);
-        let b = model(layers, 52);
+        let (a, b) = model_pair(layers, (51, 52));
         let pa = GaussianPrepared::<f64>::with_centring(&a, Centring::Centred).unwrap();
         let pb = GaussianPrepared::<f64>::with_centring(&b, Centring::Centred).unwrap();
         let centred = similarity(&pa, &pb, Par::Seq).unwrap();
@@ -89,9 +67,9 @@ fn centred_moments_equal_tensor_similarity_without_bias() {
             1e-10,
             "centred gaussian = tensor",
         );
-        for (x, y) in centred.per_output.iter().zip(&tensor.per_output) {
-            assert_close(*x, *y, 1e-10, "per class");
-        }
+        assert_each_close(&centred.per_output, &tensor.per_output, 1e-10, |_| {
+            "per class".into()
+        });
     }
 }
 
@@ -103,11 +81,7 @@ fn one_layer_matches_monte_carlo_within_four_standard_errors() {
         ("residual", vec![bilinear(5, 7, 5, false, 0.5)]),
         (
             "bias + residual + embed + head",
-            vec![
-                linear(6, 5, true),
-                bilinear(5, 7, 5, true, 0.3),
-                linear(5, 3, true),
-            ],
+            embed_blocks_head(6, 5, &[(7, 0.3)], 3, true),
         ),
         (
             "bias + additive residual + embed + head",
@@ -119,8 +93,7 @@ fn one_layer_matches_monte_carlo_within_four_standard_errors() {
         ),
     ];
     for (name, layers) in cases {
-        let a = model(layers.clone(), 61);
-        let b = model(layers, 62);
+        let (a, b) = model_pair(layers, (61, 62));
         for centring in [Centring::Uncentred, Centring::Centred] {
             let pa = GaussianPrepared::<f64>::with_centring(&a, centring).unwrap();
             let pb = GaussianPrepared::<f64>::with_centring(&b, centring).unwrap();
@@ -145,14 +118,8 @@ fn one_layer_matches_monte_carlo_within_four_standard_errors() {
 fn two_layers_gaussian_closure_error_is_small() {
     // Two polynomial layers: moment propagation treats the hidden activations
     // as Gaussian. Measure how far that is from the truth.
-    let layers = vec![
-        linear(6, 5, false),
-        bilinear(5, 6, 5, false, 0.5),
-        bilinear(5, 6, 5, false, 0.5),
-        linear(5, 3, false),
-    ];
-    let a = model(layers.clone(), 71);
-    let b = model(layers, 72);
+    let layers = embed_blocks_head(6, 5, &[(6, 0.5), (6, 0.5)], 3, false);
+    let (a, b) = model_pair(layers, (71, 72));
     let (sim, exactness) = gaussian_similarity(&a, &b).unwrap();
     assert_eq!(
         exactness,
@@ -174,12 +141,7 @@ fn two_layers_gaussian_closure_error_is_small() {
 
 #[test]
 fn invariant_to_hidden_symmetries_in_deep_models() {
-    let layers = vec![
-        linear(6, 5, true),
-        bilinear(5, 8, 5, true, 0.7),
-        bilinear(5, 4, 5, true, 0.7),
-        linear(5, 3, true),
-    ];
+    let layers = embed_blocks_head(6, 5, &[(8, 0.7), (4, 0.7)], 3, true);
     let a = model(layers, 81);
     for layer in [1, 2] {
         let h = if layer == 1 { 8 } else { 4 };
@@ -200,36 +162,19 @@ fn invariant_to_hidden_symmetries_in_deep_models() {
 
 #[test]
 fn f32_moments_survive_traces_beyond_1e25() {
-    let base = model(
-        vec![
-            linear(20, 16, true),
-            bilinear(16, 24, 16, true, 0.5),
-            bilinear(16, 24, 10, true, 1.0),
-        ],
-        91,
-    );
-    let scaled = Model::from_parameters(
-        base.architecture(),
-        base.parameters()
-            .into_iter()
-            .map(|v| v.into_iter().map(|x| x * 30.0).collect())
-            .collect(),
-    )
-    .unwrap();
+    let layers = vec![
+        linear(20, 16, true),
+        bilinear(16, 24, 16, true, 0.5),
+        bilinear(16, 24, 10, true, 1.0),
+    ];
+    let (base, other) = model_pair(layers, (91, 92));
+    let scaled = scale_all(&base, 30.0);
     let p64 = prep(&scaled);
     let trace: f64 = inner_products(&p64, &p64, Par::Seq).unwrap().iter().sum();
     assert!(trace > 1e25, "the test needs huge traces, got {trace:e}");
     let p32 = GaussianPrepared::<f32>::new(&scaled).unwrap();
     let s = similarity(&p32, &p32, Par::Seq).unwrap();
     assert_close(s.total, 1.0, 1e-6, "f32 self-similarity");
-    let other = model(
-        vec![
-            linear(20, 16, true),
-            bilinear(16, 24, 16, true, 0.5),
-            bilinear(16, 24, 10, true, 1.0),
-        ],
-        92,
-    );
     let s32 = similarity(
         &p32,
         &GaussianPrepared::<f32>::new(&other).unwrap(),
@@ -253,14 +198,8 @@ fn different_layer_structure_is_refused() {
 fn absolute_inner_products_track_scale_through_deep_models() {
     // Scaling the head by c scales E[f_a f_b] by c: the log-scale bookkeeping
     // through two bilinear layers and per-layer normalisation must keep that.
-    let layers = vec![
-        linear(5, 4, true),
-        bilinear(4, 6, 4, true, 0.5),
-        bilinear(4, 5, 4, true, 1.0),
-        linear(4, 3, true),
-    ];
-    let a = model(layers.clone(), 101);
-    let b = model(layers, 102);
+    let layers = embed_blocks_head(5, 4, &[(6, 0.5), (5, 1.0)], 3, true);
+    let (a, b) = model_pair(layers, (101, 102));
     let scaled = |m: &Model, c: f64| {
         let mut p = m.parameters();
         let n = p.len();

@@ -27,8 +27,7 @@ fn self_similarity_is_one() {
 #[test]
 fn symmetric_bit_exact() {
     for (name, layers) in one_bilinear_architectures() {
-        let a = model(layers.clone(), 1);
-        let b = model(layers, 2);
+        let (a, b) = model_pair(layers, (1, 2));
         let ab = tensor_similarity(&a, &b).unwrap();
         let ba = tensor_similarity(&b, &a).unwrap();
         assert_eq!(ab.total.to_bits(), ba.total.to_bits(), "{name}");
@@ -40,28 +39,15 @@ fn symmetric_bit_exact() {
 
 #[test]
 fn inner_product_equals_brute_force_per_class_and_total() {
-    for (name, layers) in one_bilinear_architectures() {
-        let a = model(layers.clone(), 11);
-        let b = model(layers, 12);
-        let (ta, tb) = (probe_quadratic(&a), probe_quadratic(&b));
-        let expected = brute_tensor_inner(&ta, &tb);
-        let found = inner_products(&prep(&a), &prep(&b), Par::Seq).unwrap();
-        for (c, (f, e)) in found.iter().zip(&expected).enumerate() {
-            assert_close(*f, *e, 1e-10, &format!("{name}: class {c} inner product"));
-        }
-        // Slices sum to the total, and the cosines agree with brute force.
-        let sim = tensor_similarity(&a, &b).unwrap();
-        let (aa, bb) = (brute_tensor_inner(&ta, &ta), brute_tensor_inner(&tb, &tb));
-        let total = cosine(expected.iter().sum(), aa.iter().sum(), bb.iter().sum());
-        assert_close(sim.total, total, 1e-10, &format!("{name}: total cosine"));
-        assert_close(
-            found.iter().sum::<f64>(),
-            expected.iter().sum(),
-            1e-10,
-            name,
-        );
-        for c in 0..expected.len() {
-            let e = cosine(expected[c], aa[c], bb[c]);
+    for pair in probed_pairs((11, 12)) {
+        let found = inner_products(&prep(&pair.a), &prep(&pair.b), Par::Seq).unwrap();
+        let sim = tensor_similarity(&pair.a, &pair.b).unwrap();
+        let [ab, aa, bb] = pair.assert_matches_brute_force(&found, sim.total, brute_tensor_inner);
+        // Slices sum to the total, and each slice's cosine agrees with brute force.
+        let name = pair.name;
+        assert_close(found.iter().sum::<f64>(), ab.iter().sum(), 1e-10, name);
+        for c in 0..ab.len() {
+            let e = cosine(ab[c], aa[c], bb[c]);
             assert_close(
                 sim.per_output[c],
                 e,
@@ -101,8 +87,10 @@ fn materialised_form_matches_probe_and_ignores_antisymmetric_parts() {
 
 #[test]
 fn direction_slices_equal_brute_force() {
-    let a = model(vec![linear(5, 4, true), bilinear(4, 6, 3, true, 1.0)], 21);
-    let b = model(vec![linear(5, 4, true), bilinear(4, 6, 3, true, 1.0)], 22);
+    let (a, b) = model_pair(
+        vec![linear(5, 4, true), bilinear(4, 6, 3, true, 1.0)],
+        (21, 22),
+    );
     let u = Mat::from_fn(2, 3, |k, c| [[0.3, -1.2, 0.7], [1.0, 0.5, 2.0]][k][c]);
     let pa = TensorPrepared::<f64>::along(&a, u.as_ref()).unwrap();
     let pb = TensorPrepared::<f64>::along(&b, u.as_ref()).unwrap();
@@ -156,12 +144,7 @@ fn difference_similarity_equals_brute_force() {
 
 #[test]
 fn invariant_to_hidden_symmetries_while_matrix_cosine_is_not() {
-    let layers = vec![
-        linear(6, 5, true),
-        bilinear(5, 8, 5, true, 0.7),
-        linear(5, 3, true),
-    ];
-    let a = model(layers, 5);
+    let a = model(embed_blocks_head(6, 5, &[(8, 0.7)], 3, true), 5);
     let variants = [
         (
             "permutation",
@@ -211,14 +194,7 @@ fn mismatched_outputs_are_refused() {
 fn f32_path_survives_huge_weights() {
     // 784 → 64 → 10 classifier with weights scaled by 1e5: ⟨A,A⟩ is far beyond f32's range.
     let base = classifier(784, 64, 10, 3);
-    let scaled = Model::from_parameters(
-        base.architecture(),
-        base.parameters()
-            .into_iter()
-            .map(|v| v.into_iter().map(|x| x * 1e5).collect())
-            .collect(),
-    )
-    .unwrap();
+    let scaled = scale_all(&base, 1e5);
     let p64 = TensorPrepared::<f64>::new(&scaled).unwrap();
     let trace: f64 = inner_products(&p64, &p64, Par::Seq).unwrap().iter().sum();
     assert!(trace > 1e25, "the test needs huge traces, got {trace:e}");

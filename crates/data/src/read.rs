@@ -21,16 +21,19 @@ pub(crate) fn read_maybe_gzip(path: &Path, hint: &str) -> Result<Vec<u8>, DataEr
     if !is_gzip(&raw) {
         return Ok(raw);
     }
+    gunzip(path, &raw, "restore or re-download it")
+}
+
+/// Un-gzips `raw`, the bytes of the file at `path`. A broken stream is a
+/// format error naming `path` that ends with `remedy` (what to do about it).
+pub(crate) fn gunzip(path: &Path, raw: &[u8], remedy: &str) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::with_capacity(raw.len() * 4);
-    flate2::read::MultiGzDecoder::new(&raw[..])
+    flate2::read::MultiGzDecoder::new(raw)
         .read_to_end(&mut out)
         .map_err(|e| {
             DataError::format(
                 path,
-                format!(
-                    "broken gzip stream ({e}): the file is truncated or corrupt; \
-                     restore or re-download it"
-                ),
+                format!("broken gzip stream ({e}): the file is truncated or corrupt; {remedy}"),
             )
         })?;
     Ok(out)

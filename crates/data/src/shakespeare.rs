@@ -1,12 +1,11 @@
 //! The bundled text corpus: the complete works of Shakespeare, one gzipped
 //! plain-ASCII file (provenance and licence in `data/README.md`).
 
-use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::read::is_gzip;
+use crate::read::{gunzip, is_gzip};
 use crate::{bundled_data_dir, DataError};
 
 /// The corpus file, relative to [`bundled_data_dir`].
@@ -47,18 +46,11 @@ pub fn load_shakespeare(path: &Path) -> Result<String, DataError> {
              the bundled copy with `git checkout -- data/shakespeare`",
         ));
     }
-    let mut bytes = Vec::with_capacity(raw.len() * 3);
-    flate2::read::MultiGzDecoder::new(&raw[..])
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            DataError::format(
-                path,
-                format!(
-                    "broken gzip stream ({e}): the file is truncated or corrupt; restore \
-                     it with `git checkout -- data/shakespeare`"
-                ),
-            )
-        })?;
+    let bytes = gunzip(
+        path,
+        &raw,
+        "restore it with `git checkout -- data/shakespeare`",
+    )?;
     let text = String::from_utf8(bytes).map_err(|e| {
         DataError::format(
             path,

@@ -38,6 +38,30 @@ fn tiny_idx(n: u32, rows: u32, cols: u32) -> (Vec<u8>, Vec<u8>) {
     (images, labels)
 }
 
+/// Writes `bytes` as `dir/name` and returns the path.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Writes `bytes` as `name` in a fresh directory and asserts that `read`
+/// refuses the file with a message that contains each of `expected`.
+fn assert_refused<T: std::fmt::Debug>(
+    name: &str,
+    bytes: &[u8],
+    read: impl Fn(&Path) -> Result<T, DataError>,
+    expected: &[&str],
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let msg = read(&write(tmp.path(), name, bytes))
+        .unwrap_err()
+        .to_string();
+    for e in expected {
+        assert!(msg.contains(e), "{msg}");
+    }
+}
+
 #[test]
 fn bundled_mnist_loads() {
     let split = load_mnist(&mnist_dir()).unwrap();
@@ -80,8 +104,7 @@ fn corrupted_raw_copy_is_rejected() {
     let mut bytes = gunzip(&mnist_dir().join("train-images.idx3-ubyte.gz"));
     // Flip a pixel byte: the IDX header stays valid, only the checksum can tell.
     bytes[16 + 400] ^= 0x40;
-    let raw = tmp.path().join("train-images.idx3-ubyte");
-    std::fs::write(&raw, &bytes).unwrap();
+    let raw = write(tmp.path(), "train-images.idx3-ubyte", &bytes);
     let err = load_mnist(tmp.path()).unwrap_err();
     assert_checksum_error(err, &raw.display().to_string());
 }
@@ -97,8 +120,7 @@ fn corrupted_gz_copy_is_rejected() {
     .unwrap();
     let mut labels = gunzip(&src.join("train-labels.idx1-ubyte.gz"));
     labels[8 + 123] = (labels[8 + 123] + 1) % 10;
-    let gz = tmp.path().join("train-labels.idx1-ubyte.gz");
-    std::fs::write(&gz, gzip(&labels)).unwrap();
+    let gz = write(tmp.path(), "train-labels.idx1-ubyte.gz", &gzip(&labels));
     let err = load_mnist(tmp.path()).unwrap_err();
     assert_checksum_error(err, &gz.display().to_string());
 }
@@ -117,10 +139,8 @@ fn missing_mnist_file_is_named() {
 fn raw_and_gzipped_idx_read_alike() {
     let tmp = tempfile::tempdir().unwrap();
     let (images, labels) = tiny_idx(3, 4, 5);
-    let raw_images = tmp.path().join("imgs.idx3-ubyte");
-    let raw_labels = tmp.path().join("labels.idx1-ubyte");
-    std::fs::write(&raw_images, &images).unwrap();
-    std::fs::write(&raw_labels, &labels).unwrap();
+    let raw_images = write(tmp.path(), "imgs.idx3-ubyte", &images);
+    let raw_labels = write(tmp.path(), "labels.idx1-ubyte", &labels);
 
     let (pixels, n, rows, cols) = read_idx_images(&raw_images).unwrap();
     assert_eq!((n, rows, cols), (3, 4, 5));
@@ -129,53 +149,41 @@ fn raw_and_gzipped_idx_read_alike() {
     assert_eq!(read_idx_labels(&raw_labels).unwrap(), vec![0, 1, 2]);
 
     // Gzip is recognised by its magic bytes, not by the file name.
-    let gz_images = tmp.path().join("imgs.bin");
-    std::fs::write(&gz_images, gzip(&images)).unwrap();
+    let gz_images = write(tmp.path(), "imgs.bin", &gzip(&images));
     assert_eq!(read_idx_images(&gz_images).unwrap(), (pixels, 3, 4, 5));
 }
 
 #[test]
 fn truncated_idx_is_rejected() {
-    let tmp = tempfile::tempdir().unwrap();
     let (images, labels) = tiny_idx(3, 4, 5);
-
-    let path = tmp.path().join("short.idx3-ubyte");
-    std::fs::write(&path, &images[..images.len() - 1]).unwrap();
-    let msg = read_idx_images(&path).unwrap_err().to_string();
-    assert!(msg.contains("truncated"), "{msg}");
-    assert!(msg.contains("short.idx3-ubyte"), "{msg}");
-    assert!(msg.contains("3x4x5"), "{msg}");
+    let short = &images[..images.len() - 1];
+    let expected = ["truncated", "short.idx3-ubyte", "3x4x5"];
+    assert_refused("short.idx3-ubyte", short, read_idx_images, &expected);
 
     // Too long is also a mismatch.
-    let path = tmp.path().join("long.idx1-ubyte");
     let mut long = labels.clone();
     long.push(0);
-    std::fs::write(&path, &long).unwrap();
-    let msg = read_idx_labels(&path).unwrap_err().to_string();
-    assert!(msg.contains("truncated or corrupt"), "{msg}");
+    let expected = ["truncated or corrupt"];
+    assert_refused("long.idx1-ubyte", &long, read_idx_labels, &expected);
 
     // Header cut short.
-    let path = tmp.path().join("header.idx3-ubyte");
-    std::fs::write(&path, &images[..10]).unwrap();
-    let msg = read_idx_images(&path).unwrap_err().to_string();
-    assert!(msg.contains("header"), "{msg}");
+    assert_refused(
+        "header.idx3-ubyte",
+        &images[..10],
+        read_idx_images,
+        &["header"],
+    );
 
     // A truncated gzip stream.
-    let path = tmp.path().join("cut.idx3-ubyte.gz");
     let gz = gzip(&images);
-    std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
-    let msg = read_idx_images(&path).unwrap_err().to_string();
-    assert!(msg.contains("cut.idx3-ubyte.gz"), "{msg}");
-    assert!(msg.contains("truncated"), "{msg}");
+    let cut = &gz[..gz.len() / 2];
+    let expected = ["cut.idx3-ubyte.gz", "truncated"];
+    assert_refused("cut.idx3-ubyte.gz", cut, read_idx_images, &expected);
 }
 
 #[test]
 fn wrong_magic_is_rejected() {
-    let tmp = tempfile::tempdir().unwrap();
     let (_, labels) = tiny_idx(3, 4, 5);
-    let path = tmp.path().join("labels.idx1-ubyte");
-    std::fs::write(&path, &labels).unwrap();
-    let msg = read_idx_images(&path).unwrap_err().to_string();
-    assert!(msg.contains("not an IDX images file"), "{msg}");
-    assert!(msg.contains("0x00000801"), "{msg}");
+    let expected = ["not an IDX images file", "0x00000801"];
+    assert_refused("labels.idx1-ubyte", &labels, read_idx_images, &expected);
 }

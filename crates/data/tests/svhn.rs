@@ -1,7 +1,7 @@
 //! The SVHN loader on small MATLAB v5 files written by a tiny writer here.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tensim_data::svhn::load_svhn_file;
 use tensim_data::{load_svhn, DataError};
@@ -30,12 +30,16 @@ struct Writer {
 }
 
 impl Writer {
-    fn u32(&self, v: u32) -> [u8; 4] {
+    /// `little_endian` bytes of a number in the file's byte order.
+    fn ordered<const N: usize>(&self, mut little_endian: [u8; N]) -> [u8; N] {
         if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
+            little_endian.reverse();
         }
+        little_endian
+    }
+
+    fn u32(&self, v: u32) -> [u8; 4] {
+        self.ordered(v.to_le_bytes())
     }
 
     fn header(&self) -> Vec<u8> {
@@ -77,13 +81,7 @@ impl Writer {
             Data::F64(v) => (
                 MI_DOUBLE,
                 v.iter()
-                    .flat_map(|x| {
-                        if self.big {
-                            x.to_be_bytes()
-                        } else {
-                            x.to_le_bytes()
-                        }
-                    })
+                    .flat_map(|x| self.ordered(x.to_le_bytes()))
                     .collect(),
             ),
         }
@@ -119,13 +117,7 @@ impl Writer {
         body.extend(self.element(MI_INT8, name.as_bytes()));
         let chars: Vec<u8> = text
             .bytes()
-            .flat_map(|b| {
-                if self.big {
-                    u16::from(b).to_be_bytes()
-                } else {
-                    u16::from(b).to_le_bytes()
-                }
-            })
+            .flat_map(|b| self.ordered(u16::from(b).to_le_bytes()))
             .collect();
         body.extend(self.element(MI_UINT16, &chars));
         self.element(MI_MATRIX, &body)
@@ -234,66 +226,39 @@ fn check(path: &Path) {
     assert!(set.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
 }
 
-#[test]
-fn uncompressed_uint8_x_double_y() {
-    let tmp = tempfile::tempdir().unwrap();
-    let w = Writer { big: false };
-    check(&write(
-        tmp.path(),
-        "a.mat",
-        &fixture(&w, false, true, false),
-    ));
-}
+const LITTLE: Writer = Writer { big: false };
+const BIG: Writer = Writer { big: true };
 
+/// Each variant of the fixture loads to the same images and labels: X and y
+/// as uint8 or double, compressed or not, little- or big-endian.
 #[test]
-fn compressed_double_x_uint8_y() {
+fn every_storage_variant_loads() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = Writer { big: false };
-    check(&write(tmp.path(), "b.mat", &fixture(&w, true, false, true)));
-}
-
-#[test]
-fn compressed_uint8_and_big_endian() {
-    let tmp = tempfile::tempdir().unwrap();
-    let little = Writer { big: false };
-    check(&write(
-        tmp.path(),
-        "c.mat",
-        &fixture(&little, false, false, true),
-    ));
-    let big = Writer { big: true };
-    check(&write(
-        tmp.path(),
-        "d.mat",
-        &fixture(&big, true, true, false),
-    ));
-    check(&write(
-        tmp.path(),
-        "e.mat",
-        &fixture(&big, false, true, true),
-    ));
+    // (file, byte order, X double, y double, compressed)
+    for (name, w, x_double, y_double, compress) in [
+        ("a.mat", &LITTLE, false, true, false),
+        ("b.mat", &LITTLE, true, false, true),
+        ("c.mat", &LITTLE, false, false, true),
+        ("d.mat", &BIG, true, true, false),
+        ("e.mat", &BIG, false, true, true),
+    ] {
+        let bytes = fixture(w, x_double, y_double, compress);
+        check(&write(tmp.path(), name, &bytes));
+    }
 }
 
 #[test]
 fn load_svhn_reads_both_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = Writer { big: false };
-    write(
-        tmp.path(),
-        "train_32x32.mat",
-        &fixture(&w, false, true, true),
-    );
-    write(
-        tmp.path(),
-        "test_32x32.mat",
-        &fixture(&w, false, true, false),
-    );
+    let dir = tmp.path();
+    write(dir, "train_32x32.mat", &fixture(&LITTLE, false, true, true));
+    write(dir, "test_32x32.mat", &fixture(&LITTLE, false, true, false));
     let split = load_svhn(tmp.path()).unwrap();
     assert_eq!(split.name, "svhn");
     assert_eq!(split.train.len(), N);
@@ -304,12 +269,8 @@ fn load_svhn_reads_both_files() {
 #[test]
 fn missing_test_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let w = Writer { big: false };
-    write(
-        tmp.path(),
-        "train_32x32.mat",
-        &fixture(&w, false, true, false),
-    );
+    let train = fixture(&LITTLE, false, true, false);
+    write(tmp.path(), "train_32x32.mat", &train);
     let err = load_svhn(tmp.path()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, DataError::NotFound { .. }), "{msg}");
@@ -327,71 +288,70 @@ fn error_of(bytes: &[u8]) -> String {
     msg
 }
 
+/// Asserts that loading `bytes` fails with a message that contains `expected`.
+fn assert_refused(bytes: &[u8], expected: &str) {
+    let msg = error_of(bytes);
+    assert!(msg.contains(expected), "{msg}");
+}
+
+/// A little-endian, uncompressed file of `X` (uint8) and `y` (double) with
+/// these dimensions and numbers.
+fn x_and_y(x_dims: &[i32], x: &Data, y_dims: &[i32], y: &Data) -> Vec<u8> {
+    let mut file = LITTLE.header();
+    file.extend(LITTLE.matrix("X", MX_UINT8, x_dims, x));
+    file.extend(LITTLE.matrix("y", MX_DOUBLE, y_dims, y));
+    file
+}
+
 #[test]
 fn not_a_v5_file() {
-    let msg = error_of(b"just some text, not a mat file");
-    assert!(msg.contains("not a MATLAB v5 .mat file"), "{msg}");
+    assert_refused(
+        b"just some text, not a mat file",
+        "not a MATLAB v5 .mat file",
+    );
     let mut v4 = vec![0u8; 300];
     v4[..6].copy_from_slice(b"abcdef");
-    let msg = error_of(&v4);
-    assert!(msg.contains("not a MATLAB v5 .mat file"), "{msg}");
-    let mut v73 = Writer { big: false }.header();
+    assert_refused(&v4, "not a MATLAB v5 .mat file");
+    let mut v73 = LITTLE.header();
     v73[124..126].copy_from_slice(&0x0200u16.to_le_bytes());
-    let msg = error_of(&v73);
-    assert!(msg.contains("v7.3"), "{msg}");
+    assert_refused(&v73, "v7.3");
 }
 
 #[test]
 fn missing_variables() {
-    let w = Writer { big: false };
+    let w = LITTLE;
     let mut only_x = w.header();
     only_x.extend(w.matrix("X", MX_UINT8, &X_DIMS, &x_data(false)));
-    let msg = error_of(&only_x);
-    assert!(msg.contains("no variable `y`"), "{msg}");
+    assert_refused(&only_x, "no variable `y`");
 
     let mut only_y = w.header();
     only_y.extend(w.compressed(&w.matrix("y", MX_DOUBLE, &Y_DIMS, &y_data(true))));
-    let msg = error_of(&only_y);
-    assert!(msg.contains("no variable `X`"), "{msg}");
+    assert_refused(&only_y, "no variable `X`");
 }
 
 #[test]
 fn wrong_dims() {
-    let w = Writer { big: false };
-    let mut file = w.header();
     let x = Data::U8(vec![0; 32 * 32 * N]);
-    file.extend(w.matrix("X", MX_UINT8, &[32, 32, 1, N as i32], &x));
-    file.extend(w.matrix("y", MX_DOUBLE, &Y_DIMS, &y_data(true)));
-    let msg = error_of(&file);
+    let msg = error_of(&x_and_y(&[32, 32, 1, N as i32], &x, &Y_DIMS, &y_data(true)));
     assert!(msg.contains("32x32x1x3"), "{msg}");
     assert!(msg.contains("expected 32x32x3xN"), "{msg}");
 
-    let mut file = w.header();
-    file.extend(w.matrix("X", MX_UINT8, &X_DIMS, &x_data(false)));
-    file.extend(w.matrix("y", MX_DOUBLE, &[2, 2], &Data::F64(vec![1.0; 4])));
-    let msg = error_of(&file);
-    assert!(msg.contains("expected Nx1"), "{msg}");
-
-    let mut file = w.header();
-    file.extend(w.matrix("X", MX_UINT8, &X_DIMS, &x_data(false)));
-    file.extend(w.matrix("y", MX_DOUBLE, &[2, 1], &Data::F64(vec![1.0; 2])));
-    let msg = error_of(&file);
-    assert!(msg.contains("3 images but `y` 2 labels"), "{msg}");
+    let (x, ones) = (x_data(false), |n| Data::F64(vec![1.0; n]));
+    assert_refused(&x_and_y(&X_DIMS, &x, &[2, 2], &ones(4)), "expected Nx1");
+    let short_y = x_and_y(&X_DIMS, &x, &[2, 1], &ones(2));
+    assert_refused(&short_y, "3 images but `y` 2 labels");
 }
 
 #[test]
 fn bad_label_and_truncation() {
-    let w = Writer { big: false };
-    let mut file = w.header();
-    file.extend(w.matrix("X", MX_UINT8, &X_DIMS, &x_data(false)));
-    file.extend(w.matrix("y", MX_DOUBLE, &Y_DIMS, &Data::F64(vec![1.0, 11.0, 2.0])));
-    let msg = error_of(&file);
-    assert!(msg.contains("label 11"), "{msg}");
+    let labels = Data::F64(vec![1.0, 11.0, 2.0]);
+    assert_refused(
+        &x_and_y(&X_DIMS, &x_data(false), &Y_DIMS, &labels),
+        "label 11",
+    );
 
-    let full = fixture(&w, false, true, false);
-    let msg = error_of(&full[..full.len() - 100]);
-    assert!(msg.contains("truncated"), "{msg}");
-    let full = fixture(&w, false, true, true);
-    let msg = error_of(&full[..full.len() - 20]);
-    assert!(msg.contains("truncated or corrupt"), "{msg}");
+    let full = fixture(&LITTLE, false, true, false);
+    assert_refused(&full[..full.len() - 100], "truncated");
+    let full = fixture(&LITTLE, false, true, true);
+    assert_refused(&full[..full.len() - 20], "truncated or corrupt");
 }

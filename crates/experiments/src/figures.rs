@@ -12,18 +12,34 @@ pub fn similarity_heatmap(
     block_labels: &[(usize, String)],
 ) -> Panel {
     Panel::Heatmap(Heatmap {
-        title,
+        boundaries: boundaries.to_vec(),
+        block_labels: block_labels.to_vec(),
+        ..matrix_heatmap(title, m, ColourScale::Diverging, "checkpoint", "checkpoint")
+    })
+}
+
+/// A heatmap of the matrix `m` with these axis labels, and no boundaries,
+/// block labels or explicit ticks (set them with struct update syntax).
+pub fn matrix_heatmap(
+    title: impl Into<String>,
+    m: &Mat<f64>,
+    scale: ColourScale,
+    x_label: &str,
+    y_label: &str,
+) -> Heatmap {
+    Heatmap {
+        title: title.into(),
         rows: m.nrows(),
         cols: m.ncols(),
         values: row_major(m),
-        scale: ColourScale::Diverging,
-        x_label: "checkpoint".into(),
-        y_label: "checkpoint".into(),
-        boundaries: boundaries.to_vec(),
-        block_labels: block_labels.to_vec(),
+        scale,
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        boundaries: vec![],
+        block_labels: vec![],
         x_ticks: vec![],
         y_ticks: vec![],
-    })
+    }
 }
 
 /// Row-major values of a matrix.
@@ -69,16 +85,5 @@ pub fn lines(
     })
 }
 
-/// Ten distinguishable colours (one per digit).
-pub const PALETTE: [(u8, u8, u8); 10] = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-];
+/// Ten distinguishable colours (one per digit): matplotlib's `tab10`.
+pub const PALETTE: [(u8, u8, u8); 10] = tensim_plot::TAB10;

@@ -26,6 +26,7 @@ pub mod figures;
 pub mod forgetting;
 pub mod grokking;
 pub mod language;
+mod markdown;
 pub mod progress;
 pub mod recorder;
 pub mod run_dir;

@@ -50,13 +50,38 @@ fn meta() -> CheckpointMeta {
     }
 }
 
-/// Writes a safetensors file with the tensim metadata but hand-made tensors.
-fn write_raw(path: &Path, arch_json: &str, tensors: &[(&str, Vec<usize>, Vec<f64>)]) {
+/// The architecture JSON of one linear layer.
+fn linear_layer_json(input: usize, output: usize, bias: bool) -> String {
+    architecture_to_json(&Architecture {
+        layers: vec![LayerShape::Linear {
+            input,
+            output,
+            bias,
+        }],
+    })
+}
+
+/// Writes `name` in a fresh directory, a safetensors file with the tensim
+/// metadata but hand-made tensors, and returns the message with which
+/// loading it fails.
+fn load_error_of_raw(
+    name: &str,
+    arch_json: &str,
+    tensors: &[(&str, Vec<usize>, Vec<f64>)],
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
     write_f64_file(
-        path,
+        &path,
         &[("architecture", arch_json), ("dtype", "f64")],
         tensors,
     );
+    load_error(&path)
+}
+
+/// The message with which loading the checkpoint at `path` fails.
+fn load_error(path: &Path) -> String {
+    load_checkpoint(path).unwrap_err().to_string()
 }
 
 #[test]
@@ -93,21 +118,11 @@ fn checkpoint_round_trip_is_bit_exact_in_f64() {
 
 #[test]
 fn wrong_shape_names_file_tensor_expected_and_found() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.safetensors");
-    let arch = Architecture {
-        layers: vec![LayerShape::Linear {
-            input: 3,
-            output: 2,
-            bias: false,
-        }],
-    };
-    write_raw(
-        &path,
-        &architecture_to_json(&arch),
+    let err = load_error_of_raw(
+        "bad.safetensors",
+        &linear_layer_json(3, 2, false),
         &[("layers.0.weight", vec![3, 2], vec![0.0; 6])],
     );
-    let err = load_checkpoint(&path).unwrap_err().to_string();
     assert!(err.contains("bad.safetensors"), "{err}");
     assert!(
         err.contains("layers.0.weight") && err.contains("[2, 3]") && err.contains("[3, 2]"),
@@ -117,26 +132,13 @@ fn wrong_shape_names_file_tensor_expected_and_found() {
 
 #[test]
 fn missing_extra_and_non_finite_tensors_are_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.safetensors");
-    let arch = Architecture {
-        layers: vec![LayerShape::Linear {
-            input: 2,
-            output: 2,
-            bias: true,
-        }],
-    };
-    let json = architecture_to_json(&arch);
-    write_raw(
-        &path,
-        &json,
-        &[("layers.0.weight", vec![2, 2], vec![1.0; 4])],
-    );
-    let err = load_checkpoint(&path).unwrap_err().to_string();
+    let json = linear_layer_json(2, 2, true);
+    let weight_only = [("layers.0.weight", vec![2, 2], vec![1.0; 4])];
+    let err = load_error_of_raw("c.safetensors", &json, &weight_only);
     assert!(err.contains("`layers.0.bias` is missing"), "{err}");
 
-    write_raw(
-        &path,
+    let err = load_error_of_raw(
+        "c.safetensors",
         &json,
         &[
             ("layers.0.weight", vec![2, 2], vec![1.0; 4]),
@@ -144,21 +146,19 @@ fn missing_extra_and_non_finite_tensors_are_reported() {
             ("layers.9.weight", vec![1], vec![0.0]),
         ],
     );
-    let err = load_checkpoint(&path).unwrap_err().to_string();
     assert!(
         err.contains("layers.9.weight") && err.contains("not part of"),
         "{err}"
     );
 
-    write_raw(
-        &path,
+    let err = load_error_of_raw(
+        "c.safetensors",
         &json,
         &[
             ("layers.0.weight", vec![2, 2], vec![1.0, f64::NAN, 0.0, 1.0]),
             ("layers.0.bias", vec![2], vec![0.0; 2]),
         ],
     );
-    let err = load_checkpoint(&path).unwrap_err().to_string();
     assert!(
         err.contains("c.safetensors") && err.contains("layers.0.weight") && err.contains("NaN"),
         "{err}"
@@ -172,7 +172,7 @@ fn truncated_and_foreign_files_are_refused() {
     save_checkpoint(&path, &deep_model().into(), &meta(), StoredDtype::F64).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 17]).unwrap();
-    let err = load_checkpoint(&path).unwrap_err().to_string();
+    let err = load_error(&path);
     assert!(
         err.contains("t.safetensors") && err.contains("not a valid safetensors"),
         "{err}"
@@ -180,7 +180,7 @@ fn truncated_and_foreign_files_are_refused() {
 
     let other = dir.path().join("notes.txt");
     std::fs::write(&other, "hello").unwrap();
-    let err = load_checkpoint(&other).unwrap_err().to_string();
+    let err = load_error(&other);
     assert!(
         err.contains("notes.txt") && err.contains("not a valid safetensors"),
         "{err}"
@@ -191,7 +191,7 @@ fn truncated_and_foreign_files_are_refused() {
     let data = [0u8; 8];
     let view = TensorView::new(Dtype::F64, vec![1], &data).unwrap();
     std::fs::write(&plain, safetensors::serialize([("w", view)], None).unwrap()).unwrap();
-    let err = load_checkpoint(&plain).unwrap_err().to_string();
+    let err = load_error(&plain);
     assert!(err.contains("not a tensim checkpoint"), "{err}");
 }
 

@@ -158,10 +158,14 @@ fn spec_errors_name_the_file_tensor_and_expectation() {
     );
     assert!(ArchSpec::parse("[[layers]]\nkind = \"conv\"\n").is_err());
 
+    // Loading the classifier fixture with `spec` fails with this message.
+    let refusal = |spec: Option<&ArchSpec>| {
+        load_models(&fixture("classifier_f32.pt"), spec)
+            .unwrap_err()
+            .to_string()
+    };
     let wrong_name = spec("[[layers]]\nkind = \"bilinear\"\nfused = \"weights\"\n");
-    let err = load_models(&fixture("classifier_f32.pt"), Some(&wrong_name))
-        .unwrap_err()
-        .to_string();
+    let err = refusal(Some(&wrong_name));
     assert!(
         err.contains("classifier_f32.pt")
             && err.contains("`weights`")
@@ -172,9 +176,7 @@ fn spec_errors_name_the_file_tensor_and_expectation() {
 
     // L and R of different shapes.
     let mismatch = spec("[[layers]]\nkind = \"bilinear\"\nleft = \"w\"\nright = \"p\"\n");
-    let err = load_models(&fixture("classifier_f32.pt"), Some(&mismatch))
-        .unwrap_err()
-        .to_string();
+    let err = refusal(Some(&mismatch));
     assert!(
         err.contains("(6, 4)") && err.contains("(2, 3)") && err.contains("must match"),
         "{err}"
@@ -182,18 +184,14 @@ fn spec_errors_name_the_file_tensor_and_expectation() {
 
     // A head that does not fit the bilinear layer's output.
     let chain = spec("[[layers]]\nkind = \"bilinear\"\nfused = \"w\"\ndown = \"p\"\n[[layers]]\nkind = \"linear\"\nweight = \"p\"\n");
-    let err = load_models(&fixture("classifier_f32.pt"), Some(&chain))
-        .unwrap_err()
-        .to_string();
+    let err = refusal(Some(&chain));
     assert!(
         err.contains("takes 3 inputs") && err.contains("gives 2"),
         "{err}"
     );
 
     // Without a spec, a foreign file says what it is and what to pass.
-    let err = load_models(&fixture("classifier_f32.pt"), None)
-        .unwrap_err()
-        .to_string();
+    let err = refusal(None);
     assert!(err.contains("PyTorch") && err.contains("--arch"), "{err}");
 }
 

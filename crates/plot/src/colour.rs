@@ -44,6 +44,21 @@ fn mix(a: (f64, f64, f64), b: (f64, f64, f64), t: f64) -> (u8, u8, u8) {
     (c(a.0, b.0), c(a.1, b.1), c(a.2, b.2))
 }
 
+/// The ten categorical colours of matplotlib's `tab10`: blue, orange, green,
+/// red, purple, brown, pink, grey, olive, cyan.
+pub const TAB10: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
 const RED: (f64, f64, f64) = (178.0, 24.0, 43.0);
 const WHITE: (f64, f64, f64) = (255.0, 255.0, 255.0);
 const BLUE: (f64, f64, f64) = (33.0, 102.0, 172.0);

@@ -10,6 +10,6 @@ mod colour;
 mod panel;
 mod render;
 
-pub use colour::{diverging, percentile_range, sequential, ColourScale};
+pub use colour::{diverging, percentile_range, sequential, ColourScale, TAB10};
 pub use panel::{Heatmap, ImagePanel, LinePlot, Panel, Series};
 pub use render::{render_figure, render_panel, PlotError};

@@ -3,10 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::colour::{diverging, percentile_range, sequential, ColourScale};
+use crate::colour::{diverging, percentile_range, sequential, ColourScale, TAB10};
 use crate::panel::{Heatmap, ImagePanel, LinePlot, Panel};
 
 /// A figure that could not be drawn or written.
@@ -98,11 +100,50 @@ fn font(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().into()
 }
 
+/// Names the axes `x_desc` and `y_desc` in the fonts every panel uses and
+/// draws the mesh.
+fn draw_mesh<X, Y>(
+    mesh: &mut MeshStyle<'_, '_, X, Y, BitMapBackend<'_>>,
+    x_desc: &str,
+    y_desc: &str,
+) -> DrawResult
+where
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(font(13))
+        .axis_desc_style(font(14))
+        .draw()
+        .map_err(err)
+}
+
 fn label_at(ticks: &[(usize, String)], v: f64) -> String {
     ticks
         .iter()
         .find(|(k, _)| (*k as f64 - v).abs() < 0.25)
         .map_or_else(String::new, |(_, s)| s.clone())
+}
+
+/// The tick labels of one heatmap axis of `len` cells: the `explicit` ones,
+/// else the block labels of a square heatmap, else about eight indices.
+fn ticks(
+    explicit: &[(usize, String)],
+    square: bool,
+    block_labels: &[(usize, String)],
+    len: usize,
+) -> Vec<(usize, String)> {
+    if !explicit.is_empty() {
+        explicit.to_vec()
+    } else if square && !block_labels.is_empty() {
+        block_labels.to_vec()
+    } else {
+        (0..len)
+            .step_by((len / 8).max(1))
+            .map(|k| (k, k.to_string()))
+            .collect()
+    }
 }
 
 fn draw_heatmap(area: &Area, h: &Heatmap) -> DrawResult {
@@ -142,41 +183,21 @@ fn draw_heatmap(area: &Area, h: &Heatmap) -> DrawResult {
         .map_err(err)?;
     // Row 0 at the top: drawn y = rows − 1 − i.
     let flip = |i: f64| rows - 1.0 - i;
-    let x_ticks: Vec<(usize, String)> = if !h.x_ticks.is_empty() {
-        h.x_ticks.clone()
-    } else if square && !h.block_labels.is_empty() {
-        h.block_labels.clone()
-    } else {
-        (0..h.cols)
-            .step_by((h.cols / 8).max(1))
-            .map(|k| (k, k.to_string()))
-            .collect()
-    };
-    let y_ticks: Vec<(usize, String)> = if !h.y_ticks.is_empty() {
-        h.y_ticks.clone()
-    } else if square && !h.block_labels.is_empty() {
-        h.block_labels.clone()
-    } else {
-        (0..h.rows)
-            .step_by((h.rows / 8).max(1))
-            .map(|k| (k, k.to_string()))
-            .collect()
-    };
+    let x_ticks = ticks(&h.x_ticks, square, &h.block_labels, h.cols);
+    let y_ticks = ticks(&h.y_ticks, square, &h.block_labels, h.rows);
     let x_fmt = |v: &f64| label_at(&x_ticks, *v);
     let y_fmt = |v: &f64| label_at(&y_ticks, flip(*v));
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_labels(h.cols.clamp(2, 200))
-        .y_labels(h.rows.clamp(2, 200))
-        .x_label_formatter(&x_fmt)
-        .y_label_formatter(&y_fmt)
-        .x_desc(h.x_label.as_str())
-        .y_desc(h.y_label.as_str())
-        .label_style(font(13))
-        .axis_desc_style(font(14))
-        .draw()
-        .map_err(err)?;
+    draw_mesh(
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(h.cols.clamp(2, 200))
+            .y_labels(h.rows.clamp(2, 200))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt),
+        &h.x_label,
+        &h.y_label,
+    )?;
     chart
         .draw_series(
             (0..h.rows)
@@ -263,16 +284,14 @@ fn draw_lines(area: &Area, l: &LinePlot) -> DrawResult {
     macro_rules! finish {
         ($chart:expr) => {{
             let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_label_formatter(&|v| tick_text(*v))
-                .light_line_style(RGBColor(235, 235, 235))
-                .x_desc(l.x_label.as_str())
-                .y_desc(l.y_label.as_str())
-                .label_style(font(13))
-                .axis_desc_style(font(14))
-                .draw()
-                .map_err(err)?;
+            draw_mesh(
+                chart
+                    .configure_mesh()
+                    .x_label_formatter(&|v| tick_text(*v))
+                    .light_line_style(RGBColor(235, 235, 235)),
+                &l.x_label,
+                &l.y_label,
+            )?;
             for (k, s) in l.series.iter().enumerate() {
                 let (r, g, b) = s
                     .colour
@@ -341,14 +360,10 @@ fn tick_text(v: f64) -> String {
     }
 }
 
-const DEFAULT_COLOURS: [(u8, u8, u8); 6] = [
-    (31, 119, 180),
-    (214, 39, 40),
-    (44, 160, 44),
-    (255, 127, 14),
-    (148, 103, 189),
-    (127, 127, 127),
-];
+/// Colours of series that do not set one, in turn: blue, red, green, orange,
+/// purple, grey.
+const DEFAULT_COLOURS: [(u8, u8, u8); 6] =
+    [TAB10[0], TAB10[3], TAB10[2], TAB10[1], TAB10[4], TAB10[7]];
 
 fn draw_image(area: &Area, img: &ImagePanel) -> DrawResult {
     let titled = area.titled(&img.title, font(17)).map_err(err)?;

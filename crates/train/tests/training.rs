@@ -47,6 +47,41 @@ fn xor_data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
+/// The batch of XOR rows `idx` of `(x, y)`.
+fn xor_batch(x: &[f32], y: &[u32], idx: &[usize]) -> Batch {
+    Batch {
+        inputs: idx
+            .iter()
+            .flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied())
+            .collect(),
+        labels: idx.iter().map(|&i| y[i]).collect(),
+        dim: 6,
+    }
+}
+
+/// Trains for `steps` on batches of the trainer's batch size drawn from the
+/// XOR data `(x, y)` in shuffled passes, calling `on_checkpoint` at
+/// `checkpoints`.
+fn train_on_xor(
+    trainer: &mut Trainer,
+    (x, y): (&[f32], &[u32]),
+    steps: u64,
+    checkpoints: &[u64],
+    on_checkpoint: impl FnMut(u64, &Network) -> tensim_train::Result<()>,
+) {
+    let batch_size = trainer.config().batch_size;
+    let mut shuffler = tensim_train::trainer::Shuffler::new(y.len());
+    trainer
+        .run_stage(
+            steps,
+            checkpoints,
+            |rng| xor_batch(x, y, &shuffler.next_indices(batch_size, rng)),
+            on_checkpoint,
+            |_, _| {},
+        )
+        .unwrap();
+}
+
 #[test]
 fn learns_xor_and_checkpoints_give_identical_logits() {
     let (x, y) = xor_data(2048, 1);
@@ -62,30 +97,12 @@ fn learns_xor_and_checkpoints_give_identical_logits() {
         seed: 4,
     };
     let mut trainer = Trainer::new(net, config).unwrap();
-    let mut shuffler = tensim_train::trainer::Shuffler::new(2048);
     let mut seen = Vec::new();
-    trainer
-        .run_stage(
-            600,
-            &Schedule::Every(200).steps(600).unwrap(),
-            |rng| {
-                let idx = shuffler.next_indices(128, rng);
-                Batch {
-                    inputs: idx
-                        .iter()
-                        .flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied())
-                        .collect(),
-                    labels: idx.iter().map(|&i| y[i]).collect(),
-                    dim: 6,
-                }
-            },
-            |step, _| {
-                seen.push(step);
-                Ok(())
-            },
-            |_, _| {},
-        )
-        .unwrap();
+    let checkpoints = Schedule::Every(200).steps(600).unwrap();
+    train_on_xor(&mut trainer, (&x, &y), 600, &checkpoints, |step, _| {
+        seen.push(step);
+        Ok(())
+    });
     assert_eq!(seen, vec![0, 200, 400, 600]);
     let after = evaluate(trainer.network(), &tx, &ty, 6).unwrap();
     assert!(
@@ -157,25 +174,7 @@ fn same_seed_same_training() {
             seed: 8,
         };
         let mut t = Trainer::new(net, config).unwrap();
-        let mut s = tensim_train::trainer::Shuffler::new(256);
-        t.run_stage(
-            20,
-            &[],
-            |rng| {
-                let idx = s.next_indices(64, rng);
-                Batch {
-                    inputs: idx
-                        .iter()
-                        .flat_map(|&i| x[i * 6..i * 6 + 6].iter().copied())
-                        .collect(),
-                    labels: idx.iter().map(|&i| y[i]).collect(),
-                    dim: 6,
-                }
-            },
-            |_, _| Ok(()),
-            |_, _| {},
-        )
-        .unwrap();
+        train_on_xor(&mut t, (&x, &y), 20, &[], |_, _| Ok(()));
         t.network().to_model().unwrap()
     };
     assert_eq!(run(), run());

@@ -39,6 +39,39 @@ pub fn model(layers: Vec<LayerShape>, seed: u64) -> Model {
     Architecture { layers }.random_model(seed).unwrap()
 }
 
+/// Two random models of one architecture, from seeds `seeds.0` and `seeds.1`.
+pub fn model_pair(layers: Vec<LayerShape>, seeds: (u64, u64)) -> (Model, Model) {
+    (model(layers.clone(), seeds.0), model(layers, seeds.1))
+}
+
+/// An embedding `linear(input → width)`, one bilinear block `width → hidden →
+/// width` per `(hidden, residual_scale)` of `blocks`, then a head
+/// `linear(width → output)`; every layer with biases, or none.
+pub fn embed_blocks_head(
+    input: usize,
+    width: usize,
+    blocks: &[(usize, f64)],
+    output: usize,
+    bias: bool,
+) -> Vec<LayerShape> {
+    let mut layers = vec![linear(input, width, bias)];
+    for &(hidden, residual_scale) in blocks {
+        layers.push(bilinear(width, hidden, width, bias, residual_scale));
+    }
+    layers.push(linear(width, output, bias));
+    layers
+}
+
+/// `m` with every weight and bias multiplied by `factor`.
+pub fn scale_all(m: &Model, factor: f64) -> Model {
+    let parameters = m
+        .parameters()
+        .into_iter()
+        .map(|v| v.into_iter().map(|x| x * factor).collect())
+        .collect();
+    Model::from_parameters(m.architecture(), parameters).unwrap()
+}
+
 /// The single-layer classifier `P((Lx)⊙(Rx))`.
 pub fn classifier(d: usize, h: usize, o: usize, seed: u64) -> Model {
     model(vec![bilinear(d, h, o, false, 1.0)], seed)
@@ -54,11 +87,7 @@ pub fn one_bilinear_architectures() -> Vec<(&'static str, Vec<LayerShape>)> {
         ("residual+bias", vec![bilinear(4, 6, 4, true, 0.35)]),
         (
             "embed+mlp+head",
-            vec![
-                linear(5, 4, true),
-                bilinear(4, 3, 4, true, 0.5),
-                linear(4, 3, true),
-            ],
+            embed_blocks_head(5, 4, &[(3, 0.5)], 3, true),
         ),
         (
             "embed+bilinear",
@@ -66,6 +95,60 @@ pub fn one_bilinear_architectures() -> Vec<(&'static str, Vec<LayerShape>)> {
         ),
         ("linear only", vec![linear(4, 3, true)]),
     ]
+}
+
+/// Two random models of one architecture with the quadratic forms probed
+/// from their forward passes ([`probe_quadratic`]).
+pub struct ProbedPair {
+    pub name: &'static str,
+    pub a: Model,
+    pub b: Model,
+    pub ta: Vec<Mat<f64>>,
+    pub tb: Vec<Mat<f64>>,
+}
+
+impl ProbedPair {
+    /// Asserts that a metric's per-output inner products `found` of this pair
+    /// and its total cosine `total` equal brute force by `brute` on the probed
+    /// forms (tolerance 1e-10); returns brute force's `[⟨a,b⟩, ⟨a,a⟩, ⟨b,b⟩]`
+    /// per output.
+    pub fn assert_matches_brute_force(
+        &self,
+        found: &[f64],
+        total: f64,
+        brute: impl Fn(&[Mat<f64>], &[Mat<f64>]) -> Vec<f64>,
+    ) -> [Vec<f64>; 3] {
+        let name = self.name;
+        let [ab, aa, bb] = [
+            brute(&self.ta, &self.tb),
+            brute(&self.ta, &self.ta),
+            brute(&self.tb, &self.tb),
+        ];
+        assert_each_close(found, &ab, 1e-10, |c| {
+            format!("{name}: output {c} inner product")
+        });
+        let cosine_of_sums = cosine(ab.iter().sum(), aa.iter().sum(), bb.iter().sum());
+        assert_close(
+            total,
+            cosine_of_sums,
+            1e-10,
+            &format!("{name}: total cosine"),
+        );
+        [ab, aa, bb]
+    }
+}
+
+/// A probed pair (seeds `seeds`) of every architecture in
+/// [`one_bilinear_architectures`].
+pub fn probed_pairs(seeds: (u64, u64)) -> Vec<ProbedPair> {
+    one_bilinear_architectures()
+        .into_iter()
+        .map(|(name, layers)| {
+            let (a, b) = model_pair(layers, seeds);
+            let (ta, tb) = (probe_quadratic(&a), probe_quadratic(&b));
+            ProbedPair { name, a, b, ta, tb }
+        })
+        .collect()
 }
 
 pub fn random_permutation(n: usize, seed: u64) -> Vec<usize> {
@@ -181,4 +264,17 @@ pub fn assert_close(found: f64, expected: f64, tol: f64, what: &str) {
         err <= tol * expected.abs().max(1.0),
         "{what}: found {found}, expected {expected} (error {err:e}, tolerance {tol:e})"
     );
+}
+
+/// [`assert_close`] for each output `c`: `found[c]` against `expected[c]`,
+/// described by `what(c)`.
+pub fn assert_each_close(
+    found: &[f64],
+    expected: &[f64],
+    tol: f64,
+    what: impl Fn(usize) -> String,
+) {
+    for (c, (f, e)) in found.iter().zip(expected).enumerate() {
+        assert_close(*f, *e, tol, &what(c));
+    }
 }

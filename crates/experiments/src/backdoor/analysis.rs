@@ -57,6 +57,14 @@ impl Analysis {
             .find(|x| x.0 == key)
             .expect("computed in the analysis")
     }
+
+    /// The baselines: every output-cosine matrix and CKA of logits, in the
+    /// order of the report.
+    pub fn baselines(&self) -> impl Iterator<Item = &(String, String, Mat<f64>)> {
+        self.named
+            .iter()
+            .filter(|(key, _, _)| key.starts_with("output-") || key == "cka-logits")
+    }
 }
 
 /// Logits of every model on the named input sets of the output-cosine

@@ -137,20 +137,10 @@ pub(super) fn render(
         (420, 380),
         &run.path("figures/tensor-slices.png"),
     )?;
-    let baseline_panels: Vec<Panel> = [
-        "output-clean",
-        "output-triggered",
-        "output-class2",
-        "output-class9",
-        "output-union",
-        "cka-logits",
-    ]
-    .iter()
-    .map(|k| {
-        let (_, name, m) = a.by_key(k);
-        heat(format!("{name}  Δ={:.3}", a.delta_of(k)), m, a.b_start)
-    })
-    .collect();
+    let baseline_panels: Vec<Panel> = a
+        .baselines()
+        .map(|(k, name, m)| heat(format!("{name}  Δ={:.3}", a.delta_of(k)), m, a.b_start))
+        .collect();
     tensim_plot::render_figure(
         &baseline_panels,
         2,

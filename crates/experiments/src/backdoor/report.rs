@@ -5,6 +5,7 @@ use std::fmt::Write;
 use tensim_core::blocks::{ClassSpecificSplit, PhaseSplit};
 
 use super::Outcome;
+use crate::markdown::{figure_links, ranked_classes, three_column_table};
 
 /// What the report needs beyond the outcome.
 pub(super) struct ReportInput<'a> {
@@ -82,27 +83,25 @@ fn header(md: &mut String, r: &ReportInput) {
 fn accuracy(md: &mut String, o: &Outcome) {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let _ = writeln!(md, "## Accuracy and attack success\n");
-    let _ = writeln!(md, "| | this run | paper (SVHN) |\n|---|---|---|");
-    let _ = writeln!(
-        md,
-        "| train accuracy (clean, final) | {} | 85% |",
-        pct(o.final_train_accuracy)
-    );
-    let _ = writeln!(
-        md,
-        "| test accuracy (clean, final) | {} | 81% |",
-        pct(o.final_test_accuracy)
-    );
-    let _ = writeln!(
-        md,
-        "| attack success, end of phase A | {} | — |",
-        pct(o.attack_success_before)
-    );
-    let _ = writeln!(
-        md,
-        "| attack success, final | {} | 96% |\n",
-        pct(o.attack_success_after)
-    );
+    let rows = [
+        (
+            "train accuracy (clean, final)",
+            pct(o.final_train_accuracy),
+            "85%",
+        ),
+        (
+            "test accuracy (clean, final)",
+            pct(o.final_test_accuracy),
+            "81%",
+        ),
+        (
+            "attack success, end of phase A",
+            pct(o.attack_success_before),
+            "—",
+        ),
+        ("attack success, final", pct(o.attack_success_after), "96%"),
+    ];
+    three_column_table(md, "| | this run | paper (SVHN) |", &rows);
     let _ = writeln!(
         md,
         "Attack success = share of triggered test images whose true label is not 9 that the model classifies as 9.\n"
@@ -119,20 +118,24 @@ fn deltas(md: &mut String, r: &ReportInput) {
          checkpoint in A and one in B. `tensor` is the weight-space form (cosine of centred \
          Gaussian outputs, MATH.md §3).\n"
     );
-    let _ = writeln!(
-        md,
-        "| matrix | Δ this run | Δ paper (SVHN) |\n|---|---|---|"
-    );
-    for (key, name) in &r.named {
-        let d = o
-            .deltas
-            .iter()
-            .find(|d| &d.0 == key)
-            .map_or(f64::NAN, |d| d.1);
-        let paper = paper_delta(key).map_or_else(|| "—".to_string(), |p| format!("{p:.2}"));
-        let _ = writeln!(md, "| {name} (`matrices/{key}.csv`) | {d:.3} | {paper} |");
-    }
-    let _ = writeln!(md);
+    let rows: Vec<_> = r
+        .named
+        .iter()
+        .map(|(key, name)| {
+            let d = o
+                .deltas
+                .iter()
+                .find(|d| &d.0 == key)
+                .map_or(f64::NAN, |d| d.1);
+            let paper = paper_delta(key).map_or_else(|| "—".to_string(), |p| format!("{p:.2}"));
+            (
+                format!("{name} (`matrices/{key}.csv`)"),
+                format!("{d:.3}"),
+                paper,
+            )
+        })
+        .collect();
+    three_column_table(md, "| matrix | Δ this run | Δ paper (SVHN) |", &rows);
 }
 
 /// The boundary and class found from the tensor class slices.
@@ -175,10 +178,7 @@ fn classes(md: &mut String, r: &ReportInput) {
         "Classes ranked by how much their slice similarity changed across that boundary (the same \
          contrast computed on each class slice):\n"
     );
-    let _ = writeln!(md, "| rank | class | change |\n|---|---|---|");
-    for (i, (c, v)) in r.ranked.iter().enumerate() {
-        let _ = writeln!(md, "| {} | {} | {:.4} |", i + 1, c, v);
-    }
+    ranked_classes(md, r.ranked);
     let others: Vec<f64> = r.ranked[1..].iter().map(|x| x.1).collect();
     let (mean, std) = mean_std(&others);
     let z = (r.ranked[0].1 - mean) / std.max(1e-12);
@@ -191,7 +191,7 @@ fn classes(md: &mut String, r: &ReportInput) {
     };
     let _ = writeln!(
         md,
-        "\n**Largest change: class {}, at step {}.** Margin to the runner-up (class {}): {:.4}; \
+        "**Largest change: class {}, at step {}.** Margin to the runner-up (class {}): {:.4}; \
          the top class is {:.1} standard deviations above the mean of the other nine classes. \
          Reliability: {verdict}. The backdoor's target class is 9.\n",
         o.detected_class, o.detected_boundary_step, o.runner_up_class, o.class_margin, z
@@ -210,13 +210,20 @@ fn figures_and_timing(md: &mut String, r: &ReportInput) {
          Heatmap colours: red low, white middle, blue high, between the 1st and 99th percentile of \
          the off-diagonal entries (range in each title); the black line marks the start of phase B.\n"
     );
-    let _ = writeln!(
+    figure_links(
         md,
-        "All ten class slices: ![slices](figures/tensor-slices.png)\n"
-    );
-    let _ = writeln!(
-        md,
-        "Output-cosine baselines and CKA: ![baselines](figures/baselines.png)\n"
+        &[
+            (
+                "All ten class slices",
+                "slices",
+                "figures/tensor-slices.png",
+            ),
+            (
+                "Output-cosine baselines and CKA",
+                "baselines",
+                "figures/baselines.png",
+            ),
+        ],
     );
     let _ = writeln!(md, "## Timing\n");
     let _ = writeln!(

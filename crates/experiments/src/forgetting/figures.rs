@@ -8,7 +8,7 @@ use tensim_plot::{ColourScale, Heatmap, Panel};
 
 use super::analysis::Analysis;
 use super::train::Trained;
-use crate::figures::{lines, row_major, series, similarity_heatmap, PALETTE};
+use crate::figures::{lines, matrix_heatmap, series, similarity_heatmap, PALETTE};
 use crate::run_dir::RunDir;
 
 /// Stage boundaries and labels of the checkpoint heatmaps.
@@ -77,7 +77,6 @@ fn accuracy_panel(t: &Trained) -> Panel {
 
 /// Similarity of the stage updates, stages as ticks.
 fn updates_panel(t: &Trained, a: &Analysis) -> Panel {
-    let ns = t.stages.len();
     let ticks: Vec<(usize, String)> = t
         .stages
         .iter()
@@ -85,17 +84,15 @@ fn updates_panel(t: &Trained, a: &Analysis) -> Panel {
         .map(|(i, st)| (i, st.name.clone()))
         .collect();
     Panel::Heatmap(Heatmap {
-        title: "stage updates, gaussian".into(),
-        rows: ns,
-        cols: ns,
-        values: row_major(&a.update_matrix),
-        scale: ColourScale::Diverging,
-        x_label: "stage".into(),
-        y_label: "stage".into(),
-        boundaries: vec![],
-        block_labels: vec![],
         x_ticks: ticks.clone(),
         y_ticks: ticks,
+        ..matrix_heatmap(
+            "stage updates, gaussian",
+            &a.update_matrix,
+            ColourScale::Diverging,
+            "stage",
+            "stage",
+        )
     })
 }
 

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Outcome, Settings};
+use crate::markdown::{figure_links, ranked_classes, three_column_table};
 
 /// The whole `report.md`.
 pub(super) fn render(o: &Outcome, s: &Settings, quick: bool, stage_steps: &[u64]) -> String {
@@ -87,14 +88,11 @@ fn stages(md: &mut String, o: &Outcome) {
 fn class_change(md: &mut String, o: &Outcome) {
     let _ = writeln!(md, "## Which class slice changes most at \"remove 9\"\n");
     let _ = writeln!(md, "Change = 1 − mean class-slice similarity between the \"control\" and \"remove 9\" checkpoints:\n");
-    let _ = writeln!(md, "| rank | class | change |\n|---|---|---|");
-    for (i, (c, v)) in o.remove9_class_change.iter().enumerate() {
-        let _ = writeln!(md, "| {} | {c} | {v:.4} |", i + 1);
-    }
+    ranked_classes(md, &o.remove9_class_change);
     let (top, second) = (o.remove9_class_change[0], o.remove9_class_change[1]);
     let _ = writeln!(
         md,
-        "\n**Largest change: class {}** ({:.4}); runner-up class {} ({:.4}, ratio {:.1}×).\n",
+        "**Largest change: class {}** ({:.4}); runner-up class {} ({:.4}, ratio {:.1}×).\n",
         top.0,
         top.1,
         second.0,
@@ -111,13 +109,13 @@ fn updates(md: &mut String, o: &Outcome, stage_steps: &[u64]) {
         "Similarity of each stage's update (weights at its end minus at its start) to the \"add 9\" \
          update, from the four pairwise inner products (`tensim diff`, MATH.md §2):\n"
     );
-    let _ = writeln!(
-        md,
-        "| stage | steps | update similarity to add 9 |\n|---|---|---|"
-    );
-    for ((name, v), steps) in o.update_similarity_to_add9.iter().zip(stage_steps) {
-        let _ = writeln!(md, "| {name} | {steps} | {v:.3} |");
-    }
+    let rows: Vec<_> = o
+        .update_similarity_to_add9
+        .iter()
+        .zip(stage_steps)
+        .map(|((name, v), steps)| (name, steps, format!("{v:.3}")))
+        .collect();
+    three_column_table(md, "| stage | steps | update similarity to add 9 |", &rows);
     let sim_of = |name: &str| {
         o.update_similarity_to_add9
             .iter()
@@ -136,7 +134,7 @@ fn updates(md: &mut String, o: &Outcome, stage_steps: &[u64]) {
     let (remove, readd) = (sim_of("remove 9"), sim_of("re-add 9"));
     let _ = writeln!(
         md,
-        "\nThe \"remove 9\" update points {} the \"add 9\" update ({remove:.3}); the \"re-add 9\" update points {} it ({readd:.3}).",
+        "The \"remove 9\" update points {} the \"add 9\" update ({remove:.3}); the \"re-add 9\" update points {} it ({readd:.3}).",
         direction(remove),
         direction(readd)
     );
@@ -164,15 +162,22 @@ fn accuracy_figures_timing(md: &mut String, o: &Outcome) {
             .join(" | ")
     );
     let _ = writeln!(md, "## Figures\n");
-    let _ = writeln!(md, "All panels: ![forgetting](figures/forgetting.png)\n");
-    let _ = writeln!(
+    figure_links(
         md,
-        "Global metrics (stage boundaries as grid lines): ![global](figures/global-metrics.png)\n"
-    );
-    let _ = writeln!(md, "Class slices: ![slices](figures/class-slices.png)\n");
-    let _ = writeln!(
-        md,
-        "Per-digit accuracy: ![accuracy](figures/per-digit-accuracy.png)\n"
+        &[
+            ("All panels", "forgetting", "figures/forgetting.png"),
+            (
+                "Global metrics (stage boundaries as grid lines)",
+                "global",
+                "figures/global-metrics.png",
+            ),
+            ("Class slices", "slices", "figures/class-slices.png"),
+            (
+                "Per-digit accuracy",
+                "accuracy",
+                "figures/per-digit-accuracy.png",
+            ),
+        ],
     );
     let _ = writeln!(
         md,

@@ -6,11 +6,11 @@ use tensim_plot::{ColourScale, Heatmap, Panel};
 
 use super::analysis::Analysis;
 use super::{first_crossing, Record};
-use crate::figures::{lines, row_major, series};
+use crate::figures::{lines, matrix_heatmap, series};
 use crate::run_dir::RunDir;
 
-const BLUE: (u8, u8, u8) = (31, 119, 180);
-const RED: (u8, u8, u8) = (214, 39, 40);
+const BLUE: (u8, u8, u8) = tensim_plot::TAB10[0];
+const RED: (u8, u8, u8) = tensim_plot::TAB10[3];
 
 /// Train and validation curves of `f` over log steps.
 fn curves(
@@ -47,31 +47,29 @@ fn heatmaps(records: &[Record], a: &Analysis) -> (Panel, Panel) {
         .step_by((n / 8).max(1))
         .map(|i| (i, records[i].step.to_string()))
         .collect();
+    let x_label = "checkpoint step (power-spaced)";
     let sim = Panel::Heatmap(Heatmap {
-        title: "tensor similarity (weight space)".into(),
-        rows: n,
-        cols: n,
-        values: row_major(&a.tensor),
-        scale: ColourScale::Diverging,
-        x_label: "checkpoint step (power-spaced)".into(),
-        y_label: "checkpoint step".into(),
         boundaries: vec![a.best.index],
-        block_labels: vec![],
         x_ticks: ticks.clone(),
         y_ticks: ticks.clone(),
+        ..matrix_heatmap(
+            "tensor similarity (weight space)",
+            &a.tensor,
+            ColourScale::Diverging,
+            x_label,
+            "checkpoint step",
+        )
     });
     let freq = Panel::Heatmap(Heatmap {
-        title: "frequencies read from the weights".into(),
-        rows: bins,
-        cols: n,
-        values: row_major(&a.frequencies),
-        scale: ColourScale::Sequential,
-        x_label: "checkpoint step (power-spaced)".into(),
-        y_label: "frequency".into(),
-        boundaries: vec![],
-        block_labels: vec![],
         x_ticks: ticks,
         y_ticks: (0..bins).step_by(8).map(|k| (k, k.to_string())).collect(),
+        ..matrix_heatmap(
+            "frequencies read from the weights",
+            &a.frequencies,
+            ColourScale::Sequential,
+            x_label,
+            "frequency",
+        )
     });
     (sim, freq)
 }

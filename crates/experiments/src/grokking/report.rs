@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Outcome, Record, Settings};
+use crate::markdown::three_column_table;
 
 /// `step N`, or "not reached".
 fn step(x: Option<u64>) -> String {
@@ -53,27 +54,33 @@ fn header(md: &mut String, o: &Outcome, s: &Settings, quick: bool) {
 /// When the curves cross their levels, and the dominant frequencies.
 fn curves_and_frequencies(md: &mut String, o: &Outcome) {
     let _ = writeln!(md, "## Learning curves\n");
-    let _ = writeln!(md, "| event | this run | paper |\n|---|---|---|");
-    let _ = writeln!(
-        md,
-        "| train accuracy ≥ 0.99 | {} | ~1k steps |",
-        step(o.train_crosses_099)
-    );
-    let _ = writeln!(
-        md,
-        "| validation accuracy ≥ 0.5 | {} | — |",
-        step(o.validation_crosses_05)
-    );
-    let _ = writeln!(
-        md,
-        "| validation accuracy ≥ 0.99 | {} | near 10k steps |",
-        step(o.validation_crosses_099)
-    );
-    let _ = writeln!(
-        md,
-        "| final train / validation accuracy | {:.3} / {:.3} | 1.0 / 1.0 |\n",
+    let final_accuracy = format!(
+        "{:.3} / {:.3}",
         o.final_train_accuracy, o.final_validation_accuracy
     );
+    let rows = [
+        (
+            "train accuracy ≥ 0.99",
+            step(o.train_crosses_099),
+            "~1k steps",
+        ),
+        (
+            "validation accuracy ≥ 0.5",
+            step(o.validation_crosses_05),
+            "—",
+        ),
+        (
+            "validation accuracy ≥ 0.99",
+            step(o.validation_crosses_099),
+            "near 10k steps",
+        ),
+        (
+            "final train / validation accuracy",
+            final_accuracy,
+            "1.0 / 1.0",
+        ),
+    ];
+    three_column_table(md, "| event | this run | paper |", &rows);
     let _ = writeln!(md, "## Frequencies read from the weights\n");
     let _ = writeln!(
         md,
