@@ -9,30 +9,13 @@ use std::process::Command;
 
 use common::{json_of, tensim};
 use tensim_core::sequence::sequence_similarity;
-use tensim_core::transformer::{
-    AttentionBias, AttentionShape, BlockShape, Mask, Transformer, TransformerShape,
-};
+use tensim_core::transformer::{AttentionBias, BlockShape, Transformer, TransformerShape};
 use tensim_core::Residual;
 use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
 
 fn shape(context: usize) -> TransformerShape {
-    TransformerShape {
-        vocab: 6,
-        outputs: 6,
-        d_model: 4,
-        heads: 2,
-        head_dim: 2,
-        context,
-        mask: Mask::Causal,
-        rotary_base: 1e4,
-        blocks: vec![BlockShape {
-            attention: Some(AttentionShape {
-                bias: AttentionBias::all(false),
-                residual: Residual::Lerp(0.5),
-            }),
-            mlp: None,
-        }],
-    }
+    let block = BlockShape::attention_only(AttentionBias::all(false), Residual::Lerp(0.5));
+    TransformerShape::causal(6, 4, (2, 2), context, vec![block])
 }
 
 fn save(dir: &Path, name: &str, model: &Transformer, step: u64) -> String {
@@ -43,6 +26,14 @@ fn save(dir: &Path, name: &str, model: &Transformer, step: u64) -> String {
     };
     save_checkpoint(&path, &model.clone().into(), &meta, StoredDtype::F64).unwrap();
     path.display().to_string()
+}
+
+/// `a.safetensors` (step 1) and `b.safetensors` (step 2): random models of
+/// the contexts `[ca, cb]`.
+fn save_two(dir: &Path, [ca, cb]: [usize; 2]) -> (String, String) {
+    let a = save(dir, "a.safetensors", &shape(ca).random_model(1).unwrap(), 1);
+    let b = save(dir, "b.safetensors", &shape(cb).random_model(2).unwrap(), 2);
+    (a, b)
 }
 
 #[test]
@@ -121,18 +112,7 @@ fn compare_and_matrix_of_transformer_checkpoints() {
 #[test]
 fn mixed_kinds_and_architectures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let a = save(
-        dir.path(),
-        "a.safetensors",
-        &shape(4).random_model(1).unwrap(),
-        0,
-    );
-    let b = save(
-        dir.path(),
-        "b.safetensors",
-        &shape(5).random_model(2).unwrap(),
-        1,
-    );
+    let (a, b) = save_two(dir.path(), [4, 5]);
     let out = tensim(&["compare", &a, &b]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -167,18 +147,7 @@ fn mixed_kinds_and_architectures_are_refused() {
 #[test]
 fn a_job_larger_than_the_memory_available_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
-    let a = save(
-        dir.path(),
-        "a.safetensors",
-        &shape(4).random_model(1).unwrap(),
-        1,
-    );
-    let b = save(
-        dir.path(),
-        "b.safetensors",
-        &shape(4).random_model(2).unwrap(),
-        2,
-    );
+    let (a, b) = save_two(dir.path(), [4, 4]);
     let out = Command::new(env!("CARGO_BIN_EXE_tensim"))
         .args(["compare", &a, &b, "--positions", "4"])
         .env("TENSIM_MEMORY_LIMIT_MIB", "0.01")

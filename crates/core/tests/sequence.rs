@@ -11,8 +11,7 @@ use rand::{Rng, SeedableRng};
 use tensim_core::monte_carlo::sequence_monte_carlo;
 use tensim_core::sequence::{sequence_similarity, SequenceGeometry, SequencePrepared};
 use tensim_core::transformer::{
-    Attention, AttentionBias, AttentionShape, Block, BlockShape, Mask, MlpShape, Transformer,
-    TransformerShape,
+    Attention, AttentionBias, Block, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
 };
 use tensim_core::Residual;
 use tensim_core::{similarity, InnerProductSpace};
@@ -25,29 +24,16 @@ fn shape(
     mlp: Option<(usize, bool, f64)>,
     layers: usize,
 ) -> TransformerShape {
+    let mut block = BlockShape::attention_only(
+        AttentionBias::all(bias),
+        Residual::from_lerp_scale(residual),
+    );
+    if let Some((hidden, bias, s)) = mlp {
+        block = block.with_mlp(hidden, [bias; 3], Residual::from_lerp_scale(s));
+    }
     TransformerShape {
-        vocab: 5,
-        outputs: 5,
-        d_model: 4,
-        heads: 2,
-        head_dim: 2,
-        context: 3,
         mask,
-        rotary_base: 10000.0,
-        blocks: vec![
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias::all(bias),
-                    residual: Residual::from_lerp_scale(residual),
-                }),
-                mlp: mlp.map(|(hidden, bias, s)| MlpShape {
-                    hidden,
-                    bias: [bias; 3],
-                    residual: Residual::from_lerp_scale(s),
-                }),
-            };
-            layers
-        ],
+        ..TransformerShape::causal(5, 4, (2, 2), 3, vec![block; layers])
     }
 }
 
@@ -266,18 +252,30 @@ fn crossings_of_within_model_reductions_equal_every_matching() {
         shape(false, 0.5, Mask::Causal, Some((4, false, 0.5)), 1),
         additive_shape(Some(4), 1),
     ] {
-        let a = s.random_model(4).unwrap();
-        let b = perturbed(&a, 0.3, 5);
-        let geometry = Arc::new(SequenceGeometry::new(&s, 3).unwrap());
-        let pa = SequencePrepared::new(&a, geometry.clone()).unwrap();
-        let pb = SequencePrepared::new(&b, geometry).unwrap();
-        let fast = pa.raw_inner(&pb, Par::Seq).unwrap();
-        let full = pa.raw_inner_by_full_matchings(&pb).unwrap();
-        let scale = full.iter().map(|x| x.abs()).fold(0.0, f64::max);
-        assert!(scale > 0.0);
-        for (x, y) in fast.iter().zip(&full) {
-            assert!((x - y).abs() <= 1e-12 * scale, "{x} vs {y}");
-        }
+        check_against_full_matchings(&s, "");
+    }
+}
+
+/// The fast raw inner products of a random model of `s` and a perturbed
+/// copy on 3 positions equal the reference sum over every matching, to
+/// 1e-12 of the largest, one per logit.
+fn check_against_full_matchings(s: &TransformerShape, label: &str) {
+    let a = s.random_model(4).unwrap();
+    let b = perturbed(&a, 0.3, 5);
+    let geometry = Arc::new(SequenceGeometry::new(s, 3).unwrap());
+    let pa = SequencePrepared::new(&a, geometry.clone()).unwrap();
+    let pb = SequencePrepared::new(&b, geometry).unwrap();
+    let fast = pa.raw_inner(&pb, Par::Seq).unwrap();
+    let full = pa.raw_inner_by_full_matchings(&pb).unwrap();
+    assert_eq!(
+        fast.len(),
+        s.outputs,
+        "{label}: one inner product per logit"
+    );
+    let scale = full.iter().map(|x| x.abs()).fold(0.0, f64::max);
+    assert!(scale > 0.0);
+    for (x, y) in fast.iter().zip(&full) {
+        assert!((x - y).abs() <= 1e-12 * scale, "{label}: {x} vs {y}");
     }
 }
 
@@ -544,68 +542,49 @@ fn stacked_sequences_give_each_sequence_its_own_logits() {
 fn family_shape(blocks: Vec<BlockShape>, outputs: usize) -> TransformerShape {
     TransformerShape {
         outputs,
-        blocks,
-        ..shape(false, 1.0, Mask::Causal, None, 1)
+        ..TransformerShape::causal(5, 4, (2, 2), 3, blocks)
     }
 }
 
-fn attention(qk: bool, v: bool, out: bool, residual: Residual) -> Option<AttentionShape> {
-    Some(AttentionShape {
-        bias: AttentionBias { qk, v, out },
-        residual,
-    })
-}
-
-fn mlp(hidden: usize, bias: [bool; 3], residual: Residual) -> Option<MlpShape> {
-    Some(MlpShape {
-        hidden,
-        bias,
-        residual,
-    })
+/// The published block: attention only, q/k biases, `x + 0.35·f(x)`.
+fn paper_block() -> BlockShape {
+    BlockShape::attention_only(AttentionBias::QK, Residual::Add(0.35))
 }
 
 /// Shapes that use every new degree of freedom, one at a time and together.
 fn family_shapes() -> Vec<(&'static str, TransformerShape)> {
-    let block = |attention, mlp| BlockShape { attention, mlp };
-    let paper = block(attention(true, false, false, Residual::Add(0.35)), None);
+    let attention =
+        |qk, v, out, residual| BlockShape::attention_only(AttentionBias { qk, v, out }, residual);
     vec![
         (
             "q/k biases only, additive (the paper's block)",
-            family_shape(vec![paper.clone()], 5),
+            family_shape(vec![paper_block()], 5),
         ),
         (
             "v and out biases only",
-            family_shape(
-                vec![block(
-                    attention(false, true, true, Residual::Lerp(0.6)),
-                    None,
-                )],
-                5,
-            ),
+            family_shape(vec![attention(false, true, true, Residual::Lerp(0.6))], 5),
         ),
         (
             "MLP-only block, down bias only",
             family_shape(
-                vec![block(
-                    None,
-                    mlp(6, [false, false, true], Residual::Add(0.5)),
+                vec![BlockShape::mlp_only(
+                    6,
+                    [false, false, true],
+                    Residual::Add(0.5),
                 )],
                 5,
             ),
         ),
         (
             "3 logits from a vocabulary of 5",
-            family_shape(
-                vec![block(attention(true, true, false, Residual::None), None)],
-                3,
-            ),
+            family_shape(vec![attention(true, true, false, Residual::None)], 3),
         ),
         (
             "paper block then an MLP-only block, 4 logits",
             family_shape(
                 vec![
-                    paper,
-                    block(None, mlp(5, [true, false, false], Residual::Lerp(0.4))),
+                    paper_block(),
+                    BlockShape::mlp_only(5, [true, false, false], Residual::Lerp(0.4)),
                 ],
                 4,
             ),
@@ -622,21 +601,7 @@ fn the_model_family_equals_monte_carlo_and_the_full_matching_sum() {
         if a.polynomial_components() == 1 {
             check_against_monte_carlo(&s, label);
         }
-        let b = perturbed(&a, 0.3, 5);
-        let geometry = Arc::new(SequenceGeometry::new(&s, 3).unwrap());
-        let pa = SequencePrepared::new(&a, geometry.clone()).unwrap();
-        let pb = SequencePrepared::new(&b, geometry).unwrap();
-        let fast = pa.raw_inner(&pb, Par::Seq).unwrap();
-        let full = pa.raw_inner_by_full_matchings(&pb).unwrap();
-        assert_eq!(
-            fast.len(),
-            s.outputs,
-            "{label}: one inner product per logit"
-        );
-        let scale = full.iter().map(|x| x.abs()).fold(0.0, f64::max);
-        for (x, y) in fast.iter().zip(&full) {
-            assert!((x - y).abs() <= 1e-12 * scale, "{label}: {x} vs {y}");
-        }
+        check_against_full_matchings(&s, label);
     }
 }
 
@@ -644,10 +609,7 @@ fn the_model_family_equals_monte_carlo_and_the_full_matching_sum() {
 fn mlp_only_blocks_and_narrow_logits_forward_as_written() {
     // x ↦ E x, then y = x + s·(D((Lx + b_L) ⊙ (Rx + b_R)) + b_D), logits U y.
     let s = family_shape(
-        vec![BlockShape {
-            attention: None,
-            mlp: mlp(6, [true, true, true], Residual::Add(0.5)),
-        }],
+        vec![BlockShape::mlp_only(6, [true; 3], Residual::Add(0.5))],
         3,
     );
     let t = s.random_model(8).unwrap();
@@ -739,15 +701,9 @@ fn lerp_equivalent(additive: &Transformer, t: f64) -> Transformer {
 
 #[test]
 fn additive_and_rescaled_lerp_models_give_identical_cosines() {
-    let paper = BlockShape {
-        attention: attention(true, false, false, Residual::Add(0.35)),
-        mlp: None,
-    };
-    let with_mlp = BlockShape {
-        attention: attention(true, true, true, Residual::Add(0.35)),
-        mlp: mlp(4, [true, false, true], Residual::Add(0.5)),
-    };
-    for blocks in [vec![paper.clone()], vec![paper, with_mlp]] {
+    let with_mlp = BlockShape::attention_only(AttentionBias::all(true), Residual::Add(0.35))
+        .with_mlp(4, [true, false, true], Residual::Add(0.5));
+    for blocks in [vec![paper_block()], vec![paper_block(), with_mlp]] {
         let s = family_shape(blocks, 5);
         let a = s.random_model(1).unwrap();
         let b = perturbed(&a, 0.3, 2);
@@ -790,13 +746,7 @@ fn empty_blocks_and_mixed_qk_biases_are_refused() {
         .unwrap_err()
         .to_string()
         .contains("neither an attention nor an MLP"));
-    let no_hidden = family_shape(
-        vec![BlockShape {
-            attention: None,
-            mlp: mlp(0, [false; 3], Residual::None),
-        }],
-        5,
-    );
+    let no_hidden = family_shape(vec![BlockShape::mlp_only(0, [false; 3], Residual::None)], 5);
     assert!(no_hidden
         .validate()
         .unwrap_err()

@@ -8,8 +8,7 @@ use std::path::Path;
 use common::write_f64_file;
 use tensim_core::network::{Network, NetworkKind, NetworkShape};
 use tensim_core::transformer::{
-    Attention, AttentionBias, AttentionShape, Block, BlockShape, Mask, MlpShape, Transformer,
-    TransformerShape,
+    Attention, AttentionBias, Block, BlockShape, Mask, Transformer, TransformerShape,
 };
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape};
@@ -17,35 +16,17 @@ use tensim_io::shape_json::{transformer_shape_from_json, transformer_shape_to_js
 use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
 
 fn shape(mask: Mask) -> TransformerShape {
+    let blocks = vec![
+        BlockShape::attention_only(AttentionBias::all(true), Residual::Lerp(0.35)).with_mlp(
+            9,
+            [true; 3],
+            Residual::Lerp(0.4),
+        ),
+        BlockShape::attention_only(AttentionBias::all(false), Residual::None),
+    ];
     TransformerShape {
-        vocab: 7,
-        outputs: 7,
-        d_model: 6,
-        heads: 2,
-        head_dim: 4,
-        context: 5,
         mask,
-        rotary_base: 10000.0,
-        blocks: vec![
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias::all(true),
-                    residual: Residual::Lerp(0.35),
-                }),
-                mlp: Some(MlpShape {
-                    hidden: 9,
-                    bias: [true; 3],
-                    residual: Residual::Lerp(0.4),
-                }),
-            },
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias::all(false),
-                    residual: Residual::None,
-                }),
-                mlp: None,
-            },
-        ],
+        ..TransformerShape::causal(7, 6, (2, 4), 5, blocks)
     }
 }
 
@@ -379,25 +360,8 @@ fn the_published_family_round_trips_in_format_2() {
     let s = TransformerShape {
         outputs: 3,
         blocks: vec![
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias {
-                        qk: true,
-                        v: false,
-                        out: false,
-                    },
-                    residual: Residual::Add(0.35),
-                }),
-                mlp: None,
-            },
-            BlockShape {
-                attention: None,
-                mlp: Some(MlpShape {
-                    hidden: 5,
-                    bias: [false, false, true],
-                    residual: Residual::Add(0.5),
-                }),
-            },
+            BlockShape::attention_only(AttentionBias::QK, Residual::Add(0.35)),
+            BlockShape::mlp_only(5, [false, false, true], Residual::Add(0.5)),
         ],
         ..shape(Mask::Causal)
     };

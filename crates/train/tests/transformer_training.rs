@@ -15,39 +15,15 @@ use tensim_train::language_model::{logits, mean_loss};
 use tensim_train::{Device, LmConfig, LmTrainer, TransformerNetwork};
 
 fn shape(mask: Mask) -> TransformerShape {
+    let block =
+        |attention: f64, hidden: usize, mlp: f64| {
+            BlockShape::attention_only(AttentionBias::all(true), Residual::Lerp(attention))
+                .with_mlp(hidden, [true; 3], Residual::Lerp(mlp))
+        };
+    let blocks = vec![block(0.35, 12, 0.5), block(0.6, 10, 0.8)];
     TransformerShape {
-        vocab: 11,
-        outputs: 11,
-        d_model: 8,
-        heads: 2,
-        head_dim: 4,
-        context: 6,
         mask,
-        rotary_base: 10000.0,
-        blocks: vec![
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias::all(true),
-                    residual: Residual::Lerp(0.35),
-                }),
-                mlp: Some(MlpShape {
-                    hidden: 12,
-                    bias: [true; 3],
-                    residual: Residual::Lerp(0.5),
-                }),
-            },
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias::all(true),
-                    residual: Residual::Lerp(0.6),
-                }),
-                mlp: Some(MlpShape {
-                    hidden: 10,
-                    bias: [true; 3],
-                    residual: Residual::Lerp(0.8),
-                }),
-            },
-        ],
+        ..TransformerShape::causal(11, 8, (2, 4), 6, blocks)
     }
 }
 
@@ -75,25 +51,8 @@ fn relative_error(candle: &[f32], core: &Mat<f64>) -> f64 {
 /// additive residual, then an MLP-only block with a down bias only, and 7
 /// logits from a vocabulary of 11.
 fn family_shape() -> TransformerShape {
-    let paper = BlockShape {
-        attention: Some(AttentionShape {
-            bias: AttentionBias {
-                qk: true,
-                v: false,
-                out: false,
-            },
-            residual: Residual::Add(0.35),
-        }),
-        mlp: None,
-    };
-    let mlp_only = BlockShape {
-        attention: None,
-        mlp: Some(MlpShape {
-            hidden: 9,
-            bias: [false, false, true],
-            residual: Residual::Add(0.5),
-        }),
-    };
+    let paper = BlockShape::attention_only(AttentionBias::QK, Residual::Add(0.35));
+    let mlp_only = BlockShape::mlp_only(9, [false, false, true], Residual::Add(0.5));
     TransformerShape {
         outputs: 7,
         blocks: vec![paper, mlp_only],

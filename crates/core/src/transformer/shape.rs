@@ -22,6 +22,13 @@ pub struct AttentionBias {
 }
 
 impl AttentionBias {
+    /// Biases on the rotary projections only, as in the published language models.
+    pub const QK: AttentionBias = AttentionBias {
+        qk: true,
+        v: false,
+        out: false,
+    };
+
     /// Biases on every projection, or on none.
     pub fn all(on: bool) -> Self {
         AttentionBias {
@@ -72,6 +79,38 @@ pub struct BlockShape {
 }
 
 impl BlockShape {
+    /// A block of attention only.
+    pub fn attention_only(bias: AttentionBias, residual: Residual) -> Self {
+        BlockShape {
+            attention: Some(AttentionShape { bias, residual }),
+            mlp: None,
+        }
+    }
+
+    /// A block of an MLP only, of `hidden` units, biases on left, right, down as `bias` says.
+    pub fn mlp_only(hidden: usize, bias: [bool; 3], residual: Residual) -> Self {
+        BlockShape {
+            attention: None,
+            mlp: Some(MlpShape {
+                hidden,
+                bias,
+                residual,
+            }),
+        }
+    }
+
+    /// This block with an MLP of `hidden` units after its attention.
+    pub fn with_mlp(self, hidden: usize, bias: [bool; 3], residual: Residual) -> Self {
+        BlockShape {
+            mlp: Some(MlpShape {
+                hidden,
+                bias,
+                residual,
+            }),
+            ..self
+        }
+    }
+
     /// One line for tables: `attention (bias q/k; additive residual x + 0.35·f(x))
     /// → MLP 64 (no bias; residual s=0.35)`.
     pub fn describe(&self) -> String {
@@ -125,35 +164,37 @@ pub struct TransformerShape {
 }
 
 impl TransformerShape {
+    /// A transformer with a causal mask, rotary base 10⁴ and one logit per
+    /// vocabulary entry: `vocab` tokens, a stream of `d_model`, `heads` heads
+    /// of `head_dim`, sequences up to `context`, and `blocks`.
+    pub fn causal(
+        vocab: usize,
+        d_model: usize,
+        (heads, head_dim): (usize, usize),
+        context: usize,
+        blocks: Vec<BlockShape>,
+    ) -> Self {
+        TransformerShape {
+            vocab,
+            outputs: vocab,
+            d_model,
+            heads,
+            head_dim,
+            context,
+            mask: Mask::Causal,
+            rotary_base: 1e4,
+            blocks,
+        }
+    }
+
     /// The benchmark architecture of the transformer metrics: vocab 64,
     /// d_model 32, 2 heads of 16, context 8, causal mask, and `layers` blocks
     /// of bilinear attention (no biases, residual 0.35) and a bilinear MLP of
     /// 64 units (no biases, residual 0.35).
     pub fn benchmark(layers: usize) -> Self {
-        TransformerShape {
-            vocab: 64,
-            outputs: 64,
-            d_model: 32,
-            heads: 2,
-            head_dim: 16,
-            context: 8,
-            mask: Mask::Causal,
-            rotary_base: 1e4,
-            blocks: vec![
-                BlockShape {
-                    attention: Some(AttentionShape {
-                        bias: AttentionBias::all(false),
-                        residual: Residual::Lerp(0.35),
-                    }),
-                    mlp: Some(MlpShape {
-                        hidden: 64,
-                        bias: [false; 3],
-                        residual: Residual::Lerp(0.35),
-                    }),
-                };
-                layers
-            ],
-        }
+        let block = BlockShape::attention_only(AttentionBias::all(false), Residual::Lerp(0.35))
+            .with_mlp(64, [false; 3], Residual::Lerp(0.35));
+        Self::causal(64, 32, (2, 16), 8, vec![block; layers])
     }
 
     /// The size of the paper's language models (EXPERIMENTS §4): vocab
@@ -161,30 +202,8 @@ impl TransformerShape {
     /// `layers` attention-only blocks with biases on q/k only, added to the
     /// stream as the published checkpoints do (`x + 0.35·attention(x)`).
     pub fn paper(layers: usize) -> Self {
-        TransformerShape {
-            vocab: 4096,
-            outputs: 4096,
-            d_model: 256,
-            heads: 8,
-            head_dim: 32,
-            context: 256,
-            mask: Mask::Causal,
-            rotary_base: 1e4,
-            blocks: vec![
-                BlockShape {
-                    attention: Some(AttentionShape {
-                        bias: AttentionBias {
-                            qk: true,
-                            v: false,
-                            out: false,
-                        },
-                        residual: Residual::Add(0.35),
-                    }),
-                    mlp: None,
-                };
-                layers
-            ],
-        }
+        let block = BlockShape::attention_only(AttentionBias::QK, Residual::Add(0.35));
+        Self::causal(4096, 256, (8, 32), 256, vec![block; layers])
     }
 
     /// Checks widths, residual scales, the rotary half split and that every

@@ -5,9 +5,7 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tensim_core::transformer::{
-    AttentionBias, AttentionShape, BlockShape, Mask, MlpShape, Transformer, TransformerShape,
-};
+use tensim_core::transformer::{AttentionBias, BlockShape, Transformer, TransformerShape};
 use tensim_core::Residual;
 use tensim_data::{ngram_score, BatchSampler};
 use tensim_train::language_model::{mean_loss, LmConfig, LmTrainer};
@@ -28,30 +26,14 @@ pub(super) struct Trained {
 
 /// Causal, rotary, bilinear attention and MLP in every block, no biases.
 fn shape(s: &Settings, layers: usize) -> TransformerShape {
-    TransformerShape {
-        vocab: s.vocab,
-        outputs: s.vocab,
-        d_model: s.d_model,
-        heads: s.heads,
-        head_dim: s.head_dim,
-        context: s.context,
-        mask: Mask::Causal,
-        rotary_base: 1e4,
-        blocks: vec![
-            BlockShape {
-                attention: Some(AttentionShape {
-                    bias: AttentionBias::all(false),
-                    residual: Residual::from_lerp_scale(s.residual_scale),
-                }),
-                mlp: Some(MlpShape {
-                    hidden: s.mlp_hidden,
-                    bias: [false; 3],
-                    residual: Residual::from_lerp_scale(s.residual_scale),
-                }),
-            };
-            layers
-        ],
-    }
+    let residual = Residual::from_lerp_scale(s.residual_scale);
+    let block = BlockShape::attention_only(AttentionBias::all(false), residual).with_mlp(
+        s.mlp_hidden,
+        [false; 3],
+        residual,
+    );
+    let heads = (s.heads, s.head_dim);
+    TransformerShape::causal(s.vocab, s.d_model, heads, s.context, vec![block; layers])
 }
 
 fn config(s: &Settings) -> LmConfig {
