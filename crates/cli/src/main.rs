@@ -10,6 +10,7 @@ mod load;
 mod matrix;
 mod memory;
 mod options;
+mod plot;
 mod progress;
 mod transformer;
 
@@ -56,10 +57,22 @@ enum Command {
         /// Output file (.csv or .npy), written atomically; stdout CSV if absent.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Also draw the matrix as a heatmap PNG, steps on the axes.
+        #[arg(long, value_name = "PNG")]
+        plot: Option<PathBuf>,
         #[command(flatten)]
         args: MetricArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// Draw a matrix written by `matrix` (CSV with labels, or NPY) as a heatmap PNG.
+    Plot {
+        matrix: PathBuf,
+        #[arg(short, long, value_name = "PNG")]
+        output: PathBuf,
+        /// Title above the heatmap (default: the matrix file's name).
+        #[arg(long)]
+        title: Option<String>,
     },
     /// Similarity of updates: consecutive checkpoint differences, or each
     /// update against a reference update (MATH.md §2, difference similarity).
@@ -378,6 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             inputs: CheckpointArgs { checkpoints, arch },
             metric,
             output,
+            plot,
             args,
             json,
         } => matrix::run(&matrix::Options {
@@ -385,9 +399,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             arch,
             metric,
             output,
+            plot,
             args,
             json,
         }),
+        Command::Plot {
+            matrix,
+            output,
+            title,
+        } => plot::run(&matrix, &output, title.as_deref()),
         Command::Diff {
             inputs: CheckpointArgs { checkpoints, arch },
             metric,

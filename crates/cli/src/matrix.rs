@@ -20,6 +20,8 @@ pub struct Options {
     pub arch: Option<PathBuf>,
     pub metric: String,
     pub output: Option<PathBuf>,
+    /// A heatmap PNG of the matrix.
+    pub plot: Option<PathBuf>,
     pub args: MetricArgs,
     pub json: bool,
 }
@@ -83,6 +85,13 @@ pub fn run(opts: &Options) -> Result<()> {
     let labels: Vec<String> = loaded.iter().map(Loaded::label).collect();
     if let Some(path) = &opts.output {
         write_matrix(path, &labels, &matrix).with_context(|| "writing the matrix")?;
+    }
+    if let Some(path) = &opts.plot {
+        let title = match job.positions() {
+            Some(p) => format!("{} ({p} Gaussian positions)", opts.metric),
+            None => opts.metric.clone(),
+        };
+        crate::plot::heatmap(path, &title, &labels, &matrix)?;
     }
     if opts.json {
         let rows: Vec<Vec<f64>> = (0..matrix.nrows())

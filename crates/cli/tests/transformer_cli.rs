@@ -73,6 +73,7 @@ fn compare_and_matrix_of_transformer_checkpoints() {
     assert!(doc["values"]["monte_carlo"]["std_error"].as_f64().unwrap() > 0.0);
 
     let out_csv = dir.path().join("m.csv");
+    let (heatmap, replotted) = (dir.path().join("m.png"), dir.path().join("again.png"));
     let doc = json_of(&tensim(&[
         "matrix",
         dir.path().to_str().unwrap(),
@@ -80,9 +81,26 @@ fn compare_and_matrix_of_transformer_checkpoints() {
         "3",
         "-o",
         out_csv.to_str().unwrap(),
+        "--plot",
+        heatmap.to_str().unwrap(),
         "--json",
     ]));
     assert!(out_csv.exists());
+    let plot = tensim(&[
+        "plot",
+        out_csv.to_str().unwrap(),
+        "-o",
+        replotted.to_str().unwrap(),
+    ]);
+    assert!(plot.status.success(), "{}", common::stderr(&plot));
+    for png in [&heatmap, &replotted] {
+        let bytes = std::fs::read(png).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 2000,
+            "{}",
+            png.display()
+        );
+    }
     assert_eq!(doc["labels"][2], "step 200");
     let m: Vec<Vec<f64>> = serde_json::from_value(doc["matrix"].clone()).unwrap();
     for i in 0..3 {
