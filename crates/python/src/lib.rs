@@ -8,12 +8,12 @@
 use std::path::PathBuf;
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tensim_core::metric::{Metric, MetricError, MetricOptions};
-use tensim_core::network::Network;
+use tensim_core::network::{Network, NetworkKind};
 use tensim_core::{weight_cosine, Bilinear, Layer, Linear, Mat, Model};
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
@@ -168,6 +168,20 @@ impl PyModel {
         to_numpy(py, &y)
     }
 
+    /// Every parameter by its tensim name (`embed.weight`,
+    /// `blocks.0.attn.q1.weight`, `layers.0.left.weight`, …) as a numpy array
+    /// of its shape, PyTorch layout `[out, in]`; `from_state_dict(m.state_dict(),
+    /// architecture=m.architecture)` rebuilds the model.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let specs = self.inner.shape().parameter_specs();
+        for (spec, values) in specs.into_iter().zip(self.inner.parameters()) {
+            let array = PyArray1::from_vec(py, values).reshape(spec.shape.as_slice())?;
+            out.set_item(spec.name, array)?;
+        }
+        Ok(out)
+    }
+
     /// Saves the model as a self-describing tensim safetensors checkpoint (f64).
     #[pyo3(signature = (path, step = None))]
     fn save(&self, path: PathBuf, step: Option<u64>) -> PyResult<()> {
@@ -256,6 +270,56 @@ fn model(layers: Vec<Bound<'_, PyDict>>) -> PyResult<PyModel> {
     Ok(PyModel {
         inner: Model::new(out).map_err(value_error)?.into(),
     })
+}
+
+/// A model from a state dict (name → array-like: numpy arrays, PyTorch
+/// tensors, …) with tensim's parameter names and the `architecture` JSON of
+/// a tensim checkpoint (`Model.architecture`), every tensor checked against
+/// it. Entries the architecture does not name are an error.
+#[pyfunction]
+#[pyo3(signature = (state_dict, architecture))]
+fn from_state_dict(state_dict: &Bound<'_, PyDict>, architecture: &str) -> PyResult<PyModel> {
+    let kind = if architecture.contains("\"layers\"") {
+        NetworkKind::Sequential
+    } else {
+        NetworkKind::Transformer
+    };
+    let shape = tensim_io::shape_json::shape_from_json(kind, architecture, 2)
+        .map_err(|e| PyValueError::new_err(format!("architecture: {e}")))?;
+    let specs = shape.parameter_specs();
+    let mut values = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let item = state_dict.get_item(&spec.name)?.ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "`{}` is missing: the architecture needs shape {:?}",
+                spec.name, spec.shape
+            ))
+        })?;
+        values.push(tensor_values(&item, &spec.name, &spec.shape)?);
+    }
+    for key in state_dict.keys() {
+        let key: String = key.extract()?;
+        if !specs.iter().any(|s| s.name == key) {
+            return Err(PyValueError::new_err(format!(
+                "`{key}` is not a parameter of the architecture"
+            )));
+        }
+    }
+    let inner = shape.from_parameters(values).map_err(value_error)?;
+    Ok(PyModel { inner })
+}
+
+/// The values of an array-like `name`, row-major, checked to have `shape`.
+fn tensor_values(obj: &Bound<'_, PyAny>, name: &str, shape: &[usize]) -> PyResult<Vec<f64>> {
+    let array = float_array(obj)?;
+    let found: Vec<usize> = array.getattr("shape")?.extract()?;
+    if found != shape {
+        return Err(PyValueError::new_err(format!(
+            "`{name}`: expected shape {shape:?}, found {found:?}"
+        )));
+    }
+    let flat = array.call_method1("reshape", (-1,))?;
+    vector_arg(&flat, name)
 }
 
 /// Loads a checkpoint: a tensim safetensors file, or with `arch` (a TOML spec)
@@ -394,6 +458,7 @@ fn tensim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bilinear_classifier, m)?)?;
     m.add_function(wrap_pyfunction!(model, m)?)?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(from_state_dict, m)?)?;
     m.add_function(wrap_pyfunction!(similarity_of, m)?)?;
     m.add_function(wrap_pyfunction!(slices, m)?)?;
     m.add_function(wrap_pyfunction!(matrix, m)?)?;

@@ -201,3 +201,28 @@ def test_array_likes_nested_lists_and_half_precision_are_accepted():
     assert np.allclose(m.forward(ArrayLike(x)), x @ P.T + 1.0, rtol=1e-12)
     with pytest.raises(ValueError, match="left: expected a 2-D array"):
         tensim.bilinear_classifier(np.ones(3), R, P)
+
+
+def test_state_dicts_round_trip_for_both_kinds():
+    a = tensim.bilinear_classifier(*classifier(9))
+    with tempfile.TemporaryDirectory() as d:
+        run = os.path.join(d, "lm")
+        subprocess.run([TENSIM_BIN or find_cli(), "experiment", "language", "--quick", "--out", run],
+                       check=True, capture_output=True)
+        lm = tensim.load(os.path.join(run, "checkpoints", "2-layer-step-000040.safetensors"))
+    for m in (a, lm):
+        sd = {k: ArrayLike(v) for k, v in m.state_dict().items()}  # e.g. torch tensors
+        rebuilt = tensim.from_state_dict(sd, architecture=m.architecture)
+        assert rebuilt.kind == m.kind
+        assert rebuilt.architecture == m.architecture
+        assert tensim.similarity(rebuilt, m) == tensim.similarity(m, m)
+    sd = lm.state_dict()
+    assert sd["unembed.weight"].shape[0] == lm.output_dim
+    missing = dict(sd)
+    del missing["unembed.weight"]
+    with pytest.raises(ValueError, match="`unembed.weight` is missing"):
+        tensim.from_state_dict(missing, architecture=lm.architecture)
+    with pytest.raises(ValueError, match="expected shape"):
+        tensim.from_state_dict({**sd, "embed.weight": sd["embed.weight"].T}, architecture=lm.architecture)
+    with pytest.raises(ValueError, match="`extra` is not a parameter"):
+        tensim.from_state_dict({**sd, "extra": np.zeros(2)}, architecture=lm.architecture)
