@@ -219,14 +219,21 @@ impl Builder<'_> {
 
     fn get(&self, name: &str, role: &str) -> Result<&NamedTensor, CheckpointError> {
         let full = self.spec.full(name);
-        self.set.get(&full).ok_or_else(|| {
+        let t = self.set.get(&full).ok_or_else(|| {
             let mut names: Vec<&str> = self.set.tensors.iter().map(|t| t.name.as_str()).collect();
             names.truncate(12);
             self.fail(format!(
                 "tensor `{full}` ({role} in the spec) is missing; the file has: {}",
                 names.join(", ")
             ))
-        })
+        })?;
+        if !t.is_float() {
+            return Err(self.fail(format!(
+                "tensor `{full}` ({role} in the spec) holds {} integers, not floating-point weights",
+                t.dtype
+            )));
+        }
+        Ok(t)
     }
 
     fn matrix(&self, name: &str, role: &str) -> Result<Mat<f64>, CheckpointError> {
