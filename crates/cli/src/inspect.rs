@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
-use tensim_io::{load_models, read_tensor_sets, ArchSpec};
+use tensim_io::{load_models, read_tensor_sets};
 
 use crate::load::{self, Loaded};
 
@@ -15,7 +15,10 @@ pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
         Some(_) => Vec::new(),
         None => read_tensor_sets(path, spec.as_ref().and_then(|s| s.key.as_deref()))?,
     };
-    let roles: Vec<(String, String)> = spec.as_ref().map(ArchSpec::roles).unwrap_or_default();
+    let roles: Vec<(String, String)> = match &spec {
+        Some(s) => sets.iter().flat_map(|set| s.roles(set, path)).collect(),
+        None => Vec::new(),
+    };
     let role_of = |name: &str| roles.iter().find(|r| r.0 == name).map(|r| r.1.clone());
     // What the file becomes: the models, or why not.
     let models = match (&tensim_file, &spec) {

@@ -1,4 +1,6 @@
-//! Checkpoints in `torch.save`'s layout, written without torch.
+//! Checkpoints in `torch.save`'s layout, written without torch, and the
+//! published bilinear language models' directory layout (`config.json`,
+//! `checkpoints/step_NNNNN.pt`) with deterministic random weights.
 //!
 //! `torch.save` writes a zip of stored entries: `archive/data.pkl` (pickle
 //! protocol 2), `archive/data/<key>` (each tensor's raw little-endian storage)
@@ -12,7 +14,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The stored values of one tensor, in the dtype written to disk.
 #[derive(Clone, Debug)]
@@ -258,4 +260,172 @@ impl Rng {
             .map(|_| f64::from((scale * self.next()) as f32))
             .collect()
     }
+}
+
+/// The `model` block of a published run's `config.json`.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub vocab: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub context: usize,
+    pub attn_scale: f64,
+    pub rope_base: f64,
+    pub bias_qk: bool,
+}
+
+impl Published {
+    /// vocab 11, d_model 8, 2 heads of 4, context 16, scale 0.35, base 100.
+    pub fn small(layers: usize) -> Self {
+        Published {
+            vocab: 11,
+            d_model: 8,
+            heads: 2,
+            layers,
+            context: 16,
+            attn_scale: 0.35,
+            rope_base: 100.0,
+            bias_qk: true,
+        }
+    }
+
+    /// `config.json` as the training code writes it: run settings around
+    /// the `model` block (no norm keys: the published default).
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model": {
+                "vocab_size": self.vocab,
+                "n_ctx": self.context,
+                "d_model": self.d_model,
+                "n_head": self.heads,
+                "n_layers": self.layers,
+                "attn_type": "bilinear",
+                "attn_scale": self.attn_scale,
+                "rope_base": self.rope_base,
+                "use_bias_qk": self.bias_qk,
+            },
+            "init": {"std_embed": 0.02},
+            "train": {"lr": 0.001, "batch_size": 64},
+        })
+    }
+
+    /// A state dict with weights from `seed` (f32 values, kept as f64 for the
+    /// reference forward pass) and the final norm's running energy.
+    pub fn state(&self, seed: u64, energy: f64) -> State {
+        let (v, d) = (self.vocab, self.d_model);
+        let mut rng = Rng::new(seed);
+        let mut out = State::default();
+        out.push("embed.weight", &[v, d], rng.values(v * d, 1.0));
+        for i in 0..self.layers {
+            for name in ["q1", "k1", "q2", "k2"] {
+                let w = rng.values(d * d, 0.6);
+                out.push(&format!("layers.{i}.{name}.weight"), &[d, d], w);
+                if self.bias_qk {
+                    let b = rng.values(d, 0.5);
+                    out.push(&format!("layers.{i}.{name}.bias"), &[d], b);
+                }
+            }
+            for name in ["v", "o"] {
+                let w = rng.values(d * d, 0.6);
+                out.push(&format!("layers.{i}.{name}.weight"), &[d, d], w);
+            }
+        }
+        out.push("unembed.weight", &[v, d], rng.values(v * d, 1.0));
+        out.push("final_norm.running_mean_energy", &[1], vec![energy]);
+        out
+    }
+}
+
+/// One named tensor of a state dict.
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+/// A state dict's float tensors in order.
+#[derive(Clone, Debug, Default)]
+pub struct State(pub Vec<Weight>);
+
+impl State {
+    pub fn push(&mut self, name: &str, shape: &[usize], values: Vec<f64>) {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}");
+        self.0.push(Weight {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            values,
+        });
+    }
+
+    /// The values of tensor `name`.
+    pub fn get(&self, name: &str) -> &[f64] {
+        let w = self.0.iter().find(|w| w.name == name);
+        &w.unwrap_or_else(|| panic!("no tensor {name}")).values
+    }
+
+    /// The same state without tensor `name`.
+    pub fn without(&self, name: &str) -> State {
+        State(self.0.iter().filter(|w| w.name != name).cloned().collect())
+    }
+}
+
+/// The checkpoint file `torch.save` writes for a state dict: the training
+/// loop's dict around `model_state_dict` (optimizer state, step, a metric
+/// as a numpy scalar) and the norm's integer batch counter.
+pub fn checkpoint_object(state: &State, step: u64) -> Py {
+    let mut entries: Vec<(String, Py)> = state
+        .0
+        .iter()
+        .map(|w| (w.name.clone(), Py::f32_tensor(&w.shape, &w.values)))
+        .collect();
+    entries.push((
+        "final_norm.num_batches_tracked".into(),
+        Py::Tensor {
+            shape: vec![],
+            storage: Storage::I64(vec![step as i64]),
+        },
+    ));
+    let optimizer = Py::dict(vec![
+        (
+            "state",
+            Py::Dict(vec![(
+                Py::Int(0),
+                Py::dict(vec![("step", Py::f32_tensor(&[], &[step as f64]))]),
+            )]),
+        ),
+        ("param_groups", Py::Dict(vec![])),
+    ]);
+    let numpy_scalar = Py::Foreign {
+        module: "numpy.core.multiarray".into(),
+        name: "scalar".into(),
+    };
+    Py::dict(vec![
+        ("step", Py::Int(step as i64)),
+        ("model_state_dict", Py::StateDict(entries)),
+        ("optimizer_state_dict", optimizer),
+        ("val_loss", numpy_scalar),
+    ])
+}
+
+/// A run directory of the published layout: `config.json` and
+/// `checkpoints/step_NNNNN.pt` for each `(step, seed, energy)`. Returns the
+/// checkpoint paths and their state dicts.
+pub fn write_published_run(
+    dir: &Path,
+    config: &Published,
+    checkpoints: &[(u64, u64, f64)],
+) -> Vec<(PathBuf, State)> {
+    std::fs::write(dir.join("config.json"), config.config().to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
+    checkpoints
+        .iter()
+        .map(|&(step, seed, energy)| {
+            let state = config.state(seed, energy);
+            let path = dir.join(format!("checkpoints/step_{step:05}.pt"));
+            torch_save(&path, &checkpoint_object(&state, step));
+            (path, state)
+        })
+        .collect()
 }
