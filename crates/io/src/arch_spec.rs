@@ -20,7 +20,12 @@
 //! `down` (identity when absent, so the layer outputs `(Lx) ⊙ (Rx)`),
 //! optional `down_bias`, and `residual_scale` (default 1: no residual).
 //! Weights are in PyTorch layout `[out, in]`.
+//!
+//! Without a spec, [`load_models`] reads a tensim checkpoint, or a
+//! checkpoint of the paper's published language models through the spec
+//! their `config.json` describes ([`crate::published`]).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -50,6 +55,10 @@ pub struct ArchSpec {
     /// A transformer's layout.
     #[serde(default)]
     pub transformer: Option<TransformerSpec>,
+    /// The file tensim derived the spec from (a `config.json`), named in
+    /// errors; `None` for a spec file.
+    #[serde(skip)]
+    pub origin: Option<PathBuf>,
 }
 
 /// A network read from a set of tensors through a spec, and how.
@@ -217,16 +226,22 @@ impl ArchSpec {
     }
 
     /// Builds the network one set of tensors holds, checking every name
-    /// and shape.
+    /// and shape; errors name the spec's origin when tensim derived it.
     pub fn build(&self, set: &TensorSet, path: &Path) -> Result<Mapped, CheckpointError> {
-        match &self.transformer {
+        let mapped = match &self.transformer {
             Some(t) => t.build(set, path, self.prefix.as_deref().unwrap_or("")),
             None => self.build_layers(set, path).map(|model| Mapped {
                 network: model.into(),
                 roles: self.layer_roles(),
                 notes: Vec::new(),
             }),
-        }
+        };
+        mapped.map_err(|mut e| {
+            if let Some(origin) = &self.origin {
+                e.reason = format!("{} (architecture from {})", e.reason, origin.display());
+            }
+            e
+        })
     }
 
     /// Builds a sequential model from `[[layers]]`.
@@ -477,13 +492,35 @@ pub fn step_from_name(path: &Path) -> Option<u64> {
     }
 }
 
+/// The spec to read `path` with: `explicit` when given; none for a tensim
+/// checkpoint; else the one derived from a published run's `config.json`
+/// beside the file or one directory up ([`crate::published`]), if any.
+pub fn spec_for<'a>(
+    path: &Path,
+    explicit: Option<&'a ArchSpec>,
+) -> Result<Option<Cow<'a, ArchSpec>>, CheckpointError> {
+    if let Some(spec) = explicit {
+        return Ok(Some(Cow::Borrowed(spec)));
+    }
+    if is_tensim_checkpoint(path) {
+        return Ok(None);
+    }
+    match crate::published::find_config(path) {
+        Some(config) => Ok(Some(Cow::Owned(crate::published::spec_from_config(
+            &config,
+        )?))),
+        None => Ok(None),
+    }
+}
+
 /// Loads every model a file holds: a tensim checkpoint directly; any other
-/// file (PyTorch, npz, safetensors without tensim metadata) through a spec.
+/// file (PyTorch, npz, safetensors without tensim metadata) through a spec,
+/// `spec` or the one [`spec_for`] finds.
 pub fn load_models(
     path: &Path,
     spec: Option<&ArchSpec>,
 ) -> Result<Vec<Checkpoint>, CheckpointError> {
-    if let Some(spec) = spec {
+    if let Some(spec) = spec_for(path, spec)? {
         let sets = read_tensor_sets(path, spec.key.as_deref())?;
         let many = sets.len() > 1;
         return sets
@@ -506,14 +543,21 @@ pub fn load_models(
     }
     if !is_tensim_checkpoint(path) {
         // Say what it is and what to do.
-        if let Ok(sets) = read_tensor_sets(path, None) {
+        let what = match read_tensor_sets(path, None) {
+            Ok(sets) => Some(format!(
+                "a {} file without tensim architecture metadata ({} tensors)",
+                sets[0].format,
+                sets.iter().map(|s| s.tensors.len()).sum::<usize>()
+            )),
+            Err(_) => crate::foreign::zip_format(path)
+                .ok()
+                .flatten()
+                .map(|f| format!("a {f} file without tensim architecture metadata")),
+        };
+        if let Some(what) = what {
             return Err(CheckpointError {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "a {} file without tensim architecture metadata ({} tensors); pass --arch SPEC.toml to map its tensors (README: Loading other checkpoints)",
-                    sets[0].format,
-                    sets.iter().map(|s| s.tensors.len()).sum::<usize>()
-                ),
+                reason: format!("{what}; pass --arch SPEC.toml to map its tensors, or keep a published run's config.json beside it or one directory up (README: Loading other checkpoints)"),
             });
         }
     }

@@ -114,14 +114,11 @@ pub fn read_tensor_sets(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| fail(path, format!("cannot read: {e}")))?;
     if n >= 4 && &head[..4] == b"PK\x03\x04" {
-        let names = zip_names(path)?;
-        if names.iter().any(|n| n.ends_with("data.pkl")) {
-            return read_pt(path, key);
-        }
-        if names.iter().any(|n| n.ends_with(".npy")) {
-            return read_npz(path);
-        }
-        return Err(fail(path, "a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor an .npz (no .npy)"));
+        return match zip_format(path)? {
+            Some(PYTORCH) => read_pt(path, key),
+            Some(_) => read_npz(path),
+            None => Err(fail(path, "a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor an .npz (no .npy)")),
+        };
     }
     if n == 8 && u64::from_le_bytes(head) < 100_000_000 {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
@@ -141,6 +138,18 @@ pub fn read_tensor_sets(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>
         path,
         "unrecognised file: expected a PyTorch .pt/.pth (zip), an .npz or a safetensors file",
     ))
+}
+
+const PYTORCH: &str = "PyTorch .pt";
+
+/// `"PyTorch .pt"` or `"npz"` for a zip archive holding a pickle or `.npy`
+/// files, from its entry names alone; `None` for another archive.
+pub fn zip_format(path: &Path) -> Result<Option<&'static str>, CheckpointError> {
+    let names = zip_names(path)?;
+    if names.iter().any(|n| n.ends_with("data.pkl")) {
+        return Ok(Some(PYTORCH));
+    }
+    Ok(names.iter().any(|n| n.ends_with(".npy")).then_some("npz"))
 }
 
 fn zip_names(path: &Path) -> Result<Vec<String>, CheckpointError> {
@@ -340,7 +349,7 @@ fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointE
         sets.push(TensorSet {
             tensors,
             step,
-            format: "PyTorch .pt",
+            format: PYTORCH,
         });
     }
     sets.sort_by_key(|s| s.step);

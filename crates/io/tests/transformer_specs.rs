@@ -160,6 +160,11 @@ fn readme_published_spec_maps_every_tensor_of_the_published_layout() {
     let unembed = state.get("unembed.weight").iter().map(|u| u * factor);
     expected.push(unembed.collect());
     assert_eq!(t.parameters(), expected, "bit-exact mapping and folding");
+
+    // The spec tensim derives from the run's config.json is this one.
+    std::fs::write(dir.path().join("config.json"), config.config().to_string()).unwrap();
+    let from_config = load_models(&path, None).unwrap().remove(0).network;
+    assert_eq!(from_config.into_transformer().unwrap(), t);
 }
 
 /// The fused layout's state dict: 2 blocks (the second without MLP), d_model

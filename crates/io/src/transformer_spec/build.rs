@@ -10,7 +10,7 @@ use tensim_core::transformer::{
     AttentionBias, AttentionShape, BlockShape, MlpShape, Transformer, TransformerShape,
 };
 
-use super::{AttentionSpec, EmbedRows, MlpSpec, TransformerSpec, PROJECTIONS};
+use super::{AttentionSpec, EmbedRows, FinalNormSpec, MlpSpec, TransformerSpec, PROJECTIONS};
 use crate::arch_spec::Mapped;
 use crate::checkpoint::CheckpointError;
 use crate::foreign::{NamedTensor, TensorSet};
@@ -419,6 +419,53 @@ impl MlpSpec {
     }
 }
 
+impl FinalNormSpec {
+    /// `1/sqrt(energy + eps)` from the file's one-number energy.
+    fn factor(&self, r: &mut Reader<'_>) -> Result<f64, CheckpointError> {
+        let name = r.full(&self.energy, 0);
+        let t = r.tensor(&name, "final norm energy".into())?;
+        if t.values.len() != 1 {
+            return Err(r.fail(format!(
+                "tensor `{name}` (final norm energy) has shape {:?}; expected one number: a per-feature norm cannot be folded into the unembedding",
+                t.shape
+            )));
+        }
+        let denominator = t.values[0] + self.eps;
+        if !(denominator.is_finite() && denominator > 0.0) {
+            return Err(r.fail(format!(
+                "tensor `{name}` (final norm energy) is {}: energy + eps = {denominator} must be positive",
+                t.values[0]
+            )));
+        }
+        let factor = 1.0 / denominator.sqrt();
+        let role = r.roles.last_mut().expect("just read");
+        role.1 = format!(
+            "final norm 1/√(energy + {}) = {factor:.6}, folded into unembed.weight",
+            self.eps
+        );
+        Ok(factor)
+    }
+
+    /// The folded factor, and a warning when the file's batch count says
+    /// the norm never tracked a batch.
+    fn notes(&self, r: &mut Reader<'_>, factor: f64) -> Vec<String> {
+        let mut notes = vec![format!(
+            "final norm ×{factor:.6} folded into unembed.weight"
+        )];
+        let count = self.count.as_ref().map(|c| r.full(c, 0));
+        if let Some((name, t)) = count.and_then(|c| r.set.get(&c).map(|t| (c, t))) {
+            r.roles
+                .push((name.clone(), "final norm batch count".into()));
+            if t.values == [0.0] {
+                notes.push(format!(
+                    "`{name}` is 0: PyTorch's inference would use each batch's statistics, tensim the stored energy"
+                ));
+            }
+        }
+        notes
+    }
+}
+
 impl TransformerSpec {
     /// Builds the transformer one tensor set holds (names under `prefix`);
     /// its roles list every tensor used or ignored, in the file's order.
@@ -536,43 +583,17 @@ impl TransformerSpec {
                 r.full(&self.embed, 0)
             )));
         }
-        let Some(norm) = &self.final_norm else {
-            return Ok((rows, values, Vec::new()));
+        let notes = match &self.final_norm {
+            Some(norm) => {
+                let factor = norm.factor(r)?;
+                values.iter_mut().for_each(|v| *v *= factor);
+                let role = r.roles.iter_mut().find(|(n, _)| n == &full).expect("read");
+                role.1 = format!("unembed.weight × {factor:.6} (final norm)");
+                norm.notes(r, factor)
+            }
+            None => Vec::new(),
         };
-        let energy_name = r.full(&norm.energy, 0);
-        let t = r.tensor(&energy_name, "final norm energy".into())?;
-        if t.values.len() != 1 {
-            return Err(r.fail(format!(
-                "tensor `{energy_name}` (final norm energy) has shape {:?}; expected one number: a per-feature norm cannot be folded into the unembedding",
-                t.shape
-            )));
-        }
-        let denominator = t.values[0] + norm.eps;
-        if !(denominator.is_finite() && denominator > 0.0) {
-            return Err(r.fail(format!(
-                "tensor `{energy_name}` (final norm energy) is {}: energy + eps = {denominator} must be positive",
-                t.values[0]
-            )));
-        }
-        let factor = 1.0 / denominator.sqrt();
-        values.iter_mut().for_each(|v| *v *= factor);
-        let role = format!(
-            "final norm 1/√(energy + {}) = {factor:.6}, folded into unembed.weight",
-            norm.eps
-        );
-        r.roles.last_mut().expect("just read").1 = role;
-        r.roles
-            .iter_mut()
-            .find(|(n, _)| n == &full)
-            .expect("read")
-            .1 = format!("unembed.weight × {factor:.6} (final norm)");
-        Ok((
-            rows,
-            values,
-            vec![format!(
-                "final norm ×{factor:.6} folded into unembed.weight"
-            )],
-        ))
+        Ok((rows, values, notes))
     }
 
     /// The number of blocks: as the spec says (checked against the file),
@@ -663,10 +684,13 @@ impl TransformerSpec {
             1 => String::new(),
             n => format!(" (and {} more)", n - 1),
         };
-        let why = if first.name.to_lowercase().contains("norm") {
-            "a normalisation with weights or per-feature statistics (LayerNorm, RMSNorm) depends on the input, so the model is not a polynomial and tensim cannot map it".to_string()
-        } else {
-            "name it in the spec, or in `ignore` if it is not part of the network".to_string()
+        let why = match (first.name.to_lowercase().contains("norm"), first.values.len()) {
+            (true, 1) => format!(
+                "a norm's running statistic; fold it into the unembedding with final_norm = {{ energy = \"{}\" }}, or `ignore` it",
+                first.name.strip_prefix(r.prefix).unwrap_or(&first.name)
+            ),
+            (true, _) => "a normalisation with weights or per-feature statistics (LayerNorm, RMSNorm) depends on the input, so the model is not a polynomial and tensim cannot map it".to_string(),
+            (false, _) => "name it in the spec, or in `ignore` if it is not part of the network".to_string(),
         };
         Err(r.fail(format!(
             "tensor `{}` {:?}{others} is not part of the architecture: {why}",

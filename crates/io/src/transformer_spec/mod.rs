@@ -46,7 +46,9 @@
 //!
 //! `final_norm` folds the input-independent scale `1/sqrt(energy + eps)` of
 //! a normalisation with a running statistic (one stored number) into the
-//! unembedding, exactly. A norm that depends on the input (LayerNorm,
+//! unembedding, exactly (`count`, optional, names its counter of tracked
+//! batches; a count of 0 is noted, as PyTorch would then still normalise
+//! by each batch). A norm that depends on the input (LayerNorm,
 //! RMSNorm) is not a polynomial and cannot be mapped. Every float tensor of
 //! the file (under `prefix`) must be used or ignored, so a spec that misses
 //! part of the network is an error, not a different model.
@@ -137,6 +139,11 @@ pub struct FinalNormSpec {
     pub energy: String,
     #[serde(default = "default_eps")]
     pub eps: f64,
+    /// The norm's count of tracked batches, when the file has it: at 0,
+    /// PyTorch's inference would still use each batch's statistics, which
+    /// the load notes.
+    #[serde(default)]
+    pub count: Option<String>,
 }
 
 /// How a component's output joins the residual stream.
