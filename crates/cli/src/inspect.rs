@@ -4,31 +4,41 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
-use tensim_io::{load_models, read_tensor_sets, ArchSpec};
+use tensim_io::{load_models, read_tensor_sets, spec_for};
 
 use crate::load::{self, Loaded};
 
 pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
-    let spec = load::spec(arch)?;
+    let explicit = load::spec(arch)?;
     let tensim_file = tensim_io::load_checkpoint(path).ok();
+    // The spec given, or the one a published run's config.json describes.
+    let spec = match &tensim_file {
+        Some(_) => None,
+        None => spec_for(path, explicit.as_ref())?,
+    };
     let sets = match &tensim_file {
         Some(_) => Vec::new(),
         None => read_tensor_sets(path, spec.as_ref().and_then(|s| s.key.as_deref()))?,
     };
-    let roles: Vec<(String, String)> = spec.as_ref().map(ArchSpec::roles).unwrap_or_default();
+    let roles: Vec<(String, String)> = match &spec {
+        Some(s) => sets.iter().flat_map(|set| s.roles(set, path)).collect(),
+        None => Vec::new(),
+    };
     let role_of = |name: &str| roles.iter().find(|r| r.0 == name).map(|r| r.1.clone());
     // What the file becomes: the models, or why not.
     let models = match (&tensim_file, &spec) {
         (Some(c), _) => Ok(vec![c.clone()]),
         (None, Some(s)) => load_models(path, Some(s)).map_err(|e| e.to_string()),
-        (None, None) => {
-            Err("no tensim metadata: pass --arch SPEC.toml to map the tensors".to_string())
-        }
+        (None, None) => Err(
+            "no tensim metadata and no config.json of a published run: pass --arch SPEC.toml to map the tensors".to_string(),
+        ),
     };
+    let origin = spec.as_ref().and_then(|s| s.origin.clone());
     if json_out {
         let doc = json!({
             "file": path,
             "tensim_checkpoint": tensim_file.is_some(),
+            "architecture_from": origin,
             "sets": sets.iter().map(|s| json!({
                 "step": s.step,
                 "format": s.format,
@@ -48,6 +58,9 @@ pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
         return Ok(());
     }
     println!("{}", path.display());
+    if let Some(config) = &origin {
+        println!("  architecture from {}", config.display());
+    }
     if let Some(c) = &tensim_file {
         println!("  tensim checkpoint, {}", c.source);
         let specs = c.network.shape().parameter_specs();

@@ -1,5 +1,5 @@
-//! Architecture specs: how a foreign checkpoint's tensors map onto tensim's
-//! layers. A small TOML file, e.g. for the paper's classifier (fused `[L; R]`
+//! Architecture specs: how a foreign checkpoint's tensors map onto a tensim
+//! network. A small TOML file, e.g. for the paper's classifier (fused `[L; R]`
 //! weight `w` of shape `[2h, d]`, head `p`):
 //!
 //! ```toml
@@ -11,25 +11,35 @@
 //! weight = "p"
 //! ```
 //!
-//! Keys: top-level `key` (a nested state dict in a pickle, e.g. `"state_dict"`)
-//! and `prefix` (prepended to every tensor name). Linear layers: `weight`,
-//! optional `bias`. Bilinear layers: `left` + `right` or `fused`, optional
-//! `left_bias`/`right_bias` or `fused_bias`, optional `down` (identity when
-//! absent, so the layer outputs `(Lx) ⊙ (Rx)`), optional `down_bias`, and
-//! `residual_scale` (default 1: no residual). Weights are in PyTorch layout
-//! `[out, in]`.
+//! One spec describes either a sequential model (`[[layers]]`) or a
+//! transformer (a `[transformer]` table, [`crate::transformer_spec`]).
+//! Top-level keys for both: `key` (a nested state dict in a pickle, e.g.
+//! `"state_dict"`) and `prefix` (prepended to every tensor name). Linear
+//! layers: `weight`, optional `bias`. Bilinear layers: `left` + `right` or
+//! `fused`, optional `left_bias`/`right_bias` or `fused_bias`, optional
+//! `down` (identity when absent, so the layer outputs `(Lx) ⊙ (Rx)`),
+//! optional `down_bias`, and `residual_scale` (default 1: no residual).
+//! Weights are in PyTorch layout `[out, in]`.
+//!
+//! Without a spec, [`load_models`] reads a tensim checkpoint, or a
+//! checkpoint of the paper's published language models through the spec
+//! their `config.json` describes ([`crate::published`]).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tensim_core::network::Network;
 use tensim_core::{matrix_from_row_major, Bilinear, Layer, Linear, Mat, Model, Residual};
 
 use crate::checkpoint::{
     is_tensim_checkpoint, load_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
 };
 use crate::foreign::{read_tensor_sets, NamedTensor, TensorSet};
+use crate::transformer_spec::TransformerSpec;
 
-/// A parsed architecture spec.
+/// A parsed architecture spec: a sequential model's `layers`, or a
+/// `transformer`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ArchSpec {
@@ -39,7 +49,26 @@ pub struct ArchSpec {
     /// Prepended to every tensor name of the spec.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// The layers of a sequential model (empty for a transformer).
+    #[serde(default)]
     pub layers: Vec<LayerSpec>,
+    /// A transformer's layout.
+    #[serde(default)]
+    pub transformer: Option<TransformerSpec>,
+    /// The file tensim derived the spec from (a `config.json`), named in
+    /// errors; `None` for a spec file.
+    #[serde(skip)]
+    pub origin: Option<PathBuf>,
+}
+
+/// A network read from a set of tensors through a spec, and how.
+#[derive(Clone, Debug)]
+pub struct Mapped {
+    pub network: Network,
+    /// `(file tensor, what it became)`.
+    pub roles: Vec<(String, String)>,
+    /// What was changed on the way (a folded norm), for the source line.
+    pub notes: Vec<String>,
 }
 
 /// One layer of a spec.
@@ -98,12 +127,21 @@ impl ArchSpec {
         })
     }
 
-    /// Parses TOML text and checks that every bilinear layer names its factors once.
+    /// Parses TOML text and checks what can be checked without a file: one
+    /// kind of model, every bilinear layer naming its factors once, the
+    /// transformer's projections named once.
     pub fn parse(text: &str) -> Result<Self, String> {
         let spec: ArchSpec =
             toml::from_str(text).map_err(|e| format!("invalid architecture spec: {e}"))?;
-        if spec.layers.is_empty() {
-            return Err("the spec has no [[layers]]".into());
+        match (&spec.transformer, spec.layers.is_empty()) {
+            (Some(_), false) => {
+                return Err(
+                    "the spec has both [[layers]] and [transformer]; describe one model".into(),
+                )
+            }
+            (Some(t), true) => t.check()?,
+            (None, true) => return Err("the spec has no [[layers]] and no [transformer]".into()),
+            (None, false) => {}
         }
         for (i, layer) in spec.layers.iter().enumerate() {
             if let LayerSpec::Bilinear {
@@ -138,8 +176,18 @@ impl ArchSpec {
         format!("{}{name}", self.prefix.as_deref().unwrap_or(""))
     }
 
-    /// What each tensor of the file is, by full name (for `tensim inspect`).
-    pub fn roles(&self) -> Vec<(String, String)> {
+    /// What each tensor of `set` becomes, by full name (for `tensim
+    /// inspect`); a transformer's roles depend on the file (its blocks), and
+    /// are empty when the file does not fit.
+    pub fn roles(&self, set: &TensorSet, path: &Path) -> Vec<(String, String)> {
+        match &self.transformer {
+            Some(_) => self.build(set, path).map(|m| m.roles).unwrap_or_default(),
+            None => self.layer_roles(),
+        }
+    }
+
+    /// What each tensor named by `[[layers]]` becomes.
+    fn layer_roles(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let mut add = |name: &Option<String>, role: &str| {
@@ -177,8 +225,27 @@ impl ArchSpec {
         out
     }
 
-    /// Builds a model from one set of tensors, checking every name and shape.
-    pub fn build(&self, set: &TensorSet, path: &Path) -> Result<Model, CheckpointError> {
+    /// Builds the network one set of tensors holds, checking every name
+    /// and shape; errors name the spec's origin when tensim derived it.
+    pub fn build(&self, set: &TensorSet, path: &Path) -> Result<Mapped, CheckpointError> {
+        let mapped = match &self.transformer {
+            Some(t) => t.build(set, path, self.prefix.as_deref().unwrap_or("")),
+            None => self.build_layers(set, path).map(|model| Mapped {
+                network: model.into(),
+                roles: self.layer_roles(),
+                notes: Vec::new(),
+            }),
+        };
+        mapped.map_err(|mut e| {
+            if let Some(origin) = &self.origin {
+                e.reason = format!("{} (architecture from {})", e.reason, origin.display());
+            }
+            e
+        })
+    }
+
+    /// Builds a sequential model from `[[layers]]`.
+    fn build_layers(&self, set: &TensorSet, path: &Path) -> Result<Model, CheckpointError> {
         let b = Builder {
             spec: self,
             set,
@@ -219,14 +286,21 @@ impl Builder<'_> {
 
     fn get(&self, name: &str, role: &str) -> Result<&NamedTensor, CheckpointError> {
         let full = self.spec.full(name);
-        self.set.get(&full).ok_or_else(|| {
+        let t = self.set.get(&full).ok_or_else(|| {
             let mut names: Vec<&str> = self.set.tensors.iter().map(|t| t.name.as_str()).collect();
             names.truncate(12);
             self.fail(format!(
                 "tensor `{full}` ({role} in the spec) is missing; the file has: {}",
                 names.join(", ")
             ))
-        })
+        })?;
+        if !t.is_float() {
+            return Err(self.fail(format!(
+                "tensor `{full}` ({role} in the spec) holds {} integers, not floating-point weights",
+                t.dtype
+            )));
+        }
+        Ok(t)
     }
 
     fn matrix(&self, name: &str, role: &str) -> Result<Mat<f64>, CheckpointError> {
@@ -418,58 +492,96 @@ pub fn step_from_name(path: &Path) -> Option<u64> {
     }
 }
 
+/// The spec to read `path` with: `explicit` when given; none for a tensim
+/// checkpoint; else the one derived from a published run's `config.json`
+/// beside the file or one directory up ([`crate::published`]), if any.
+pub fn spec_for<'a>(
+    path: &Path,
+    explicit: Option<&'a ArchSpec>,
+) -> Result<Option<Cow<'a, ArchSpec>>, CheckpointError> {
+    if let Some(spec) = explicit {
+        return Ok(Some(Cow::Borrowed(spec)));
+    }
+    if is_tensim_checkpoint(path) {
+        return Ok(None);
+    }
+    match crate::published::find_config(path) {
+        Some(config) => Ok(Some(Cow::Owned(crate::published::spec_from_config(
+            &config,
+        )?))),
+        None => Ok(None),
+    }
+}
+
 /// Loads every model a file holds: a tensim checkpoint directly; any other
-/// file (PyTorch, npz, safetensors without tensim metadata) through a spec.
+/// file (PyTorch, npz, safetensors without tensim metadata) through a spec,
+/// `spec` or the one [`spec_for`] finds.
 pub fn load_models(
     path: &Path,
     spec: Option<&ArchSpec>,
 ) -> Result<Vec<Checkpoint>, CheckpointError> {
-    if let Some(spec) = spec {
+    if let Some(spec) = spec_for(path, spec)? {
         let sets = read_tensor_sets(path, spec.key.as_deref())?;
         let many = sets.len() > 1;
         return sets
             .iter()
             .map(|set| {
-                let model = spec.build(set, path)?;
+                let mapped = spec.build(set, path)?;
                 let step = set.step.or_else(|| step_from_name(path));
-                let dtypes = set.dtypes();
-                let converted = dtypes.iter().any(|d| d != "f64");
                 Ok(Checkpoint {
-                    network: model.into(),
+                    network: mapped.network,
                     meta: CheckpointMeta {
                         step,
                         phase: None,
                         label: many.then(|| format!("step {}", step.unwrap_or(0))),
                     },
-                    dtype: if dtypes.iter().all(|d| d == "f64") {
-                        StoredDtype::F64
-                    } else {
-                        StoredDtype::F32
-                    },
-                    source: format!(
-                        "{} ({}{})",
-                        set.format,
-                        dtypes.join("/"),
-                        if converted { ", converted to f64" } else { "" }
-                    ),
+                    dtype: stored_dtype(set),
+                    source: source_line(set, &mapped.notes),
                 })
             })
             .collect();
     }
     if !is_tensim_checkpoint(path) {
         // Say what it is and what to do.
-        if let Ok(sets) = read_tensor_sets(path, None) {
+        let what = match read_tensor_sets(path, None) {
+            Ok(sets) => Some(format!(
+                "a {} file without tensim architecture metadata ({} tensors)",
+                sets[0].format,
+                sets.iter().map(|s| s.tensors.len()).sum::<usize>()
+            )),
+            Err(_) => crate::foreign::zip_format(path)
+                .ok()
+                .flatten()
+                .map(|f| format!("a {f} file without tensim architecture metadata")),
+        };
+        if let Some(what) = what {
             return Err(CheckpointError {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "a {} file without tensim architecture metadata ({} tensors); pass --arch SPEC.toml to map its tensors (README: Loading other checkpoints)",
-                    sets[0].format,
-                    sets.iter().map(|s| s.tensors.len()).sum::<usize>()
-                ),
+                reason: format!("{what}; pass --arch SPEC.toml to map its tensors, or keep a published run's config.json beside it or one directory up (README: Loading other checkpoints)"),
             });
         }
     }
     Ok(vec![load_checkpoint(path)?])
+}
+
+/// f64 when every weight was stored in f64, else f32.
+fn stored_dtype(set: &TensorSet) -> StoredDtype {
+    if set.dtypes().iter().all(|d| d == "f64") {
+        StoredDtype::F64
+    } else {
+        StoredDtype::F32
+    }
+}
+
+/// "PyTorch .pt (f32, converted to f64; final norm ×0.5 folded into unembed.weight)".
+fn source_line(set: &TensorSet, notes: &[String]) -> String {
+    let dtypes = set.dtypes();
+    let mut details = vec![dtypes.join("/")];
+    if dtypes.iter().any(|d| d != "f64") {
+        details[0].push_str(", converted to f64");
+    }
+    details.extend(notes.iter().cloned());
+    format!("{} ({})", set.format, details.join("; "))
 }
 
 #[cfg(test)]

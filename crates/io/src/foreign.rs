@@ -4,8 +4,11 @@
 //! Pickles are parsed by candle's restricted pickle machine, which builds a
 //! tree of objects and never runs code. tensim then refuses any pickle that
 //! names a callable other than the few PyTorch uses to rebuild tensors, so a
-//! malicious file is reported, not half-loaded. f16, bf16, f32 and f64 tensors
-//! are accepted and converted to f64.
+//! malicious file is reported, not half-loaded. With a `key`, only that entry
+//! is checked and read: the rest of a training checkpoint (optimizer state,
+//! RNG state, metrics as numpy scalars) is never looked at. f16, bf16, f32
+//! and f64 tensors are accepted and converted to f64; integer tensors (a
+//! norm's batch counter, say) are kept, converted, but are never weights.
 
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -21,8 +24,19 @@ pub struct NamedTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub values: Vec<f64>,
-    /// Dtype on disk (`f16`, `bf16`, `f32`, `f64`).
+    /// Dtype on disk (`f16`, `bf16`, `f32`, `f64`; `i64`, `u8`, … for
+    /// integer buffers).
     pub dtype: String,
+}
+
+/// The floating-point dtypes a weight may have on disk.
+const FLOAT_DTYPES: [&str; 4] = ["f16", "bf16", "f32", "f64"];
+
+impl NamedTensor {
+    /// Whether the tensor is floating point on disk (only those are weights).
+    pub fn is_float(&self) -> bool {
+        FLOAT_DTYPES.contains(&self.dtype.as_str())
+    }
 }
 
 /// The tensors of one checkpoint (a file may hold several, keyed by step).
@@ -40,9 +54,15 @@ impl TensorSet {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// Distinct on-disk dtypes, for the "converted" note.
+    /// Distinct on-disk dtypes of the floating-point tensors (the weights),
+    /// for the "converted" note.
     pub fn dtypes(&self) -> Vec<String> {
-        let mut d: Vec<String> = self.tensors.iter().map(|t| t.dtype.clone()).collect();
+        let mut d: Vec<String> = self
+            .tensors
+            .iter()
+            .filter(|t| t.is_float())
+            .map(|t| t.dtype.clone())
+            .collect();
         d.sort();
         d.dedup();
         d
@@ -56,12 +76,12 @@ fn fail(path: &Path, reason: impl Into<String>) -> CheckpointError {
     }
 }
 
+/// The dtypes read: the float weights and the integer buffers PyTorch
+/// stores beside them (8-bit floats and narrower are refused).
 fn dtype_name(d: DType) -> Option<&'static str> {
     match d {
-        DType::F16 => Some("f16"),
-        DType::BF16 => Some("bf16"),
-        DType::F32 => Some("f32"),
-        DType::F64 => Some("f64"),
+        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Some(d.as_str()),
+        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => Some(d.as_str()),
         _ => None,
     }
 }
@@ -70,7 +90,7 @@ fn to_named(path: &Path, name: String, t: &Tensor) -> Result<NamedTensor, Checkp
     let Some(dtype) = dtype_name(t.dtype()) else {
         return Err(fail(
             path,
-            format!("tensor `{name}` has dtype {:?}; only floating-point weights (f16, bf16, f32, f64) are accepted", t.dtype()),
+            format!("tensor `{name}` has dtype {:?}; only f16, bf16, f32 and f64 weights (and integer buffers) are read", t.dtype()),
         ));
     };
     let values = t
@@ -94,14 +114,11 @@ pub fn read_tensor_sets(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| fail(path, format!("cannot read: {e}")))?;
     if n >= 4 && &head[..4] == b"PK\x03\x04" {
-        let names = zip_names(path)?;
-        if names.iter().any(|n| n.ends_with("data.pkl")) {
-            return read_pt(path, key);
-        }
-        if names.iter().any(|n| n.ends_with(".npy")) {
-            return read_npz(path);
-        }
-        return Err(fail(path, "a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor an .npz (no .npy)"));
+        return match zip_format(path)? {
+            Some(PYTORCH) => read_pt(path, key),
+            Some(_) => read_npz(path),
+            None => Err(fail(path, "a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor an .npz (no .npy)")),
+        };
     }
     if n == 8 && u64::from_le_bytes(head) < 100_000_000 {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
@@ -121,6 +138,18 @@ pub fn read_tensor_sets(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>
         path,
         "unrecognised file: expected a PyTorch .pt/.pth (zip), an .npz or a safetensors file",
     ))
+}
+
+const PYTORCH: &str = "PyTorch .pt";
+
+/// `"PyTorch .pt"` or `"npz"` for a zip archive holding a pickle or `.npy`
+/// files, from its entry names alone; `None` for another archive.
+pub fn zip_format(path: &Path) -> Result<Option<&'static str>, CheckpointError> {
+    let names = zip_names(path)?;
+    if names.iter().any(|n| n.ends_with("data.pkl")) {
+        return Ok(Some(PYTORCH));
+    }
+    Ok(names.iter().any(|n| n.ends_with(".npy")).then_some("npz"))
 }
 
 fn zip_names(path: &Path) -> Result<Vec<String>, CheckpointError> {
@@ -234,7 +263,6 @@ fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointE
             .finalize()
             .map_err(|e| fail(path, format!("cannot parse the pickle: {e}")))?
     };
-    check_allowed(path, &obj)?;
     let obj = match key {
         None => obj,
         Some(key) => match obj {
@@ -261,6 +289,8 @@ fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointE
             }
         },
     };
+    // Only what is read must be a state dict; other entries are never touched.
+    check_allowed(path, &obj)?;
     // A dict of step → state dict holds several checkpoints.
     let steps: Option<Vec<(u64, &Object)>> = match &obj {
         Object::Dict(kv) if !kv.is_empty() => kv
@@ -319,7 +349,7 @@ fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointE
         sets.push(TensorSet {
             tensors,
             step,
-            format: "PyTorch .pt",
+            format: PYTORCH,
         });
     }
     sets.sort_by_key(|s| s.step);

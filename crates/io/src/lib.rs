@@ -2,7 +2,8 @@
 //!
 //! Files of tensim: self-describing safetensors checkpoints of any network
 //! ([`checkpoint`], shapes as JSON in [`shape_json`]), foreign checkpoints
-//! mapped by an architecture spec ([`arch_spec`], [`foreign`]), similarity
+//! mapped by an architecture spec ([`arch_spec`], [`transformer_spec`],
+//! [`foreign`]) or by a published run's `config.json` ([`published`]), similarity
 //! matrices as CSV or NPY ([`matrix_file`]), all written atomically
 //! ([`atomic`]) so that a failed run never leaves a half-written file.
 
@@ -11,9 +12,13 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod foreign;
 pub mod matrix_file;
+pub mod published;
 pub mod shape_json;
+pub mod transformer_spec;
 
-pub use arch_spec::{load_models, step_from_name, ArchSpec, LayerSpec, SpecError};
+pub use arch_spec::{
+    load_models, spec_for, step_from_name, ArchSpec, LayerSpec, Mapped, SpecError,
+};
 pub use checkpoint::{
     load_checkpoint, save_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
 };

@@ -2,8 +2,11 @@
 //! architecture spec. Fixtures: `tests/fixtures/make_fixtures.py` (a faithful
 //! writer of torch's zip + pickle layout, no torch needed).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::torch_files::{torch_save, Py, Storage};
 use tensim_core::{tensor_similarity, Model};
 use tensim_io::{load_models, read_tensor_sets, ArchSpec};
 
@@ -245,5 +248,84 @@ fn readme_deep_spec_loads_an_embed_mlp_head_model() {
     assert_eq!(
         params.last().unwrap(),
         &(0..3).map(|i| value("hbias", i)).collect::<Vec<_>>()
+    );
+}
+
+/// A training loop's `torch.save({...})`: the model's state dict (with an
+/// integer buffer) beside entries tensim never reads.
+fn training_checkpoint(path: &Path, inside: Option<Py>) {
+    let tensor = |name: &str, shape: &[usize]| {
+        let n = shape.iter().product();
+        Py::f32_tensor(shape, &(0..n).map(|i| value(name, i)).collect::<Vec<_>>())
+    };
+    let mut state = vec![
+        ("w".to_string(), tensor("w", &[6, 4])),
+        ("p".to_string(), tensor("p", &[2, 3])),
+        (
+            "count".to_string(),
+            Py::Tensor {
+                shape: vec![],
+                storage: Storage::I64(vec![7]),
+            },
+        ),
+    ];
+    state.extend(inside.map(|obj| ("extra".to_string(), obj)));
+    let numpy_scalar = Py::Foreign {
+        module: "numpy.core.multiarray".into(),
+        name: "scalar".into(),
+    };
+    torch_save(
+        path,
+        &Py::dict(vec![
+            ("model_state_dict", Py::StateDict(state)),
+            ("val_loss", numpy_scalar),
+            ("step", Py::Int(1000)),
+        ]),
+    );
+}
+
+#[test]
+fn a_selected_state_dict_loads_beside_entries_tensim_never_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.pt");
+    training_checkpoint(&path, None);
+    let sets = read_tensor_sets(&path, Some("model_state_dict")).unwrap();
+    let names: Vec<(&str, &str)> = sets[0]
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.dtype.as_str()))
+        .collect();
+    assert_eq!(names, [("count", "i64"), ("p", "f32"), ("w", "f32")]);
+    assert_eq!(sets[0].get("count").unwrap().values, [7.0]);
+    assert_eq!(sets[0].dtypes(), ["f32"], "integer buffers are no weights");
+
+    let keyed = spec(&format!("key = \"model_state_dict\"\n{PAPER_SPEC}"));
+    let loaded = load_models(&path, Some(&keyed)).unwrap().remove(0);
+    assert_eq!(loaded.network.parameters(), expected_parameters("w", "p"));
+    assert!(!loaded.source.contains("i64"), "{}", loaded.source);
+
+    // The whole pickle is checked when no entry is selected…
+    let err = read_tensor_sets(&path, None).unwrap_err().to_string();
+    assert!(err.contains("numpy.core.multiarray.scalar"), "{err}");
+    // …and the selected entry always.
+    let inside = dir.path().join("inside.pt");
+    let os_system = Py::Foreign {
+        module: "os".into(),
+        name: "system".into(),
+    };
+    training_checkpoint(&inside, Some(os_system));
+    let err = load_models(&inside, Some(&keyed)).unwrap_err().to_string();
+    assert!(
+        err.contains("inside.pt") && err.contains("os.system") && err.contains("never executes"),
+        "{err}"
+    );
+
+    // An integer buffer is never a weight.
+    let counted =
+        spec("key = \"model_state_dict\"\n[[layers]]\nkind = \"linear\"\nweight = \"count\"\n");
+    let err = load_models(&path, Some(&counted)).unwrap_err().to_string();
+    assert!(
+        err.contains("ckpt.pt") && err.contains("`count`") && err.contains("i64 integers"),
+        "{err}"
     );
 }

@@ -1,5 +1,9 @@
 //! Helpers the io tests share: safetensors files written by hand, to test
-//! what the loaders refuse.
+//! what the loaders refuse, and `torch.save` files ([`torch_files`]).
+
+#![allow(dead_code)] // each test file uses its own subset
+
+pub mod torch_files;
 
 use std::collections::HashMap;
 use std::path::Path;
