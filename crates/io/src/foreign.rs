@@ -4,9 +4,10 @@
 //! Pickles are parsed by candle's restricted pickle machine, which builds a
 //! tree of objects and never runs code. tensim then refuses any pickle that
 //! names a callable other than the few PyTorch uses to rebuild tensors, so a
-//! malicious file is reported, not half-loaded. With a `key`, only that entry
-//! is checked and read: the rest of a training checkpoint (optimizer state,
-//! RNG state, metrics as numpy scalars) is never looked at. f16, bf16, f32
+//! malicious file is reported, not half-loaded. Beside the state dict a
+//! training checkpoint may keep plain data (optimizer state, RNG state,
+//! metrics as numpy scalars and arrays); with a `key` only that entry is
+//! read, and anything else naming another callable refuses the file. f16, bf16, f32
 //! and f64 tensors are accepted and converted to f64; integer tensors (a
 //! norm's batch counter, say) are kept, converted, but are never weights.
 
@@ -177,7 +178,7 @@ fn read_npz(path: &Path) -> Result<Vec<TensorSet>, CheckpointError> {
     }])
 }
 
-/// Callables a PyTorch state dict may name; anything else is refused.
+/// Callables a PyTorch state dict may name.
 fn allowed(module: &str, class: &str) -> bool {
     matches!(
         (module, class),
@@ -191,7 +192,26 @@ fn allowed(module: &str, class: &str) -> bool {
     ) || (module == "torch" && class.ends_with("Storage"))
 }
 
-fn check_allowed(path: &Path, obj: &Object) -> Result<(), CheckpointError> {
+/// Plain data a training checkpoint keeps beside its state dict (metrics
+/// as numpy scalars or arrays, numpy RNG state, tensor dtypes): rebuilt from
+/// values, never code. Allowed outside the state dict that is read.
+fn plain_data(module: &str, class: &str) -> bool {
+    let numpy = matches!(
+        module,
+        "numpy" | "numpy.core.multiarray" | "numpy._core.multiarray"
+    );
+    (numpy && matches!(class, "scalar" | "dtype" | "ndarray" | "_reconstruct"))
+        || (module, class) == ("_codecs", "encode")
+        || (module == "torch" && (class.starts_with("float") || class.starts_with("int")))
+}
+
+/// Refuses an object that names a callable `allowed` does not accept.
+fn check_allowed(
+    path: &Path,
+    obj: &Object,
+    allowed: &dyn Fn(&str, &str) -> bool,
+) -> Result<(), CheckpointError> {
+    let check = |o| check_allowed(path, o, allowed);
     match obj {
         Object::Class { module_name, class_name } if !allowed(module_name, class_name) => Err(fail(
             path,
@@ -200,16 +220,16 @@ fn check_allowed(path: &Path, obj: &Object) -> Result<(), CheckpointError> {
                  tensim never executes pickled code and refuses such files (save `model.state_dict()` instead)"
             ),
         )),
-        Object::Tuple(v) | Object::List(v) => v.iter().try_for_each(|o| check_allowed(path, o)),
+        Object::Tuple(v) | Object::List(v) => v.iter().try_for_each(check),
         Object::Dict(kv) => kv.iter().try_for_each(|(k, v)| {
-            check_allowed(path, k)?;
-            check_allowed(path, v)
+            check(k)?;
+            check(v)
         }),
         Object::Reduce { callable, args } | Object::Build { callable, args } => {
-            check_allowed(path, callable)?;
-            check_allowed(path, args)
+            check(callable)?;
+            check(args)
         }
-        Object::PersistentLoad(o) => check_allowed(path, o),
+        Object::PersistentLoad(o) => check(o),
         _ => Ok(()),
     }
 }
@@ -263,6 +283,8 @@ fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointE
             .finalize()
             .map_err(|e| fail(path, format!("cannot parse the pickle: {e}")))?
     };
+    // Anywhere in the file: state-dict callables and plain data only.
+    check_allowed(path, &obj, &|m, c| allowed(m, c) || plain_data(m, c))?;
     let obj = match key {
         None => obj,
         Some(key) => match obj {
@@ -289,8 +311,8 @@ fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointE
             }
         },
     };
-    // Only what is read must be a state dict; other entries are never touched.
-    check_allowed(path, &obj)?;
+    // What is read: a state dict's callables only.
+    check_allowed(path, &obj, &allowed)?;
     // A dict of step → state dict holds several checkpoints.
     let steps: Option<Vec<(u64, &Object)>> = match &obj {
         Object::Dict(kv) if !kv.is_empty() => kv

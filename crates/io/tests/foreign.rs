@@ -313,10 +313,24 @@ fn a_selected_state_dict_loads_beside_entries_tensim_never_reads() {
         module: "os".into(),
         name: "system".into(),
     };
-    training_checkpoint(&inside, Some(os_system));
+    training_checkpoint(&inside, Some(os_system.clone()));
     let err = load_models(&inside, Some(&keyed)).unwrap_err().to_string();
     assert!(
         err.contains("inside.pt") && err.contains("os.system") && err.contains("never executes"),
+        "{err}"
+    );
+    // …and a callable that is not plain data refuses the file wherever it is.
+    let outside = dir.path().join("outside.pt");
+    torch_save(
+        &outside,
+        &Py::dict(vec![
+            ("model_state_dict", Py::StateDict(vec![])),
+            ("hook", os_system),
+        ]),
+    );
+    let err = load_models(&outside, Some(&keyed)).unwrap_err().to_string();
+    assert!(
+        err.contains("outside.pt") && err.contains("os.system"),
         "{err}"
     );
 
