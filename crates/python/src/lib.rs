@@ -25,8 +25,19 @@ fn value_error(e: impl std::fmt::Display) -> PyErr {
 /// CPU, half precisions widened to float32; then `numpy.asarray`, other
 /// dtypes cast to float64.
 fn float_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = obj.py();
-    let np = py.import("numpy")?;
+    let array = numpy_array(obj)?;
+    let kind = array.getattr("dtype")?.getattr("name")?.to_string();
+    if kind == "float64" || kind == "float32" {
+        Ok(array)
+    } else {
+        array.call_method1("astype", ("float64",))
+    }
+}
+
+/// Any array-like as a numpy array of its own dtype (PyTorch tensors
+/// detached, moved to the CPU, half precisions widened to float32).
+fn numpy_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let np = obj.py().import("numpy")?;
     let mut obj = obj.clone();
     if obj.hasattr("detach")? {
         obj = obj.call_method0("detach")?.call_method0("cpu")?;
@@ -35,13 +46,45 @@ fn float_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
             obj = obj.call_method0("float")?;
         }
     }
-    let array = np.call_method1("asarray", (obj,))?;
-    let kind = array.getattr("dtype")?.getattr("name")?.to_string();
-    if kind == "float64" || kind == "float32" {
-        Ok(array)
-    } else {
-        array.call_method1("astype", ("float64",))
+    np.call_method1("asarray", (obj,))
+}
+
+/// A state dict's entries as the tensors of a foreign file (f64 values,
+/// dtype names as tensim's readers give them: `f32`, `i64`, …).
+fn tensor_set(state_dict: &Bound<'_, PyDict>) -> PyResult<tensim_io::foreign::TensorSet> {
+    let mut tensors = Vec::with_capacity(state_dict.len());
+    for (key, value) in state_dict.iter() {
+        let name: String = key.extract()?;
+        let array = numpy_array(&value)?;
+        let dtype = match array
+            .getattr("dtype")?
+            .getattr("name")?
+            .to_string()
+            .as_str()
+        {
+            "float64" => "f64".to_string(),
+            "float32" => "f32".to_string(),
+            "float16" => "f16".to_string(),
+            other => other.replace("int", "i").replace("ui", "u"),
+        };
+        let shape: Vec<usize> = array.getattr("shape")?.extract()?;
+        let flat = array
+            .call_method1("astype", ("float64",))?
+            .call_method1("reshape", (-1,))?;
+        let values = vector_arg(&flat, &name)?;
+        tensors.push(tensim_io::foreign::NamedTensor {
+            name,
+            shape,
+            values,
+            dtype,
+        });
     }
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tensim_io::foreign::TensorSet {
+        tensors,
+        step: None,
+        format: "state dict",
+    })
 }
 
 /// A 2-D array-like ([`float_array`]) as an f64 matrix; `what` names it in errors.
@@ -273,12 +316,47 @@ fn model(layers: Vec<Bound<'_, PyDict>>) -> PyResult<PyModel> {
 }
 
 /// A model from a state dict (name → array-like: numpy arrays, PyTorch
-/// tensors, …) with tensim's parameter names and the `architecture` JSON of
-/// a tensim checkpoint (`Model.architecture`), every tensor checked against
-/// it. Entries the architecture does not name are an error.
+/// tensors, …), described by exactly one of: `architecture`, the JSON of a
+/// tensim checkpoint (`Model.architecture`) with tensim's parameter names;
+/// `arch`, a TOML architecture spec (a path, or the TOML text) for any
+/// other names (README: Loading other checkpoints); `config`, the path of a
+/// published run's `config.json`. Every tensor is checked; entries the
+/// description does not use are an error.
 #[pyfunction]
-#[pyo3(signature = (state_dict, architecture))]
-fn from_state_dict(state_dict: &Bound<'_, PyDict>, architecture: &str) -> PyResult<PyModel> {
+#[pyo3(signature = (state_dict, architecture = None, arch = None, config = None))]
+fn from_state_dict(
+    state_dict: &Bound<'_, PyDict>,
+    architecture: Option<&str>,
+    arch: Option<&str>,
+    config: Option<PathBuf>,
+) -> PyResult<PyModel> {
+    let spec = match (architecture, arch, config) {
+        (Some(json), None, None) => return native_state_dict(state_dict, json),
+        (None, Some(arch), None) if std::path::Path::new(arch).is_file() => {
+            tensim_io::ArchSpec::from_file(std::path::Path::new(arch)).map_err(value_error)?
+        }
+        (None, Some(text), None) => tensim_io::ArchSpec::parse(text)
+            .map_err(|e| PyValueError::new_err(format!("arch: {e}")))?,
+        (None, None, Some(config)) => {
+            tensim_io::published::spec_from_config(&config).map_err(value_error)?
+        }
+        _ => {
+            return Err(PyValueError::new_err(
+                "give exactly one of architecture (tensim JSON), arch (TOML spec) or config (config.json)",
+            ))
+        }
+    };
+    let set = tensor_set(state_dict)?;
+    let mapped = spec
+        .build(&set, std::path::Path::new("state_dict"))
+        .map_err(value_error)?;
+    Ok(PyModel {
+        inner: mapped.network,
+    })
+}
+
+/// [`from_state_dict`] with tensim's names and `architecture` JSON.
+fn native_state_dict(state_dict: &Bound<'_, PyDict>, architecture: &str) -> PyResult<PyModel> {
     let kind = if architecture.contains("\"layers\"") {
         NetworkKind::Sequential
     } else {

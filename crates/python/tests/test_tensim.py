@@ -226,3 +226,96 @@ def test_state_dicts_round_trip_for_both_kinds():
         tensim.from_state_dict({**sd, "embed.weight": sd["embed.weight"].T}, architecture=lm.architecture)
     with pytest.raises(ValueError, match="`extra` is not a parameter"):
         tensim.from_state_dict({**sd, "extra": np.zeros(2)}, architecture=lm.architecture)
+
+
+def published_state_dict(rng, vocab=11, d=8, layers=2):
+    """A state dict in the layout of the paper's published language models."""
+    sd = {"embed.weight": rng.normal(size=(vocab, d)), "unembed.weight": rng.normal(size=(vocab, d)),
+          "final_norm.running_mean_energy": np.array([2.5])}
+    for i in range(layers):
+        for p in ("q1", "k1", "q2", "k2"):
+            sd[f"layers.{i}.{p}.weight"] = rng.normal(size=(d, d)) / np.sqrt(d)
+            sd[f"layers.{i}.{p}.bias"] = rng.normal(size=d) * 0.1
+        for p in ("v", "o"):
+            sd[f"layers.{i}.{p}.weight"] = rng.normal(size=(d, d)) / np.sqrt(d)
+    return sd
+
+
+def published_forward(sd, tokens, heads=2, scale=0.35, base=100.0):
+    """The published model written out plainly: embedding rows, per-head
+    rotate-half rotary on q1, k1, q2, k2, causal (q1·k1)(q2·k2)/d_head²,
+    x + scale·O z per layer, the stream divided by sqrt(energy + 1e-6),
+    then the unembedding."""
+    x = sd["embed.weight"][tokens]
+    n, d = x.shape
+    dh = d // heads
+    theta = base ** (-2.0 * np.arange(dh // 2) / dh)
+    angle = np.arange(n)[:, None] * theta[None, :]
+    cos, sin = np.cos(angle), np.sin(angle)
+
+    def rotate(y):
+        y = y.reshape(n, heads, dh)
+        a, b = y[..., : dh // 2], y[..., dh // 2:]
+        c, s = cos[:, None, :], sin[:, None, :]
+        return np.concatenate([a * c - b * s, b * c + a * s], axis=-1)
+
+    layers = len([k for k in sd if k.endswith(".o.weight")])
+    for i in range(layers):
+        proj = {p: x @ sd[f"layers.{i}.{p}.weight"].T + sd.get(f"layers.{i}.{p}.bias", 0.0)
+                for p in ("q1", "k1", "q2", "k2", "v")}
+        q1, k1, q2, k2 = (rotate(proj[p]) for p in ("q1", "k1", "q2", "k2"))
+        v = proj["v"].reshape(n, heads, dh)
+        pattern = np.einsum("she,the->hst", q1, k1) * np.einsum("she,the->hst", q2, k2) / dh ** 2
+        pattern = pattern * np.tril(np.ones((n, n)))[None]
+        z = np.einsum("hst,the->she", pattern, v).reshape(n, d)
+        x = x + scale * z @ sd[f"layers.{i}.o.weight"].T
+    x = x / np.sqrt(sd["final_norm.running_mean_energy"][0] + 1e-6)
+    return x @ sd["unembed.weight"].T
+
+
+PUBLISHED_SPEC = """
+key = "model_state_dict"
+[transformer]
+heads = 2
+context = 16
+rotary_base = 100.0
+embed = "embed.weight"
+unembed = "unembed.weight"
+final_norm = { energy = "final_norm.running_mean_energy", eps = 1e-6 }
+[transformer.attention]
+q1 = "layers.{i}.q1.weight"
+k1 = "layers.{i}.k1.weight"
+q2 = "layers.{i}.q2.weight"
+k2 = "layers.{i}.k2.weight"
+v = "layers.{i}.v.weight"
+out = "layers.{i}.o.weight"
+residual = "add"
+scale = 0.35
+"""
+
+
+def test_published_state_dicts_load_from_a_config_or_a_spec():
+    sd = published_state_dict(np.random.default_rng(11))
+    config = {"model": {"vocab_size": 11, "n_ctx": 16, "d_model": 8, "n_head": 2, "n_layers": 2,
+                        "attn_type": "bilinear", "attn_scale": 0.35, "rope_base": 100.0, "use_bias_qk": True}}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "config.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        from_config = tensim.from_state_dict({k: ArrayLike(v) for k, v in sd.items()}, config=path)
+        with open(path, "w") as f:
+            json.dump({"model": {**config["model"], "attn_type": "softmax"}}, f)
+        with pytest.raises(ValueError, match="config.json"):
+            tensim.from_state_dict(sd, config=path)
+    from_spec = tensim.from_state_dict(sd, arch=PUBLISHED_SPEC)
+    assert from_config.kind == "transformer"
+    tokens = [3, 1, 4, 1, 5, 9]
+    expected = published_forward(sd, tokens)
+    for m in (from_config, from_spec):
+        got = m.forward_tokens(tokens)
+        assert np.max(np.abs(got - expected)) <= 1e-12 * np.max(np.abs(expected))
+    assert tensim.similarity(from_config, from_spec, positions=4) == tensim.similarity(from_spec, from_spec, positions=4)
+    with pytest.raises(ValueError, match="layers.1.v.weight"):
+        tensim.from_state_dict({k: v for k, v in sd.items() if k != "layers.1.v.weight"}, arch=PUBLISHED_SPEC)
+    with pytest.raises(ValueError, match="exactly one of"):
+        tensim.from_state_dict(sd)
