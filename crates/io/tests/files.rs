@@ -9,7 +9,7 @@ use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
-use tensim_io::shape_json::architecture_to_json;
+use tensim_io::shape_json::{architecture_from_json, architecture_to_json};
 use tensim_io::{
     load_checkpoint, read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype,
 };
@@ -114,6 +114,40 @@ fn checkpoint_round_trip_is_bit_exact_in_f64() {
     }
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
+}
+
+#[test]
+fn sequential_architecture_json_is_pinned_and_round_trips() {
+    // Checkpoints store this text: it must not change.
+    let mut arch = deep_model().architecture().clone();
+    arch.layers.insert(
+        2,
+        LayerShape::Bilinear {
+            input: 4,
+            hidden: 3,
+            output: 4,
+            left_bias: false,
+            right_bias: true,
+            down_bias: false,
+            residual: Residual::Add(0.5),
+        },
+    );
+    arch.layers.push(LayerShape::bilinear(3, 2, 2));
+    let json = architecture_to_json(&arch);
+    assert_eq!(
+        json,
+        concat!(
+            r#"{"layers":[{"kind":"linear","input":6,"output":4,"bias":true},"#,
+            r#"{"kind":"bilinear","input":4,"hidden":5,"output":4,"left_bias":true,"#,
+            r#""right_bias":false,"down_bias":true,"residual_scale":0.35},"#,
+            r#"{"kind":"bilinear","input":4,"hidden":3,"output":4,"left_bias":false,"#,
+            r#""right_bias":true,"down_bias":false,"residual_scale":0.5,"residual_kind":"add"},"#,
+            r#"{"kind":"linear","input":4,"output":3,"bias":false},"#,
+            r#"{"kind":"bilinear","input":3,"hidden":2,"output":2,"left_bias":false,"#,
+            r#""right_bias":false,"down_bias":false,"residual_scale":1.0}]}"#,
+        )
+    );
+    assert_eq!(architecture_from_json(&json).unwrap(), arch);
 }
 
 #[test]
