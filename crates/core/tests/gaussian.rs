@@ -99,17 +99,7 @@ fn one_layer_matches_monte_carlo_within_four_standard_errors() {
             let pb = GaussianPrepared::<f64>::with_centring(&b, centring).unwrap();
             let exact = similarity(&pa, &pb, Par::Seq).unwrap().total;
             let mc = monte_carlo_similarity(&a, &b, 200_000, 7, centring).unwrap();
-            let z = (exact - mc.value) / mc.std_error;
-            println!(
-                "{name} {centring:?}: exact {exact:.5}, MC {:.5} ± {:.5} (z = {z:.2})",
-                mc.value, mc.std_error
-            );
-            assert!(
-                z.abs() < 4.0,
-                "{name} {centring:?}: exact {exact} vs MC {} ± {}",
-                mc.value,
-                mc.std_error
-            );
+            assert_within_four_standard_errors(exact, &mc, &format!("{name} {centring:?}"));
         }
     }
 }

@@ -3,8 +3,11 @@
 //! invariances of attention, the mirror reduction, the factorised Wick sum,
 //! and bad input.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::assert_within_four_standard_errors;
 use faer::{Mat, Par};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -125,17 +128,7 @@ fn check_against_monte_carlo(s: &TransformerShape, label: &str) {
     ] {
         let value = exact(&a, &b, 3);
         let mc = sequence_monte_carlo(&a, &b, 3, 60_000, 11).unwrap();
-        let z = (value - mc.value) / mc.std_error;
-        println!(
-            "{label} / {what}: exact {value:.6}, Monte-Carlo {:.6} ± {:.6} (z = {z:.2})",
-            mc.value, mc.std_error
-        );
-        assert!(
-            z.abs() < 4.0,
-            "{label} / {what}: exact {value} vs MC {} ± {}",
-            mc.value,
-            mc.std_error
-        );
+        assert_within_four_standard_errors(value, &mc, &format!("{label} / {what}"));
     }
 }
 

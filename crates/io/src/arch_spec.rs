@@ -80,26 +80,32 @@ pub enum LayerSpec {
         #[serde(default)]
         bias: Option<String>,
     },
-    Bilinear {
-        #[serde(default)]
-        left: Option<String>,
-        #[serde(default)]
-        right: Option<String>,
-        #[serde(default)]
-        fused: Option<String>,
-        #[serde(default)]
-        left_bias: Option<String>,
-        #[serde(default)]
-        right_bias: Option<String>,
-        #[serde(default)]
-        fused_bias: Option<String>,
-        #[serde(default)]
-        down: Option<String>,
-        #[serde(default)]
-        down_bias: Option<String>,
-        #[serde(default = "no_residual")]
-        residual_scale: f64,
-    },
+    Bilinear(BilinearSpec),
+}
+
+/// The tensors of a bilinear layer of a spec: `left` + `right` or `fused`,
+/// each bias optional, `down` the identity when absent.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BilinearSpec {
+    #[serde(default)]
+    pub left: Option<String>,
+    #[serde(default)]
+    pub right: Option<String>,
+    #[serde(default)]
+    pub fused: Option<String>,
+    #[serde(default)]
+    pub left_bias: Option<String>,
+    #[serde(default)]
+    pub right_bias: Option<String>,
+    #[serde(default)]
+    pub fused_bias: Option<String>,
+    #[serde(default)]
+    pub down: Option<String>,
+    #[serde(default)]
+    pub down_bias: Option<String>,
+    #[serde(default = "no_residual")]
+    pub residual_scale: f64,
 }
 
 fn no_residual() -> f64 {
@@ -144,17 +150,8 @@ impl ArchSpec {
             (None, false) => {}
         }
         for (i, layer) in spec.layers.iter().enumerate() {
-            if let LayerSpec::Bilinear {
-                left,
-                right,
-                fused,
-                fused_bias,
-                left_bias,
-                right_bias,
-                ..
-            } = layer
-            {
-                match (left, right, fused) {
+            if let LayerSpec::Bilinear(b) = layer {
+                match (&b.left, &b.right, &b.fused) {
                     (Some(_), Some(_), None) | (None, None, Some(_)) => {}
                     _ => {
                         return Err(format!(
@@ -162,8 +159,8 @@ impl ArchSpec {
                         ))
                     }
                 }
-                if fused_bias.is_some()
-                    && (left_bias.is_some() || right_bias.is_some() || fused.is_none())
+                if b.fused_bias.is_some()
+                    && (b.left_bias.is_some() || b.right_bias.is_some() || b.fused.is_none())
                 {
                     return Err(format!("layer {i}: `fused_bias` goes with `fused`, not with `left_bias`/`right_bias`"));
                 }
@@ -200,25 +197,15 @@ impl ArchSpec {
                     add(&Some(weight.clone()), "linear weight W");
                     add(bias, "linear bias b");
                 }
-                LayerSpec::Bilinear {
-                    left,
-                    right,
-                    fused,
-                    left_bias,
-                    right_bias,
-                    fused_bias,
-                    down,
-                    down_bias,
-                    ..
-                } => {
-                    add(left, "bilinear L");
-                    add(right, "bilinear R");
-                    add(fused, "bilinear [L; R] (fused, split in halves)");
-                    add(left_bias, "bilinear b_L");
-                    add(right_bias, "bilinear b_R");
-                    add(fused_bias, "bilinear [b_L; b_R] (fused)");
-                    add(down, "bilinear D");
-                    add(down_bias, "bilinear b_D");
+                LayerSpec::Bilinear(b) => {
+                    add(&b.left, "bilinear L");
+                    add(&b.right, "bilinear R");
+                    add(&b.fused, "bilinear [L; R] (fused, split in halves)");
+                    add(&b.left_bias, "bilinear b_L");
+                    add(&b.right_bias, "bilinear b_R");
+                    add(&b.fused_bias, "bilinear [b_L; b_R] (fused)");
+                    add(&b.down, "bilinear D");
+                    add(&b.down_bias, "bilinear b_D");
                 }
             }
         }
@@ -257,7 +244,7 @@ impl ArchSpec {
         for (i, layer) in self.layers.iter().enumerate() {
             let (built, out) = match layer {
                 LayerSpec::Linear { weight, bias } => b.linear(i, weight, bias, &width)?,
-                LayerSpec::Bilinear { .. } => b.bilinear(i, layer, &width)?,
+                LayerSpec::Bilinear(spec) => b.bilinear(i, spec, &width)?,
             };
             width = Some(out);
             layers.push(built);
@@ -424,43 +411,29 @@ impl Builder<'_> {
     fn bilinear(
         &self,
         i: usize,
-        layer: &LayerSpec,
+        spec: &BilinearSpec,
         width: &Option<(usize, String)>,
     ) -> Result<Built, CheckpointError> {
-        let LayerSpec::Bilinear {
-            left,
-            right,
-            fused,
-            left_bias,
-            right_bias,
-            fused_bias,
-            down,
-            down_bias,
-            residual_scale,
-        } = layer
-        else {
-            unreachable!("called for bilinear layers")
-        };
-        let (l, r, first_name) = self.left_right(i, left, right, fused)?;
+        let (l, r, first_name) = self.left_right(i, &spec.left, &spec.right, &spec.fused)?;
         self.check_input(i, l.ncols(), &first_name, width)?;
         let h = l.nrows();
-        let (lb, rb) = match fused_bias {
+        let (lb, rb) = match spec.fused_bias {
             Some(_) => {
                 let both = self
-                    .vector(fused_bias, &format!("layer {i} fused bias"), 2 * h)?
+                    .vector(&spec.fused_bias, &format!("layer {i} fused bias"), 2 * h)?
                     .expect("named");
                 (Some(both[..h].to_vec()), Some(both[h..].to_vec()))
             }
             None => (
-                self.vector(left_bias, &format!("layer {i} b_L"), h)?,
-                self.vector(right_bias, &format!("layer {i} b_R"), h)?,
+                self.vector(&spec.left_bias, &format!("layer {i} b_L"), h)?,
+                self.vector(&spec.right_bias, &format!("layer {i} b_R"), h)?,
             ),
         };
-        let d = self.down(i, down, h)?;
-        let db = self.vector(down_bias, &format!("layer {i} b_D"), d.nrows())?;
+        let d = self.down(i, &spec.down, h)?;
+        let db = self.vector(&spec.down_bias, &format!("layer {i} b_D"), d.nrows())?;
         let out = (
             d.nrows(),
-            self.spec.full(down.as_ref().unwrap_or(&first_name)),
+            self.spec.full(spec.down.as_ref().unwrap_or(&first_name)),
         );
         let layer = Layer::Bilinear(Bilinear {
             left: l,
@@ -469,7 +442,7 @@ impl Builder<'_> {
             left_bias: lb,
             right_bias: rb,
             down_bias: db,
-            residual: Residual::from_lerp_scale(*residual_scale),
+            residual: Residual::from_lerp_scale(spec.residual_scale),
         });
         Ok((layer, out))
     }

@@ -17,7 +17,7 @@ pub mod shape_json;
 pub mod transformer_spec;
 
 pub use arch_spec::{
-    load_models, spec_for, step_from_name, ArchSpec, LayerSpec, Mapped, SpecError,
+    load_models, spec_for, step_from_name, ArchSpec, BilinearSpec, LayerSpec, Mapped, SpecError,
 };
 pub use checkpoint::{
     load_checkpoint, save_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,

@@ -2,17 +2,16 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::write_f64_file;
+use common::{
+    assert_mentions, assert_no_temporary_files, assert_refused_when_cut_to,
+    assert_rounded_once_to_f32, file_len, load_error, save_and_load, write_f64_file,
+};
 use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
-use tensim_io::shape_json::architecture_to_json;
-use tensim_io::{
-    load_checkpoint, read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype,
-};
+use tensim_io::shape_json::{architecture_from_json, architecture_to_json};
+use tensim_io::{read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype};
 
 fn deep_model() -> Model {
     Architecture {
@@ -79,41 +78,58 @@ fn load_error_of_raw(
     load_error(&path)
 }
 
-/// The message with which loading the checkpoint at `path` fails.
-fn load_error(path: &Path) -> String {
-    load_checkpoint(path).unwrap_err().to_string()
-}
-
 #[test]
 fn checkpoint_round_trip_is_bit_exact_in_f64() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.safetensors");
     let m = deep_model();
-    save_checkpoint(&path, &m.clone().into(), &meta(), StoredDtype::F64).unwrap();
-    let loaded = load_checkpoint(&path).unwrap();
+    let loaded = save_and_load(&path, m.clone().into(), &meta(), StoredDtype::F64);
     assert_eq!(loaded.network.as_sequential().unwrap(), &m);
     assert_eq!(loaded.meta, meta());
     assert_eq!(loaded.dtype, StoredDtype::F64);
     // f32 storage rounds each weight once.
-    save_checkpoint(
+    let loaded = save_and_load(
         &path,
-        &m.clone().into(),
+        m.clone().into(),
         &CheckpointMeta::default(),
         StoredDtype::F32,
-    )
-    .unwrap();
-    let loaded = load_checkpoint(&path).unwrap();
-    for (x, y) in loaded
-        .network
-        .parameters()
-        .iter()
-        .flatten()
-        .zip(m.parameters().iter().flatten())
-    {
-        assert_eq!(*x, f64::from(*y as f32));
-    }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
+    );
+    assert_rounded_once_to_f32(&loaded.network, &m.parameters());
+    assert_no_temporary_files(dir.path());
+}
+
+#[test]
+fn sequential_architecture_json_is_pinned_and_round_trips() {
+    // Checkpoints store this text: it must not change.
+    let mut arch = deep_model().architecture().clone();
+    arch.layers.insert(
+        2,
+        LayerShape::Bilinear {
+            input: 4,
+            hidden: 3,
+            output: 4,
+            left_bias: false,
+            right_bias: true,
+            down_bias: false,
+            residual: Residual::Add(0.5),
+        },
+    );
+    arch.layers.push(LayerShape::bilinear(3, 2, 2));
+    let json = architecture_to_json(&arch);
+    assert_eq!(
+        json,
+        concat!(
+            r#"{"layers":[{"kind":"linear","input":6,"output":4,"bias":true},"#,
+            r#"{"kind":"bilinear","input":4,"hidden":5,"output":4,"left_bias":true,"#,
+            r#""right_bias":false,"down_bias":true,"residual_scale":0.35},"#,
+            r#"{"kind":"bilinear","input":4,"hidden":3,"output":4,"left_bias":false,"#,
+            r#""right_bias":true,"down_bias":false,"residual_scale":0.5,"residual_kind":"add"},"#,
+            r#"{"kind":"linear","input":4,"output":3,"bias":false},"#,
+            r#"{"kind":"bilinear","input":3,"hidden":2,"output":2,"left_bias":false,"#,
+            r#""right_bias":false,"down_bias":false,"residual_scale":1.0}]}"#,
+        )
+    );
+    assert_eq!(architecture_from_json(&json).unwrap(), arch);
 }
 
 #[test]
@@ -123,10 +139,9 @@ fn wrong_shape_names_file_tensor_expected_and_found() {
         &linear_layer_json(3, 2, false),
         &[("layers.0.weight", vec![3, 2], vec![0.0; 6])],
     );
-    assert!(err.contains("bad.safetensors"), "{err}");
-    assert!(
-        err.contains("layers.0.weight") && err.contains("[2, 3]") && err.contains("[3, 2]"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["bad.safetensors", "layers.0.weight", "[2, 3]", "[3, 2]"],
     );
 }
 
@@ -146,10 +161,7 @@ fn missing_extra_and_non_finite_tensors_are_reported() {
             ("layers.9.weight", vec![1], vec![0.0]),
         ],
     );
-    assert!(
-        err.contains("layers.9.weight") && err.contains("not part of"),
-        "{err}"
-    );
+    assert_mentions(&err, &["layers.9.weight", "not part of"]);
 
     let err = load_error_of_raw(
         "c.safetensors",
@@ -159,10 +171,7 @@ fn missing_extra_and_non_finite_tensors_are_reported() {
             ("layers.0.bias", vec![2], vec![0.0; 2]),
         ],
     );
-    assert!(
-        err.contains("c.safetensors") && err.contains("layers.0.weight") && err.contains("NaN"),
-        "{err}"
-    );
+    assert_mentions(&err, &["c.safetensors", "layers.0.weight", "NaN"]);
 }
 
 #[test]
@@ -170,21 +179,12 @@ fn truncated_and_foreign_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.safetensors");
     save_checkpoint(&path, &deep_model().into(), &meta(), StoredDtype::F64).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() - 17]).unwrap();
-    let err = load_error(&path);
-    assert!(
-        err.contains("t.safetensors") && err.contains("not a valid safetensors"),
-        "{err}"
-    );
+    assert_refused_when_cut_to(&path, &[file_len(&path) - 17]);
 
     let other = dir.path().join("notes.txt");
     std::fs::write(&other, "hello").unwrap();
     let err = load_error(&other);
-    assert!(
-        err.contains("notes.txt") && err.contains("not a valid safetensors"),
-        "{err}"
-    );
+    assert_mentions(&err, &["notes.txt", "not a valid safetensors"]);
 
     // A real safetensors file without tensim metadata.
     let plain = dir.path().join("plain.safetensors");

@@ -5,7 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::write_f64_file;
+use common::{
+    assert_mentions, assert_no_temporary_files, assert_refused_when_cut_to,
+    assert_rounded_once_to_f32, file_len, load_error, save_and_load, write_f64_file,
+};
 use tensim_core::network::{Network, NetworkKind, NetworkShape};
 use tensim_core::transformer::{
     Attention, AttentionBias, Block, BlockShape, Mask, Transformer, TransformerShape,
@@ -73,43 +76,39 @@ fn tensors_of(m: &Transformer) -> Vec<(String, Vec<usize>, Vec<f64>)> {
         .collect()
 }
 
+/// The tensor called `name` among `tensors`, to spoil it.
+fn tensor_named<'a>(
+    tensors: &'a mut [(String, Vec<usize>, Vec<f64>)],
+    name: &str,
+) -> &'a mut (String, Vec<usize>, Vec<f64>) {
+    tensors.iter_mut().find(|t| t.0 == name).unwrap()
+}
+
 #[test]
 fn transformer_round_trip_is_bit_exact_in_f64_and_rounds_once_in_f32() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lm.safetensors");
     for mask in [Mask::Causal, Mask::Full] {
         let m = shape(mask).random_model(3).unwrap();
-        save_checkpoint(&path, &m.clone().into(), &meta(), StoredDtype::F64).unwrap();
-        let loaded = load_checkpoint(&path).unwrap();
+        let loaded = save_and_load(&path, m.clone().into(), &meta(), StoredDtype::F64);
         assert_eq!(loaded.network.as_transformer().unwrap(), &m);
         assert_eq!(loaded.network.fingerprint(), m.fingerprint());
         assert_eq!(loaded.meta, meta());
         assert_eq!(loaded.dtype, StoredDtype::F64);
         assert!(loaded.source.contains("transformer"), "{}", loaded.source);
 
-        save_checkpoint(
+        let loaded = save_and_load(
             &path,
-            &m.clone().into(),
+            m.clone().into(),
             &CheckpointMeta::default(),
             StoredDtype::F32,
-        )
-        .unwrap();
-        let loaded = load_checkpoint(&path).unwrap();
+        );
         assert_eq!(loaded.dtype, StoredDtype::F32);
         assert_eq!(loaded.meta, CheckpointMeta::default());
         assert_eq!(loaded.network.shape(), NetworkShape::Transformer(m.shape()));
-        for (x, y) in loaded
-            .network
-            .parameters()
-            .iter()
-            .flatten()
-            .zip(m.parameters().iter().flatten())
-        {
-            assert_eq!(*x, f64::from(*y as f32));
-        }
+        assert_rounded_once_to_f32(&loaded.network, &m.parameters());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "no temporary files are left behind");
+    assert_no_temporary_files(dir.path());
 }
 
 #[test]
@@ -148,17 +147,17 @@ fn wrong_shape_names_file_tensor_expected_and_found() {
     let path = dir.path().join("bad.safetensors");
     let m = model();
     let mut tensors = tensors_of(&m);
-    let q = tensors
-        .iter_mut()
-        .find(|t| t.0 == "blocks.1.attn.q2.weight")
-        .unwrap();
-    q.1 = vec![6, 8];
+    tensor_named(&mut tensors, "blocks.1.attn.q2.weight").1 = vec![6, 8];
     write_raw(&path, &m.shape(), &tensors);
-    let err = load_checkpoint(&path).unwrap_err().to_string();
-    assert!(err.contains("bad.safetensors"), "{err}");
-    assert!(
-        err.contains("blocks.1.attn.q2.weight") && err.contains("[8, 6]") && err.contains("[6, 8]"),
-        "{err}"
+    let err = load_error(&path);
+    assert_mentions(
+        &err,
+        &[
+            "bad.safetensors",
+            "blocks.1.attn.q2.weight",
+            "[8, 6]",
+            "[6, 8]",
+        ],
     );
 }
 
@@ -170,28 +169,22 @@ fn missing_extra_and_wrong_dtype_tensors_are_reported() {
     let mut tensors = tensors_of(&m);
     tensors.retain(|t| t.0 != "blocks.0.mlp.right.bias");
     write_raw(&path, &m.shape(), &tensors);
-    let err = load_checkpoint(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("m.safetensors") && err.contains("`blocks.0.mlp.right.bias` is missing"),
-        "{err}"
+    let err = load_error(&path);
+    assert_mentions(
+        &err,
+        &["m.safetensors", "`blocks.0.mlp.right.bias` is missing"],
     );
 
     let mut tensors = tensors_of(&m);
     tensors.push(("blocks.1.mlp.left.weight".into(), vec![9, 6], vec![0.0; 54]));
     write_raw(&path, &m.shape(), &tensors);
-    let err = load_checkpoint(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("blocks.1.mlp.left.weight") && err.contains("not part of"),
-        "{err}"
-    );
+    let err = load_error(&path);
+    assert_mentions(&err, &["blocks.1.mlp.left.weight", "not part of"]);
 
     // Tensors stored in f64 while the metadata says f32.
     write_raw_as(&path, &m.shape(), &tensors_of(&m), "f32");
-    let err = load_checkpoint(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("embed.weight") && err.contains("expected dtype f32"),
-        "{err}"
-    );
+    let err = load_error(&path);
+    assert_mentions(&err, &["embed.weight", "expected dtype f32"]);
 }
 
 #[test]
@@ -201,19 +194,17 @@ fn nan_and_inf_name_the_tensor() {
     let m = model();
     for (bad, needle) in [(f64::NAN, "NaN"), (f64::NEG_INFINITY, "inf")] {
         let mut tensors = tensors_of(&m);
-        let t = tensors
-            .iter_mut()
-            .find(|t| t.0 == "blocks.0.attn.k1.bias")
-            .unwrap();
-        t.2[3] = bad;
+        tensor_named(&mut tensors, "blocks.0.attn.k1.bias").2[3] = bad;
         write_raw(&path, &m.shape(), &tensors);
-        let err = load_checkpoint(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("nan.safetensors")
-                && err.contains("blocks.0.attn.k1.bias")
-                && err.contains(needle)
-                && err.contains("index 3"),
-            "{err}"
+        let err = load_error(&path);
+        assert_mentions(
+            &err,
+            &[
+                "nan.safetensors",
+                "blocks.0.attn.k1.bias",
+                needle,
+                "index 3",
+            ],
         );
     }
 }
@@ -223,15 +214,7 @@ fn truncated_transformer_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.safetensors");
     save_checkpoint(&path, &model().into(), &meta(), StoredDtype::F32).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    for cut in [bytes.len() - 5, 40, 4] {
-        std::fs::write(&path, &bytes[..cut]).unwrap();
-        let err = load_checkpoint(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("t.safetensors") && err.contains("not a valid safetensors"),
-            "cut at {cut}: {err}"
-        );
-    }
+    assert_refused_when_cut_to(&path, &[file_len(&path) - 5, 40, 4]);
 }
 
 #[test]
@@ -276,11 +259,13 @@ fn sequential_files_still_load_and_kinds_are_not_confused() {
 
     // Asking a checkpoint for the other kind names the file and both kinds.
     let err = any.sequential(&lm_path).unwrap_err().to_string();
-    assert!(
-        err.contains("lm.safetensors")
-            && err.contains("transformer network")
-            && err.contains("sequential network is needed"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &[
+            "lm.safetensors",
+            "transformer network",
+            "sequential network is needed",
+        ],
     );
 }
 
@@ -317,7 +302,7 @@ fn a_model_whose_biases_disagree_with_its_shape_cannot_be_built_to_be_written() 
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("q/k biases") && err.contains("`k1`"), "{err}");
+    assert_mentions(&err, &["q/k biases", "`k1`"]);
 }
 
 #[test]

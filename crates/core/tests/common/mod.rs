@@ -6,6 +6,7 @@ use faer::Mat;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use tensim_core::monte_carlo::Estimate;
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 
@@ -277,4 +278,20 @@ pub fn assert_each_close(
     for (c, (f, e)) in found.iter().zip(expected).enumerate() {
         assert_close(*f, *e, tol, &what(c));
     }
+}
+
+/// Asserts that `exact` lies within four standard errors of the Monte-Carlo
+/// estimate `mc`, printing both and the z-score; `what` names the case.
+pub fn assert_within_four_standard_errors(exact: f64, mc: &Estimate, what: &str) {
+    let z = (exact - mc.value) / mc.std_error;
+    println!(
+        "{what}: exact {exact:.6}, Monte-Carlo {:.6} ± {:.6} (z = {z:.2})",
+        mc.value, mc.std_error
+    );
+    assert!(
+        z.abs() < 4.0,
+        "{what}: exact {exact} vs MC {} ± {}",
+        mc.value,
+        mc.std_error
+    );
 }

@@ -54,6 +54,11 @@ impl<'a> Reader<'a> {
         self.set.get(full).is_some()
     }
 
+    /// Whether the file has any of the tensors `patterns` name in block `block`.
+    fn has_any<'p>(&self, block: usize, patterns: impl IntoIterator<Item = &'p String>) -> bool {
+        patterns.into_iter().any(|p| self.has(&self.full(p, block)))
+    }
+
     /// Tensor `full`, a float, recorded as `role`.
     fn tensor(&mut self, full: &str, role: String) -> Result<&'a NamedTensor, CheckpointError> {
         let Some(t) = self.set.get(full) else {
@@ -243,12 +248,9 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 impl AttentionSpec {
     /// Whether block `block` has any of this attention's weights.
     fn present(&self, r: &Reader<'_>, block: usize) -> bool {
-        PROJECTIONS
-            .iter()
-            .filter_map(|p| self.named(p).0)
-            .chain(self.fused.iter().map(|f| &f.weight))
-            .chain([&self.out])
-            .any(|n| r.has(&r.full(n, block)))
+        let named = PROJECTIONS.iter().filter_map(|p| self.named(p).0);
+        let fused = self.fused.iter().map(|f| &f.weight);
+        r.has_any(block, named.chain(fused).chain([&self.out]))
     }
 
     /// Block `block`'s attention: its shape, parameters in order and head width.
@@ -358,11 +360,8 @@ impl AttentionSpec {
 impl MlpSpec {
     /// Whether block `block` has any of this MLP's weights.
     fn present(&self, r: &Reader<'_>, block: usize) -> bool {
-        [&self.left, &self.right, &self.fused]
-            .into_iter()
-            .flatten()
-            .chain([&self.down])
-            .any(|n| r.has(&r.full(n, block)))
+        let factors = [&self.left, &self.right, &self.fused].into_iter().flatten();
+        r.has_any(block, factors.chain([&self.down]))
     }
 
     /// Block `block`'s MLP: its shape and parameters in order.
