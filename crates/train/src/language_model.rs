@@ -10,7 +10,7 @@
 use candle_core::{DType, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use crate::transformer::{check_rows, TransformerNetwork};
+use crate::transformer::{check_rows, Ids, TransformerNetwork};
 use crate::{Result, TrainError};
 
 /// Windows per forward pass in [`mean_loss`] and [`logits`].
@@ -87,8 +87,8 @@ fn batch_tensors(
     inputs: &[Vec<u32>],
     targets: &[Vec<u32>],
 ) -> Result<(Tensor, Tensor)> {
-    let n = check_rows(inputs, net.shape(), "input")?;
-    let m = check_rows(targets, net.shape(), "target")?;
+    let n = check_rows(inputs, net.shape(), Ids::Tokens("input"))?;
+    let m = check_rows(targets, net.shape(), Ids::Targets)?;
     if inputs.len() != targets.len() || n != m {
         return Err(TrainError::Invalid(format!(
             "{} input rows of {n} tokens but {} target rows of {m}",
@@ -114,7 +114,7 @@ pub fn mean_loss(
     targets: &[Vec<u32>],
     from_position: usize,
 ) -> Result<f64> {
-    let n = check_rows(inputs, net.shape(), "input")?;
+    let n = check_rows(inputs, net.shape(), Ids::Tokens("input"))?;
     if from_position >= n {
         return Err(TrainError::Invalid(format!(
             "no position t ≥ {from_position} in windows of {n} tokens"
@@ -145,7 +145,7 @@ pub fn mean_loss(
 
 /// Logits of token rows as f32, row-major `[rows, n, vocab]`.
 pub fn logits(net: &TransformerNetwork, inputs: &[Vec<u32>]) -> Result<Vec<f32>> {
-    check_rows(inputs, net.shape(), "input")?;
+    check_rows(inputs, net.shape(), Ids::Tokens("input"))?;
     let mut out = Vec::new();
     for chunk in inputs.chunks(EVAL_ROWS) {
         out.extend(net.forward_rows(chunk)?.flatten_all()?.to_vec1::<f32>()?);

@@ -115,7 +115,7 @@ impl TransformerNetwork {
     /// checked: at least one row, rows of one length `1 ≤ n ≤ context`, ids
     /// `< vocab`.
     pub fn tokens_tensor(&self, rows: &[Vec<u32>]) -> Result<Tensor> {
-        let n = check_rows(rows, &self.shape, "token")?;
+        let n = check_rows(rows, &self.shape, Ids::Tokens("token"))?;
         let flat: Vec<u32> = rows.iter().flatten().copied().collect();
         Ok(Tensor::from_vec(flat, (rows.len(), n), &self.device)?)
     }
@@ -224,10 +224,35 @@ impl TransformerNetwork {
     }
 }
 
-/// Checks token rows against a shape: the common length `n`. Targets
-/// (`what == "target"`) index the logits, so they must be below `outputs`;
-/// every other row holds input tokens, below `vocab`.
-pub(crate) fn check_rows(rows: &[Vec<u32>], shape: &TransformerShape, what: &str) -> Result<usize> {
+/// What a row of ids holds, which bounds its ids.
+#[derive(Clone, Copy)]
+pub(crate) enum Ids {
+    /// Input tokens (`"input"` or `"token"` rows): below `vocab`.
+    Tokens(&'static str),
+    /// Next-token targets: they index the logits, so below `outputs`.
+    Targets,
+}
+
+impl Ids {
+    fn name(self) -> &'static str {
+        match self {
+            Ids::Tokens(what) => what,
+            Ids::Targets => "target",
+        }
+    }
+
+    /// The exclusive bound of the ids and what it is.
+    fn bound(self, shape: &TransformerShape) -> (usize, &'static str) {
+        match self {
+            Ids::Tokens(_) => (shape.vocab, "the vocabulary"),
+            Ids::Targets => (shape.outputs, "the model's logits"),
+        }
+    }
+}
+
+/// Checks rows of ids against a shape: the common length `n`.
+pub(crate) fn check_rows(rows: &[Vec<u32>], shape: &TransformerShape, ids: Ids) -> Result<usize> {
+    let what = ids.name();
     let Some(first) = rows.first() else {
         return Err(TrainError::Invalid(format!("no {what} rows")));
     };
@@ -238,11 +263,7 @@ pub(crate) fn check_rows(rows: &[Vec<u32>], shape: &TransformerShape, what: &str
             shape.context
         )));
     }
-    let (limit, range) = if what == "target" {
-        (shape.outputs, "the model's logits")
-    } else {
-        (shape.vocab, "the vocabulary")
-    };
+    let (limit, range) = ids.bound(shape);
     for (r, row) in rows.iter().enumerate() {
         if row.len() != n {
             return Err(TrainError::Invalid(format!(

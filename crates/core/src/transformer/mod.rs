@@ -192,7 +192,7 @@ impl Transformer {
         check_shape("embed.weight", self.embed.as_ref(), d, vocab)?;
         let outputs = self.unembed.nrows();
         check_shape("unembed.weight", self.unembed.as_ref(), outputs, d)?;
-        let (heads, head_dim) = self.heads();
+        let (heads, head_dim) = self.heads;
         for (i, b) in self.blocks.iter().enumerate() {
             if let Some(a) = &b.attention {
                 if (a.heads, a.head_dim) != (heads, head_dim) {
@@ -213,11 +213,6 @@ impl Transformer {
         self.shape().validate()
     }
 
-    /// `(heads, head_dim)` of the first attention.
-    fn heads(&self) -> (usize, usize) {
-        self.heads
-    }
-
     /// Keeps the heads a shape declares for a transformer without attention
     /// (where they shape nothing), so that its shape round-trips.
     pub(crate) fn declare_heads(&mut self, heads: usize, head_dim: usize) {
@@ -228,7 +223,7 @@ impl Transformer {
 
     /// The declared shape (what a checkpoint stores beside the weights).
     pub fn shape(&self) -> TransformerShape {
-        let (heads, head_dim) = self.heads();
+        let (heads, head_dim) = self.heads;
         TransformerShape {
             vocab: self.vocab(),
             outputs: self.outputs(),
