@@ -23,4 +23,4 @@ pub use checkpoint::{
     load_checkpoint, save_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
 };
 pub use foreign::{read_tensor_sets, NamedTensor, TensorSet};
-pub use matrix_file::{read_matrix, write_matrix, MatrixFileError};
+pub use matrix_file::{read_matrix, write_matrix, write_table, MatrixFileError};

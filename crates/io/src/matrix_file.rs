@@ -45,12 +45,39 @@ fn kind(path: &Path) -> Result<Kind, MatrixFileError> {
     }
 }
 
-/// Writes a matrix with row/column labels (CSV only; NPY stores numbers).
+/// Writes a square matrix whose rows and columns are the same labelled
+/// models (the labels go to CSV only; NPY stores numbers).
 pub fn write_matrix(path: &Path, labels: &[String], m: &Mat<f64>) -> Result<(), MatrixFileError> {
+    write_table(path, ("model", labels), labels, m)
+}
+
+/// Writes any matrix with labelled rows and columns: `rows` is the name of
+/// the row labels' column and the labels; CSV gets one header line and one
+/// labelled line per row, NPY the numbers alone. Empty label lists leave
+/// that side unlabelled; otherwise there is one label per row and column.
+pub fn write_table(
+    path: &Path,
+    rows: (&str, &[String]),
+    columns: &[String],
+    m: &Mat<f64>,
+) -> Result<(), MatrixFileError> {
+    let labelled = !rows.1.is_empty() || !columns.is_empty();
+    if labelled && (rows.1.len() != m.nrows() || columns.len() != m.ncols()) {
+        return Err(err(
+            path,
+            format!(
+                "{} row and {} column labels for a {}×{} matrix",
+                rows.1.len(),
+                columns.len(),
+                m.nrows(),
+                m.ncols()
+            ),
+        ));
+    }
     let kind = kind(path)?;
     let write = |w: &mut dyn Write| -> std::io::Result<()> {
         match kind {
-            Kind::Csv => write_csv(w, labels, m),
+            Kind::Csv => write_table_csv(w, rows, columns, m),
             Kind::Npy => write_npy(w, m),
         }
     };
@@ -67,16 +94,21 @@ fn csv_field(s: &str) -> String {
 
 /// Writes the CSV form (header of labels, one labelled row per model) to any writer.
 pub fn write_csv(w: &mut dyn Write, labels: &[String], m: &Mat<f64>) -> std::io::Result<()> {
-    let header: Vec<String> = labels.iter().map(|l| csv_field(l)).collect();
-    writeln!(w, "model,{}", header.join(","))?;
+    write_table_csv(w, ("model", labels), labels, m)
+}
+
+fn write_table_csv(
+    w: &mut dyn Write,
+    (corner, rows): (&str, &[String]),
+    columns: &[String],
+    m: &Mat<f64>,
+) -> std::io::Result<()> {
+    let header: Vec<String> = columns.iter().map(|l| csv_field(l)).collect();
+    writeln!(w, "{},{}", csv_field(corner), header.join(","))?;
     for i in 0..m.nrows() {
         let row: Vec<String> = (0..m.ncols()).map(|j| format!("{:?}", m[(i, j)])).collect();
-        writeln!(
-            w,
-            "{},{}",
-            header.get(i).map_or("", String::as_str),
-            row.join(",")
-        )?;
+        let label = rows.get(i).map_or_else(String::new, |l| csv_field(l));
+        writeln!(w, "{label},{}", row.join(","))?;
     }
     Ok(())
 }

@@ -11,7 +11,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_io::shape_json::{architecture_from_json, architecture_to_json};
-use tensim_io::{read_matrix, save_checkpoint, write_matrix, CheckpointMeta, StoredDtype};
+use tensim_io::{
+    read_matrix, save_checkpoint, write_matrix, write_table, CheckpointMeta, StoredDtype,
+};
 
 fn deep_model() -> Model {
     Architecture {
@@ -218,4 +220,32 @@ fn matrices_reload_exactly_from_csv_and_npy() {
     let missing_dir = dir.path().join("nope").join("m.csv");
     assert!(write_matrix(&missing_dir, &labels, &m).is_err());
     assert!(!missing_dir.exists());
+}
+
+#[test]
+fn tables_have_one_field_per_column_on_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mat::from_fn(3, 5, |i, j| (i * 5 + j) as f64 / 7.0);
+    let rows: Vec<String> = (0..3).map(|i| format!("step {i}")).collect();
+    let columns: Vec<String> = (0..5).map(|k| format!("frequency {k}")).collect();
+    let csv = dir.path().join("t.csv");
+    write_table(&csv, ("checkpoint", &rows), &columns, &m).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|l| l.split(',').count() == 6), "{text}");
+    assert_eq!(
+        lines[1].split(',').nth(2).unwrap(),
+        format!("{:?}", 1.0 / 7.0)
+    );
+    let npy = dir.path().join("t.npy");
+    write_table(&npy, ("checkpoint", &rows), &columns, &m).unwrap();
+    assert_eq!(read_matrix(&npy).unwrap().1, m);
+    let err = write_table(&csv, ("checkpoint", &rows), &rows, &m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("3 row and 3 column labels for a 3×5 matrix"),
+        "{err}"
+    );
 }

@@ -1,40 +1,80 @@
-//! Colour scales (EXPERIMENTS "Common conventions").
+//! Colour scales (EXPERIMENTS "Common conventions"): one honest mapping per
+//! figure, drawn with a colour bar, never stretched to a panel's percentiles.
 
-/// How heatmap values map to colours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How heatmap values map to colours. The limits are part of the scale, so
+/// panels that are compared share one scale by construction.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ColourScale {
-    /// Red (low) – white (middle) – blue (high), linear between the 1st and
-    /// 99th percentile of the off-diagonal entries (all entries when not
-    /// square). White sits at 0 when the range straddles 0, else at its midpoint.
-    Diverging,
-    /// White to dark blue, linear between the 1st and 99th percentile, for
-    /// magnitudes such as frequency shares.
-    Sequential,
+    /// Red (−`limit`) – white (0) – blue (+`limit`): the sign of a value is
+    /// its hue, its magnitude the depth of the hue.
+    Diverging { limit: f64 },
+    /// White (`lo`) to dark blue (`hi`), for values that are never negative.
+    Sequential { lo: f64, hi: f64 },
 }
 
-/// The 1st and 99th percentiles of the finite values, excluding the diagonal
-/// of an `n×n` matrix when `square_n` is `Some(n)` (linear interpolation).
-pub fn percentile_range(values: &[f64], square_n: Option<usize>) -> (f64, f64) {
-    let mut v: Vec<f64> = values
-        .iter()
-        .enumerate()
-        .filter(|&(k, x)| x.is_finite() && square_n.is_none_or(|n| k / n != k % n))
-        .map(|(_, &x)| x)
-        .collect();
-    if v.is_empty() {
-        return (0.0, 1.0);
+impl ColourScale {
+    /// The honest scale for every finite value in `panels` together: a
+    /// sequential map from the smallest to the largest value when none is
+    /// negative, else a diverging map symmetric about 0 out to the largest
+    /// magnitude. Nothing is clipped. Pass all panels that a reader compares.
+    pub fn fit<'a>(panels: impl IntoIterator<Item = &'a [f64]>) -> Self {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &v in panels.into_iter().flatten() {
+            if v.is_finite() {
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+        }
+        if lo > hi {
+            return ColourScale::Sequential { lo: 0.0, hi: 1.0 };
+        }
+        if lo >= 0.0 {
+            if hi > lo {
+                ColourScale::Sequential { lo, hi }
+            } else {
+                // One value throughout: it sits mid-scale.
+                let pad = 0.5 * lo.abs().max(1e-12);
+                ColourScale::Sequential {
+                    lo: lo - pad,
+                    hi: hi + pad,
+                }
+            }
+        } else {
+            ColourScale::Diverging {
+                limit: lo.abs().max(hi.abs()),
+            }
+        }
     }
-    v.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        let pos = p * (v.len() - 1) as f64;
-        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-    };
-    let (lo, hi) = (at(0.01), at(0.99));
-    if hi > lo {
-        (lo, hi)
-    } else {
-        (lo - 0.5, hi + 0.5)
+
+    /// The values at the two ends of the colour bar.
+    pub fn range(&self) -> (f64, f64) {
+        match *self {
+            ColourScale::Diverging { limit } => (-limit, limit),
+            ColourScale::Sequential { lo, hi } => (lo, hi),
+        }
+    }
+
+    /// The colour of `v`; values past the ends take the end colours, NaN and
+    /// infinities are grey.
+    pub fn colour(&self, v: f64) -> (u8, u8, u8) {
+        if !v.is_finite() {
+            return GREY;
+        }
+        match *self {
+            ColourScale::Diverging { limit } => {
+                let t = v / limit.max(f64::MIN_POSITIVE);
+                if t < 0.0 {
+                    mix(WHITE, RED, -t)
+                } else {
+                    mix(WHITE, BLUE, t)
+                }
+            }
+            ColourScale::Sequential { lo, hi } => mix(
+                WHITE,
+                DARK_BLUE,
+                (v - lo) / (hi - lo).max(f64::MIN_POSITIVE),
+            ),
+        }
     }
 }
 
@@ -62,43 +102,48 @@ pub const TAB10: [(u8, u8, u8); 10] = [
 const RED: (f64, f64, f64) = (178.0, 24.0, 43.0);
 const WHITE: (f64, f64, f64) = (255.0, 255.0, 255.0);
 const BLUE: (f64, f64, f64) = (33.0, 102.0, 172.0);
-
-/// Diverging colour of `x` for the range `(lo, hi)` with white at `mid`.
-pub fn diverging(x: f64, lo: f64, hi: f64, mid: f64) -> (u8, u8, u8) {
-    if x <= mid {
-        mix(WHITE, RED, (mid - x) / (mid - lo).max(1e-300))
-    } else {
-        mix(WHITE, BLUE, (x - mid) / (hi - mid).max(1e-300))
-    }
-}
-
-/// Sequential colour of `x` in `(0, hi)`.
-pub fn sequential(x: f64, hi: f64) -> (u8, u8, u8) {
-    mix(WHITE, (8.0, 48.0, 107.0), x / hi.max(1e-300))
-}
+const DARK_BLUE: (f64, f64, f64) = (8.0, 48.0, 107.0);
+const GREY: (u8, u8, u8) = (160, 160, 160);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_skip_the_diagonal() {
-        let values: Vec<f64> = (0..=100).map(f64::from).collect();
-        let (lo, hi) = percentile_range(&values, None);
-        assert!((lo - 1.0).abs() < 1e-12 && (hi - 99.0).abs() < 1e-12);
-        // A 3×3 matrix whose diagonal is huge: ignored.
-        let m = [1e9, 0.2, 0.3, 0.2, 1e9, 0.4, 0.3, 0.4, 1e9];
-        let (lo, hi) = percentile_range(&m, Some(3));
-        assert!(lo >= 0.2 && hi <= 0.4, "{lo} {hi}");
+    fn positive_values_get_a_sequential_scale_over_their_whole_range() {
+        let a = [0.7, 0.9, f64::NAN];
+        let b = [1.0, 0.8];
+        let scale = ColourScale::fit([&a[..], &b[..]]);
+        assert_eq!(scale, ColourScale::Sequential { lo: 0.7, hi: 1.0 });
+        assert_eq!(scale.colour(0.7), (255, 255, 255));
+        assert_eq!(scale.colour(1.0), (8, 48, 107));
+        assert_eq!(scale.colour(f64::NAN), GREY);
     }
 
     #[test]
-    fn diverging_ends_and_middle() {
-        let (r, g, b) = diverging(0.0, 0.0, 1.0, 0.5);
-        assert!(r > 150 && g < 60 && b < 60, "low end is red");
-        assert_eq!(diverging(0.5, 0.0, 1.0, 0.5), (255, 255, 255));
-        let (r, _, b) = diverging(1.0, 0.0, 1.0, 0.5);
-        assert!(b > 150 && r < 60, "high end is blue");
-        assert_eq!(sequential(0.0, 2.0), (255, 255, 255));
+    fn any_negative_value_makes_the_scale_diverge_symmetrically_about_zero() {
+        let values = [-0.001, 0.5, 0.9];
+        let scale = ColourScale::fit([&values[..]]);
+        assert_eq!(scale, ColourScale::Diverging { limit: 0.9 });
+        assert_eq!(scale.range(), (-0.9, 0.9));
+        // A tiny negative value is a pale red, not a saturated one.
+        let (r, g, b) = scale.colour(-0.001);
+        assert!(r == 255 && g >= 253 && b >= 253, "{r} {g} {b}");
+        assert_eq!(scale.colour(0.0), (255, 255, 255));
+        let (r, _, b) = scale.colour(-0.9);
+        assert!(r > 150 && b < 60, "the negative end is red");
+        let (r, _, b) = scale.colour(0.9);
+        assert!(b > 150 && r < 60, "the positive end is blue");
+    }
+
+    #[test]
+    fn degenerate_inputs_still_give_a_usable_scale() {
+        assert_eq!(
+            ColourScale::fit([&[f64::NAN][..]]),
+            ColourScale::Sequential { lo: 0.0, hi: 1.0 }
+        );
+        let one = ColourScale::fit([&[1.0, 1.0][..]]);
+        assert_eq!(one, ColourScale::Sequential { lo: 0.5, hi: 1.5 });
+        assert_eq!(ColourScale::fit([&[0.0][..]]).range().0, -1e-12 * 0.5);
     }
 }

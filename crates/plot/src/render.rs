@@ -7,9 +7,9 @@ use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::colour::{diverging, percentile_range, sequential, ColourScale, TAB10};
-use crate::panel::{Heatmap, ImagePanel, LinePlot, Panel};
+use crate::panel::Panel;
 
 /// A figure that could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +33,22 @@ fn register_font() {
     });
 }
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
-type DrawResult = Result<(), String>;
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(crate) type DrawResult = Result<(), String>;
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+/// Every panel's layout, in pixels, so that panels of one width stacked in a
+/// figure share their plotting columns (one x axis down a column).
+pub(crate) const MARGIN: u32 = 8;
+/// The y label area: tick labels and the axis name.
+pub(crate) const LEFT: u32 = 96;
+/// The strip right of the plot: a heatmap's colour bar, a line plot's legend.
+pub(crate) const RIGHT: u32 = 132;
+/// The x label area when the labels are horizontal.
+pub(crate) const BOTTOM: u32 = 48;
+pub(crate) const TITLE_SIZE: u32 = 17;
+pub(crate) const LABEL_SIZE: u32 = 13;
+
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
@@ -80,9 +92,9 @@ pub fn render_figure(
         let cells = root.split_evenly((rows, cols));
         for (panel, area) in panels.iter().zip(cells.iter()) {
             match panel {
-                Panel::Heatmap(h) => draw_heatmap(area, h)?,
-                Panel::Lines(l) => draw_lines(area, l)?,
-                Panel::Image(i) => draw_image(area, i)?,
+                Panel::Heatmap(h) => crate::heatmap::draw(area, h)?,
+                Panel::Lines(l) => crate::lines::draw(area, l)?,
+                Panel::Image(i) => crate::image::draw(area, i)?,
             }
         }
         root.present().map_err(err)
@@ -96,13 +108,13 @@ pub fn render_figure(
     }
 }
 
-fn font(size: u32) -> TextStyle<'static> {
+pub(crate) fn font(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().into()
 }
 
 /// Names the axes `x_desc` and `y_desc` in the fonts every panel uses and
 /// draws the mesh.
-fn draw_mesh<X, Y>(
+pub(crate) fn draw_mesh<X, Y>(
     mesh: &mut MeshStyle<'_, '_, X, Y, BitMapBackend<'_>>,
     x_desc: &str,
     y_desc: &str,
@@ -119,237 +131,43 @@ where
         .map_err(err)
 }
 
-fn label_at(ticks: &[(usize, String)], v: f64) -> String {
-    ticks
-        .iter()
-        .find(|(k, _)| (*k as f64 - v).abs() < 0.25)
-        .map_or_else(String::new, |(_, s)| s.clone())
+/// The pixel size of `text` in `style` (an estimate from the font's metrics).
+pub(crate) fn text_size(area: &Area, text: &str, style: &TextStyle) -> (f64, f64) {
+    area.estimate_text_size(text, style)
+        .map_or((7.0 * text.len() as f64, 14.0), |(w, h)| {
+            (w as f64, h as f64)
+        })
 }
 
-/// The tick labels of one heatmap axis of `len` cells: the `explicit` ones,
-/// else the block labels of a square heatmap, else about eight indices.
-fn ticks(
-    explicit: &[(usize, String)],
-    square: bool,
-    block_labels: &[(usize, String)],
-    len: usize,
-) -> Vec<(usize, String)> {
-    if !explicit.is_empty() {
-        explicit.to_vec()
-    } else if square && !block_labels.is_empty() {
-        block_labels.to_vec()
-    } else {
-        (0..len)
-            .step_by((len / 8).max(1))
-            .map(|k| (k, k.to_string()))
-            .collect()
-    }
+/// Draws `text` at the absolute backend pixel `at`, anchored by `h` and `v`.
+pub(crate) fn text_at(
+    area: &Area,
+    text: &str,
+    at: (i32, i32),
+    style: &TextStyle,
+    h: HPos,
+    v: VPos,
+) -> DrawResult {
+    let base = area.get_base_pixel();
+    let style = style.pos(Pos::new(h, v));
+    area.draw(&Text::new(
+        text.to_string(),
+        (at.0 - base.0, at.1 - base.1),
+        style,
+    ))
+    .map_err(err)
 }
 
-fn draw_heatmap(area: &Area, h: &Heatmap) -> DrawResult {
-    let square = h.rows == h.cols;
-    let (lo, hi) = percentile_range(&h.values, square.then_some(h.rows));
-    let title = match h.scale {
-        ColourScale::Diverging => format!("{}  [{lo:.3} … {hi:.3}]", h.title),
-        ColourScale::Sequential => format!("{}  [{lo:.3} … {hi:.3}]", h.title),
-    };
-    let mid = if lo < 0.0 && hi > 0.0 {
-        0.0
-    } else {
-        0.5 * (lo + hi)
-    };
-    let colour = |v: f64| -> RGBColor {
-        if !v.is_finite() {
-            return RGBColor(160, 160, 160);
-        }
-        let (r, g, b) = match h.scale {
-            ColourScale::Diverging => diverging(v.clamp(lo, hi), lo, hi, mid),
-            ColourScale::Sequential => sequential((v.clamp(lo, hi) - lo).max(0.0), hi - lo),
-        };
-        RGBColor(r, g, b)
-    };
-    let (rows, cols) = (h.rows as f64, h.cols as f64);
-    let y_area = if h.block_labels.is_empty() && h.y_ticks.iter().all(|t| t.1.len() < 6) {
-        50
-    } else {
-        90
-    };
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, font(17))
-        .margin(8)
-        .x_label_area_size(48)
-        .y_label_area_size(y_area)
-        .build_cartesian_2d(-0.5..cols - 0.5, -0.5..rows - 0.5)
-        .map_err(err)?;
-    // Row 0 at the top: drawn y = rows − 1 − i.
-    let flip = |i: f64| rows - 1.0 - i;
-    let x_ticks = ticks(&h.x_ticks, square, &h.block_labels, h.cols);
-    let y_ticks = ticks(&h.y_ticks, square, &h.block_labels, h.rows);
-    let x_fmt = |v: &f64| label_at(&x_ticks, *v);
-    let y_fmt = |v: &f64| label_at(&y_ticks, flip(*v));
-    draw_mesh(
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(h.cols.clamp(2, 200))
-            .y_labels(h.rows.clamp(2, 200))
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&y_fmt),
-        &h.x_label,
-        &h.y_label,
-    )?;
-    chart
-        .draw_series(
-            (0..h.rows)
-                .flat_map(|i| (0..h.cols).map(move |j| (i, j)))
-                .map(|(i, j)| {
-                    let y = flip(i as f64);
-                    let x = j as f64;
-                    Rectangle::new(
-                        [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
-                        colour(h.values[i * h.cols + j]).filled(),
-                    )
-                }),
-        )
-        .map_err(err)?;
-    for &b in &h.boundaries {
-        let x = b as f64 - 0.5;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x, -0.5), (x, rows - 0.5)],
-                BLACK.stroke_width(1),
-            )))
-            .map_err(err)?;
-        if square {
-            let y = flip(b as f64) + 0.5;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(-0.5, y), (cols - 0.5, y)],
-                    BLACK.stroke_width(1),
-                )))
-                .map_err(err)?;
-        }
-    }
-    Ok(())
+/// Fills the absolute pixel rectangle from `a` to `b` with `colour`.
+pub(crate) fn fill_rect(area: &Area, a: (i32, i32), b: (i32, i32), colour: RGBColor) -> DrawResult {
+    let base = area.get_base_pixel();
+    let rel = |p: (i32, i32)| (p.0 - base.0, p.1 - base.1);
+    area.draw(&Rectangle::new([rel(a), rel(b)], colour.filled()))
+        .map_err(err)
 }
 
-fn draw_lines(area: &Area, l: &LinePlot) -> DrawResult {
-    let all: Vec<(f64, f64)> = l
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .filter(|p| p.0.is_finite() && p.1.is_finite())
-        .collect();
-    if all.is_empty() {
-        return Ok(());
-    }
-    let min_pos = all
-        .iter()
-        .map(|p| p.0)
-        .filter(|&x| x > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let fix_x = |x: f64| {
-        if l.log_x {
-            x.max(if min_pos.is_finite() { min_pos } else { 1.0 })
-        } else {
-            x
-        }
-    };
-    let (mut x0, mut x1) = all
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(fix_x(p.0)), b.max(fix_x(p.0)))
-        });
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    if l.log_x && x0 <= 0.0 {
-        x0 = 1.0;
-    }
-    let (y0, y1) = l.y_range.unwrap_or_else(|| {
-        let (a, b) = all
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-                (a.min(p.1), b.max(p.1))
-            });
-        let pad = 0.05 * (b - a).max(1e-9);
-        (a - pad, b + pad)
-    });
-    let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(l.title.as_str(), font(17))
-        .margin(10)
-        .x_label_area_size(44)
-        .y_label_area_size(60);
-    macro_rules! finish {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            draw_mesh(
-                chart
-                    .configure_mesh()
-                    .x_label_formatter(&|v| tick_text(*v))
-                    .light_line_style(RGBColor(235, 235, 235)),
-                &l.x_label,
-                &l.y_label,
-            )?;
-            for (k, s) in l.series.iter().enumerate() {
-                let (r, g, b) = s
-                    .colour
-                    .unwrap_or(DEFAULT_COLOURS[k % DEFAULT_COLOURS.len()]);
-                let c = RGBColor(r, g, b);
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().map(|p| (fix_x(p.0), p.1)),
-                        c.stroke_width(2),
-                    ))
-                    .map_err(err)?
-                    .label(s.name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
-            }
-            for (x, text) in &l.vlines {
-                let x = fix_x(*x);
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        vec![(x, y0), (x, y1)],
-                        6,
-                        4,
-                        BLACK.stroke_width(1),
-                    ))
-                    .map_err(err)?;
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        format!(" {text}"),
-                        (x, y1 - 0.04 * (y1 - y0)),
-                        font(12),
-                    )))
-                    .map_err(err)?;
-            }
-            if !l.series.is_empty() {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::LowerRight)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(RGBColor(120, 120, 120))
-                    .label_font(font(13))
-                    .draw()
-                    .map_err(err)?;
-            }
-        }};
-    }
-    if l.log_x {
-        finish!(builder
-            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
-            .map_err(err)?);
-    } else {
-        finish!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
-    }
-    Ok(())
-}
-
-/// Tick text without spurious decimals: `100`, `2500`, `0.5`, `1e5`.
-fn tick_text(v: f64) -> String {
+/// Tick text without spurious decimals: `100`, `2500`, `0.5`, `1e5`, `0.125`.
+pub(crate) fn tick_text(v: f64) -> String {
     if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
         format!("{v:.0e}")
     } else if (v - v.round()).abs() < 1e-9 {
@@ -358,42 +176,4 @@ fn tick_text(v: f64) -> String {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
-}
-
-/// Colours of series that do not set one, in turn: blue, red, green, orange,
-/// purple, grey.
-const DEFAULT_COLOURS: [(u8, u8, u8); 6] =
-    [TAB10[0], TAB10[3], TAB10[2], TAB10[1], TAB10[4], TAB10[7]];
-
-fn draw_image(area: &Area, img: &ImagePanel) -> DrawResult {
-    let titled = area.titled(&img.title, font(17)).map_err(err)?;
-    let (tw, th) = titled.dim_in_pixel();
-    let side = tw.min(th).saturating_sub(20);
-    let (dx, dy) = ((tw - side) / 2, (th - side) / 2);
-    let square = titled.shrink((dx, dy), (side, side));
-    let (iw, ih) = (img.width.max(1) as f64, img.height.max(1) as f64);
-    let mut chart = ChartBuilder::on(&square)
-        .build_cartesian_2d(0.0..iw, 0.0..ih)
-        .map_err(err)?;
-    chart
-        .draw_series(
-            (0..img.height)
-                .flat_map(|r| (0..img.width).map(move |c| (r, c)))
-                .map(|(r, c)| {
-                    let v = (img.pixels[r * img.width + c].clamp(0.0, 1.0) * 255.0).round() as u8;
-                    let y = ih - r as f64;
-                    Rectangle::new(
-                        [(c as f64, y - 1.0), (c as f64 + 1.0, y)],
-                        RGBColor(v, v, v).filled(),
-                    )
-                }),
-        )
-        .map_err(err)?;
-    square
-        .draw(&Rectangle::new(
-            [(0, 0), (side as i32 - 1, side as i32 - 1)],
-            RGBColor(120, 120, 120),
-        ))
-        .map_err(err)?;
-    Ok(())
 }

@@ -13,21 +13,28 @@ fn png_size(path: &std::path::Path) -> (u32, u32) {
 
 fn panels() -> Vec<Panel> {
     let n = 12;
+    let values: Vec<f64> = (0..n * n)
+        .map(|k| {
+            if k / n == k % n {
+                1.0
+            } else {
+                ((k * 37) % 100) as f64 / 100.0 - 0.2
+            }
+        })
+        .collect();
+    let frequencies: Vec<f64> = (0..45)
+        .map(|k| k as f64 / 45.0)
+        .chain(std::iter::once(f64::NAN))
+        .take(45)
+        .collect();
     vec![
         Panel::Heatmap(Heatmap {
             title: "tensor  Δ=0.24".into(),
             rows: n,
             cols: n,
-            values: (0..n * n)
-                .map(|k| {
-                    if k / n == k % n {
-                        1.0
-                    } else {
-                        ((k * 37) % 100) as f64 / 100.0
-                    }
-                })
-                .collect(),
-            scale: ColourScale::Diverging,
+            scale: ColourScale::fit([&values[..]]),
+            values,
+            colour_label: "similarity".into(),
             x_label: "checkpoint".into(),
             y_label: "checkpoint".into(),
             boundaries: vec![8],
@@ -39,12 +46,9 @@ fn panels() -> Vec<Panel> {
             title: "frequencies".into(),
             rows: 5,
             cols: 9,
-            values: (0..45)
-                .map(|k| k as f64 / 45.0)
-                .chain(std::iter::once(f64::NAN))
-                .take(45)
-                .collect(),
-            scale: ColourScale::Sequential,
+            scale: ColourScale::fit([&frequencies[..]]),
+            values: frequencies,
+            colour_label: "share".into(),
             x_label: "checkpoint".into(),
             y_label: "frequency".into(),
             boundaries: vec![],
@@ -66,6 +70,8 @@ fn panels() -> Vec<Panel> {
             log_x: true,
             y_range: Some((0.0, 1.0)),
             vlines: vec![(250.0, "phase B".into())],
+            x_ticks: vec![],
+            x_range: None,
         }),
         Panel::Image(ImagePanel {
             title: "sample → predicted 7".into(),

@@ -6,19 +6,37 @@ use std::time::Instant;
 use anyhow::Result;
 use tensim_core::{Mat, Model};
 use tensim_data::Split;
-use tensim_plot::{ImagePanel, LinePlot, Panel, Series};
+use tensim_plot::{Heatmap, ImagePanel, LinePlot, Panel, Series};
 
 use super::analysis::Analysis;
 use super::data::EvalSets;
 use super::{Record, Settings};
-use crate::figures::similarity_heatmap;
+use crate::figures::{share_colour_scale, similarity_heatmap, step_ticks};
 use crate::recorder::Trajectory;
 use crate::run_dir::RunDir;
 
-/// A checkpoint heatmap with the phase boundary at `b_start`.
-fn heat(title: String, m: &Mat<f64>, b_start: usize) -> Panel {
-    let labels = [(0, "A: clean".to_string()), (b_start, "B".to_string())];
-    similarity_heatmap(title, m, &[b_start], &labels)
+/// A checkpoint heatmap with the phase boundary at `b_start`: the phases
+/// name the y axis, the checkpoints' `steps` the x axis.
+fn heat(title: String, m: &Mat<f64>, b_start: usize, steps: &[(usize, String)]) -> Panel {
+    let labels = [
+        (0, "A: clean".to_string()),
+        (b_start, "B: poisoned".to_string()),
+    ];
+    match similarity_heatmap(title, m, &[b_start], &labels) {
+        Panel::Heatmap(h) => Panel::Heatmap(Heatmap {
+            x_ticks: steps.to_vec(),
+            x_label: "checkpoint step".into(),
+            y_label: String::new(),
+            ..h
+        }),
+        other => other,
+    }
+}
+
+/// The step of every checkpoint, as heatmap ticks.
+fn steps(trajectory: &Trajectory<Model, Record>) -> Vec<(usize, String)> {
+    let steps: Vec<u64> = trajectory.records.iter().map(|r| r.step).collect();
+    step_ticks(&steps)
 }
 
 /// Accuracy and attack success over the steps.
@@ -41,6 +59,8 @@ fn curves(records: &[Record], s: &Settings) -> Panel {
         log_x: false,
         y_range: Some((0.0, 1.0)),
         vlines: vec![(s.steps_clean as f64, "poisoning starts".into())],
+        x_ticks: vec![],
+        x_range: None,
     })
 }
 
@@ -71,11 +91,13 @@ fn overview(
         .unwrap_or(0);
     let clean_img = data.test.image(sample_index);
     let trig_img = sets.triggered_test.image(sample_index);
+    let ticks = steps(trajectory);
     let keyed = |key: &'static str, title: &str| {
         let panel = heat(
             format!("{title}  Δ={:.3}", a.delta_of(key)),
             &a.by_key(key).2,
             a.b_start,
+            &ticks,
         );
         (key, panel)
     };
@@ -118,7 +140,8 @@ pub(super) fn render(
     }
     let grid: Vec<Panel> = panels.into_iter().map(|p| p.1).collect();
     tensim_plot::render_figure(&grid, 2, 4, panel_size, &run.path("figures/backdoor.png"))?;
-    let slice_panels: Vec<Panel> = (0..10)
+    let ticks = steps(trajectory);
+    let mut slice_panels: Vec<Panel> = (0..10)
         .map(|c| {
             heat(
                 format!(
@@ -127,9 +150,11 @@ pub(super) fn render(
                 ),
                 &a.tensor.slices[c],
                 a.b_start,
+                &ticks,
             )
         })
         .collect();
+    share_colour_scale(&mut slice_panels);
     tensim_plot::render_figure(
         &slice_panels,
         2,
@@ -139,7 +164,14 @@ pub(super) fn render(
     )?;
     let baseline_panels: Vec<Panel> = a
         .baselines()
-        .map(|(k, name, m)| heat(format!("{name}  Δ={:.3}", a.delta_of(k)), m, a.b_start))
+        .map(|(k, name, m)| {
+            heat(
+                format!("{name}  Δ={:.3}", a.delta_of(k)),
+                m,
+                a.b_start,
+                &ticks,
+            )
+        })
         .collect();
     tensim_plot::render_figure(
         &baseline_panels,

@@ -4,31 +4,49 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use tensim_plot::{ColourScale, Heatmap, Panel};
+use tensim_plot::{Heatmap, Panel};
 
 use super::analysis::Analysis;
 use super::train::Trained;
-use crate::figures::{lines, matrix_heatmap, series, similarity_heatmap, PALETTE};
+use crate::figures::{
+    lines, matrix_heatmap, series, share_colour_scale, similarity_heatmap, step_ticks, PALETTE,
+};
 use crate::run_dir::RunDir;
 
-/// Stage boundaries and labels of the checkpoint heatmaps.
+/// Stage boundaries, stage names and checkpoint steps of the checkpoint heatmaps.
 struct Blocks {
     boundaries: Vec<usize>,
     labels: Vec<(usize, String)>,
+    steps: Vec<(usize, String)>,
 }
 
-/// Gaussian, CKA and matrix cosine, then the ten Gaussian class slices,
-/// each rendered to its own `figures/panel-*.png`.
+impl Blocks {
+    /// A heatmap over the checkpoints: steps along x, stage names along y.
+    fn heat(&self, title: String, m: &tensim_core::Mat<f64>) -> Panel {
+        match similarity_heatmap(title, m, &self.boundaries, &self.labels) {
+            Panel::Heatmap(h) => Panel::Heatmap(Heatmap {
+                x_ticks: self.steps.clone(),
+                x_label: "checkpoint step".into(),
+                y_label: String::new(),
+                ..h
+            }),
+            other => other,
+        }
+    }
+}
+
+/// Gaussian, CKA and matrix cosine, then the ten Gaussian class slices (one
+/// colour scale for the ten), each rendered to its own `figures/panel-*.png`.
 fn matrix_panels(run: &RunDir, a: &Analysis, b: &Blocks) -> Result<Vec<Panel>> {
-    let heat = |title: String, m| similarity_heatmap(title, m, &b.boundaries, &b.labels);
     let mut panels = vec![
-        heat("gaussian (uncentred, moments)".into(), &a.gaussian.total),
-        heat("linear CKA of logits".into(), &a.cka),
-        heat("matrix cosine".into(), &a.weights),
+        b.heat("gaussian (uncentred, moments)".into(), &a.gaussian.total),
+        b.heat("linear CKA of logits".into(), &a.cka),
+        b.heat("matrix cosine".into(), &a.weights),
     ];
     for (c, m) in a.gaussian.slices.iter().enumerate() {
-        panels.push(heat(format!("gaussian, class {c} slice"), m));
+        panels.push(b.heat(format!("gaussian, class {c} slice"), m));
     }
+    share_colour_scale(&mut panels[3..]);
     for (k, p) in panels.iter().enumerate() {
         let name = match k {
             0 => "gaussian".to_string(),
@@ -89,7 +107,7 @@ fn updates_panel(t: &Trained, a: &Analysis) -> Panel {
         ..matrix_heatmap(
             "stage updates, gaussian",
             &a.update_matrix,
-            ColourScale::Diverging,
+            "similarity",
             "stage",
             "stage",
         )
@@ -99,6 +117,7 @@ fn updates_panel(t: &Trained, a: &Analysis) -> Panel {
 /// Renders every figure; returns the seconds it took.
 pub(super) fn render(run: &RunDir, t: &Trained, a: &Analysis) -> Result<f64> {
     let start = Instant::now();
+    let steps: Vec<u64> = t.trajectory.records.iter().map(|r| r.step).collect();
     let blocks = Blocks {
         boundaries: t.stage_first[1..].to_vec(),
         labels: t
@@ -107,18 +126,20 @@ pub(super) fn render(run: &RunDir, t: &Trained, a: &Analysis) -> Result<f64> {
             .zip(&t.stages)
             .map(|(&i, st)| (i, st.name.clone()))
             .collect(),
+        steps: step_ticks(&steps),
     };
     let panels = matrix_panels(run, a, &blocks)?;
     let global: Vec<_> = panels.into_iter().take(3).collect();
     let path = |name: &str| run.path(&format!("figures/{name}.png"));
     tensim_plot::render_figure(&global, 1, 3, (640, 600), &path("global-metrics"))?;
-    let slices: Vec<_> = a
+    let mut slices: Vec<_> = a
         .gaussian
         .slices
         .iter()
         .enumerate()
-        .map(|(c, m)| similarity_heatmap(format!("class {c} slice"), m, &blocks.boundaries, &[]))
+        .map(|(c, m)| blocks.heat(format!("class {c} slice"), m))
         .collect();
+    share_colour_scale(&mut slices);
     tensim_plot::render_figure(&slices, 2, 5, (440, 420), &path("class-slices"))?;
     let acc = accuracy_panel(t);
     tensim_plot::render_panel(&acc, &path("per-digit-accuracy"), (1100, 520))?;

@@ -49,12 +49,16 @@ pub(super) fn analyse(
     run.write_matrix("tensor", &labels, &tensor.total)?;
     let bins = p / 2 + 1;
     let frequencies = Mat::from_fn(bins, n, |k, i| spectra[i][k]);
-    tensim_io::write_matrix(
-        &run.path("matrices/frequencies.csv"),
-        &labels,
-        &frequencies.transpose().to_owned(),
-    )
-    .context("writing the frequency table")?;
+    let columns: Vec<String> = (0..bins).map(|k| format!("frequency {k}")).collect();
+    for ext in ["csv", "npy"] {
+        tensim_io::write_table(
+            &run.path(&format!("matrices/frequencies.{ext}")),
+            ("checkpoint", &labels),
+            &columns,
+            &frequencies.transpose().to_owned(),
+        )
+        .context("writing the frequency table")?;
+    }
     let splits = rank_splits(tensor.total.as_ref(), 2);
     let best = *splits.first().with_context(|| {
         format!("only {n} checkpoints: too few to look for a phase change; train for more --steps")

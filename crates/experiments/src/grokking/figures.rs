@@ -1,18 +1,28 @@
-//! The grokking figure: accuracy and loss over log steps, tensor similarity
-//! with the detected boundary, and the frequencies over checkpoints.
+//! The grokking figure: accuracy, loss, tensor similarity with the detected
+//! boundary, and the frequencies, all four over the same checkpoint axis
+//! (checkpoints are power-spaced in step, ticks name the step), so the rows
+//! of the stacked figure line up.
 
 use anyhow::Result;
-use tensim_plot::{ColourScale, Heatmap, Panel};
+use tensim_plot::{Heatmap, Panel};
 
 use super::analysis::Analysis;
 use super::{first_crossing, Record};
-use crate::figures::{lines, matrix_heatmap, series};
+use crate::figures::{lines, matrix_heatmap, over_checkpoints, series, step_ticks};
 use crate::run_dir::RunDir;
 
 const BLUE: (u8, u8, u8) = tensim_plot::TAB10[0];
 const RED: (u8, u8, u8) = tensim_plot::TAB10[3];
 
-/// Train and validation curves of `f` over log steps.
+/// The label of the checkpoint axis every panel shares.
+const X_LABEL: &str = "checkpoint step (power-spaced)";
+
+fn steps(records: &[Record]) -> Vec<u64> {
+    records.iter().map(|r| r.step).collect()
+}
+
+/// Train and validation curves of `f` at each checkpoint, the first
+/// checkpoint with validation accuracy ≥ 0.5 marked.
 fn curves(
     title: &str,
     y_label: &str,
@@ -20,34 +30,31 @@ fn curves(
     f: [fn(&Record) -> f64; 2],
     y_range: Option<(f64, f64)>,
 ) -> Panel {
-    let xs: Vec<f64> = records.iter().map(|r| (r.step.max(1)) as f64).collect();
+    let xs: Vec<f64> = (0..records.len()).map(|i| i as f64).collect();
     let val05 = first_crossing(records, |r| r.validation_accuracy, 0.5);
     let vlines: Vec<(f64, String)> = val05
-        .map(|st| vec![(st.max(1) as f64, "validation 50%".to_string())])
+        .and_then(|st| records.iter().position(|r| r.step == st))
+        .map(|i| vec![(i as f64, "validation 50%".to_string())])
         .unwrap_or_default();
-    lines(
+    let plot = lines(
         title,
-        "step (log)",
+        X_LABEL,
         y_label,
         vec![
             series("train", &xs, records.iter().map(f[0]), BLUE),
             series("validation", &xs, records.iter().map(f[1]), RED),
         ],
-        true,
+        false,
         y_range,
         vlines,
-    )
+    );
+    over_checkpoints(plot, &steps(records))
 }
 
 /// The similarity and frequency heatmaps, checkpoint steps as ticks.
 fn heatmaps(records: &[Record], a: &Analysis) -> (Panel, Panel) {
-    let n = records.len();
     let bins = a.frequencies.nrows();
-    let ticks: Vec<(usize, String)> = (0..n)
-        .step_by((n / 8).max(1))
-        .map(|i| (i, records[i].step.to_string()))
-        .collect();
-    let x_label = "checkpoint step (power-spaced)";
+    let ticks = step_ticks(&steps(records));
     let sim = Panel::Heatmap(Heatmap {
         boundaries: vec![a.best.index],
         x_ticks: ticks.clone(),
@@ -55,8 +62,8 @@ fn heatmaps(records: &[Record], a: &Analysis) -> (Panel, Panel) {
         ..matrix_heatmap(
             "tensor similarity (weight space)",
             &a.tensor,
-            ColourScale::Diverging,
-            x_label,
+            "similarity",
+            X_LABEL,
             "checkpoint step",
         )
     });
@@ -66,8 +73,8 @@ fn heatmaps(records: &[Record], a: &Analysis) -> (Panel, Panel) {
         ..matrix_heatmap(
             "frequencies read from the weights",
             &a.frequencies,
-            ColourScale::Sequential,
-            x_label,
+            "share of the spectrum",
+            X_LABEL,
             "frequency",
         )
     });

@@ -4,12 +4,12 @@
 
 use anyhow::Result;
 use tensim_core::Mat;
-use tensim_plot::Panel;
+use tensim_plot::{Heatmap, Panel};
 
 use super::analysis::Analysis;
 use super::inputs::Inputs;
 use super::train::Trained;
-use crate::figures::{lines, series, similarity_heatmap};
+use crate::figures::{lines, series, similarity_heatmap, step_ticks};
 use crate::run_dir::RunDir;
 
 const COLOURS: [(u8, u8, u8); 3] = [(255, 127, 14), (44, 160, 44), (214, 39, 40)];
@@ -77,7 +77,18 @@ pub(super) fn render(run: &RunDir, inputs: &Inputs, t: &Trained, a: &Analysis) -
         .collect();
     let path = |name: &str| run.path(&format!("figures/{layers}-layer{name}.png"));
     tensim_plot::render_panel(&loss_panel(t, inputs, &xs), &path("-loss"), (700, 520))?;
-    let heat = |title: &str, m: &Mat<f64>| similarity_heatmap(title.into(), m, &[], &[]);
+    let steps: Vec<u64> = t.trajectory.records.iter().map(|r| r.step).collect();
+    let ticks = step_ticks(&steps);
+    let heat = |title: &str, m: &Mat<f64>| match similarity_heatmap(title.into(), m, &[], &[]) {
+        Panel::Heatmap(h) => Panel::Heatmap(Heatmap {
+            x_ticks: ticks.clone(),
+            y_ticks: ticks.clone(),
+            x_label: "checkpoint step (log-spaced)".into(),
+            y_label: "checkpoint step".into(),
+            ..h
+        }),
+        other => other,
+    };
     let m = &a.matrices;
     let panels: Vec<(&str, Panel)> = vec![
         ("ngram", scores_panel(t, &xs)),
