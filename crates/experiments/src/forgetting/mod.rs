@@ -36,7 +36,12 @@ pub struct Settings {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub weight_decay: f64,
-    pub checkpoint_every: u64,
+    /// Batches between checkpoints; `None`: spaced so that the run has about
+    /// `checkpoints` of them.
+    pub checkpoint_every: Option<u64>,
+    /// About how many checkpoints enter the matrices (the paper's heatmaps
+    /// used 80 spread over the stages).
+    pub checkpoints: u64,
     pub embed: usize,
     pub hidden: usize,
     pub cka_images: usize,
@@ -52,7 +57,8 @@ impl Settings {
             batch_size: 248,
             learning_rate: 1e-3,
             weight_decay: 0.5,
-            checkpoint_every: if opts.quick { 25 } else { 50 },
+            checkpoint_every: opts.quick.then_some(25),
+            checkpoints: 80,
             embed: 128,
             hidden: 256,
             cka_images: if opts.quick { 500 } else { 2000 },
@@ -77,6 +83,8 @@ struct Record {
 pub struct Outcome {
     pub run_dir: PathBuf,
     pub checkpoints: usize,
+    /// Batches between checkpoints within a stage.
+    pub checkpoint_every: u64,
     pub stage_names: Vec<String>,
     /// Mean Gaussian similarity between the checkpoints of two stages.
     pub stage_similarity: Vec<Vec<f64>>,
@@ -84,6 +92,7 @@ pub struct Outcome {
     pub remove9_vs_add9: f64,
     pub readd9_vs_add9: f64,
     pub readd9_vs_add8: f64,
+    pub add9_vs_control: f64,
     /// Classes ranked by how much their slice changed at "remove 9" (1 − mean similarity to "control").
     pub remove9_class_change: Vec<(usize, f64)>,
     /// Similarity of each stage's update (first → last checkpoint) to the "add 9" update.
@@ -126,10 +135,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let outcome = Outcome {
         run_dir: opts.out.clone(),
         checkpoints: records.len(),
+        checkpoint_every: trained.checkpoint_every,
         remove9_vs_add8: sim[remove9][add8],
         remove9_vs_add9: sim[remove9][add9],
         readd9_vs_add9: sim[readd9][add9],
         readd9_vs_add8: sim[readd9][add8],
+        add9_vs_control: sim[add9][stage("control")],
         stage_names,
         stage_similarity: found.stage_similarity.clone(),
         remove9_class_change: found.remove9_class_change.clone(),

@@ -26,6 +26,8 @@ pub(super) struct Trained {
     pub stage_first: Vec<usize>,
     /// Training steps of each stage.
     pub stage_steps: Vec<u64>,
+    /// Batches between checkpoints within a stage.
+    pub checkpoint_every: u64,
     pub seconds: f64,
 }
 
@@ -111,19 +113,14 @@ fn measure(
     })
 }
 
-/// Checkpoint steps of the stage that starts at `offset`: every
-/// `checkpoint_every` batches and at its end; the previous stage's last
-/// checkpoint is this one's start.
-fn stage_schedule(k: usize, offset: u64, steps: u64, s: &Settings) -> Result<Vec<u64>> {
-    let mut schedule: Vec<u64> = Schedule::Every(s.checkpoint_every)
-        .steps(steps)?
-        .into_iter()
-        .map(|t| offset + t)
-        .collect();
+/// Checkpoint steps within a stage of `steps` steps: every `every` batches
+/// and at its end; the previous stage's last checkpoint is this one's start.
+fn stage_schedule(k: usize, steps: u64, every: u64) -> Result<Vec<u64>> {
+    let mut schedule: Vec<u64> = Schedule::Every(every).steps(steps)?;
     if k > 0 {
-        schedule.retain(|&t| t != offset);
+        schedule.retain(|&t| t != 0);
     }
-    schedule.push(offset + steps);
+    schedule.push(steps);
     Ok(schedule)
 }
 
@@ -134,8 +131,8 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
         None => data.train.clone(),
     };
     let arch = architecture(train_all.dim(), s);
-    let net = Network::init(&arch, s.seed, &tensim_train::default_device())?;
-    let mut trainer = Trainer::new(net, config(s))?;
+    let device = tensim_train::default_device();
+    let mut net = Network::init(&arch, s.seed, &device)?;
     let stages = class_incremental();
     let stage_sets: Vec<ImageSet> = stages
         .iter()
@@ -147,23 +144,33 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
             ((set.len() as f64 * s.epochs_per_stage / s.batch_size as f64).ceil() as u64).max(1)
         })
         .collect();
+    let total: u64 = stage_steps.iter().sum();
+    let every = s.checkpoint_every.unwrap_or_else(|| {
+        // Each stage adds its end; the rest are spread evenly.
+        let spread = s.checkpoints.saturating_sub(stages.len() as u64).max(1);
+        total.div_ceil(spread).max(1)
+    });
     let mut recorder: Recorder<Model, Record> = Recorder::new(run);
     let mut stage_first: Vec<usize> = Vec::new();
     let mut recorded = 0usize;
-    let bar = progress::bar(stage_steps.iter().sum(), "training");
+    let bar = progress::bar(total, "training");
     let start = Instant::now();
     let mut offset = 0u64;
     for (k, (stage, set)) in stages.iter().zip(&stage_sets).enumerate() {
         let steps = stage_steps[k];
-        let schedule = stage_schedule(k, offset, steps, s)?;
+        // Every stage starts a fresh AdamW (moments zero) and cosine schedule
+        // from the previous stage's weights, as the paper's script does.
+        let schedule = stage_schedule(k, steps, every)?;
         stage_first.push(recorded);
+        let mut trainer = Trainer::new(net, config(s))?;
         let mut shuffler = Shuffler::new(set.len());
         trainer
             .run_stage(
                 steps,
                 &schedule,
                 |rng| sample(set, &mut shuffler, rng, s),
-                |step, net| {
+                |local, net| {
+                    let step = offset + local;
                     let record = measure(net, &data.test, step, k, stage)?;
                     recorded += 1;
                     let label = format!("{} @{step}", stage.name);
@@ -176,6 +183,7 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
                 },
             )
             .with_context(|| format!("training stage {}", stage.name))?;
+        net = Network::from_model(&trainer.network().to_model()?, &device)?;
         offset += steps;
     }
     bar.finish_and_clear();
@@ -185,5 +193,6 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
         stages,
         stage_first,
         stage_steps,
+        checkpoint_every: every,
     })
 }
