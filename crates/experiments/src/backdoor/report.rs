@@ -207,8 +207,10 @@ fn figures_and_timing(md: &mut String, r: &ReportInput) {
         "![backdoor figure](figures/backdoor.png)\n\nRow 1: clean sample with prediction; accuracy and attack \
          success; matrix cosine; tensor similarity. Row 2: triggered sample with prediction; output \
          cosine on triggered inputs; output cosine on class 9; tensor similarity, class-9 slice. \
-         Heatmap colours: red low, white middle, blue high, between the 1st and 99th percentile of \
-         the off-diagonal entries (range in each title); the black line marks the start of phase B.\n"
+         Each heatmap's colour bar gives its scale: white to dark blue from its smallest to its \
+         largest value when none is negative, else red (negative) through white (0) to blue, \
+         symmetric about 0; the ten class slices share one scale. The black line marks the start \
+         of phase B.\n"
     );
     figure_links(
         md,
