@@ -10,6 +10,8 @@ use tensim_core::{
     TensorPrepared,
 };
 
+use crate::stdout::outln;
+
 struct Case {
     name: String,
     precision: &'static str,
@@ -347,18 +349,23 @@ pub fn run(
                 "gflops_per_second": c.flops.map(|f| f / c.median_s / 1e9),
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("tensim bench: {threads} threads, median of {runs} runs (GFLOP/s from the GEMM flop count)\n");
+    outln!("tensim bench: {threads} threads, median of {runs} runs (GFLOP/s from the GEMM flop count)\n");
     if let Some(c) = cases.iter().find(|c| c.name.starts_with("training")) {
-        println!("training throughput: {:.1} steps/s\n", 20.0 / c.median_s);
+        outln!("training throughput: {:.1} steps/s\n", 20.0 / c.median_s);
     }
-    println!(
+    outln!(
         "{:<40} {:>5} {:>28} {:>12} {:>10} {:>9}",
-        "case", "prec", "model", "median", "GFLOP", "GFLOP/s"
+        "case",
+        "prec",
+        "model",
+        "median",
+        "GFLOP",
+        "GFLOP/s"
     );
-    println!("{}", "-".repeat(110));
+    outln!("{}", "-".repeat(110));
     for c in &cases {
         let t = if c.median_s < 1e-2 {
             format!("{:.3} ms", c.median_s * 1e3)
@@ -373,13 +380,18 @@ pub fn run(
             ),
             None => ("-".to_string(), "-".to_string()),
         };
-        println!(
+        outln!(
             "{:<40} {:>5} {:>28} {:>12} {:>10} {:>9}",
-            c.name, c.precision, c.size, t, gflop, rate
+            c.name,
+            c.precision,
+            c.size,
+            t,
+            gflop,
+            rate
         );
     }
     if let Some(mib) = peak_memory_mib() {
-        println!("\npeak resident memory: {mib:.0} MiB");
+        outln!("\npeak resident memory: {mib:.0} MiB");
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ use tensim_core::{
 use crate::load::{self, Loaded};
 use crate::options::{MetricArgs, Precision};
 
+use crate::stdout::outln;
+
 /// One row of the comparison: a value, or why the metric does not apply.
 struct Row {
     key: &'static str,
@@ -236,7 +238,7 @@ pub fn run(opts: &MetricArgs, json_out: bool, la: &Loaded, lb: &Loaded) -> Resul
             "monte_carlo_std_error": monte_carlo.map(|e| e.std_error),
             "per_class": {"tensor": per_class.0, "gaussian": per_class.1},
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     print_table(la, lb, &rows, &per_class);
@@ -249,20 +251,20 @@ fn print_table(
     rows: &[Row],
     per_class: &(Vec<Option<f64>>, Vec<Option<f64>>),
 ) {
-    println!("A: {}  {}", la.path.display(), la.describe());
-    println!("B: {}  {}", lb.path.display(), lb.describe());
-    println!();
-    println!("{:<38} {:>9}  note", "metric", "value");
+    outln!("A: {}  {}", la.path.display(), la.describe());
+    outln!("B: {}  {}", lb.path.display(), lb.describe());
+    outln!("");
+    outln!("{:<38} {:>9}  note", "metric", "value");
     for r in rows {
         match &r.value {
-            Ok(v) => println!("{:<38} {:>9.6}  {}", r.name, v, r.note),
-            Err(e) => println!("{:<38} {:>9}  {}", r.name, "n/a", e),
+            Ok(v) => outln!("{:<38} {:>9.6}  {}", r.name, v, r.note),
+            Err(e) => outln!("{:<38} {:>9}  {}", r.name, "n/a", e),
         }
     }
-    println!();
-    println!("{:<8} {:>12} {:>12}", "class", "tensor", "gaussian");
+    outln!("");
+    outln!("{:<8} {:>12} {:>12}", "class", "tensor", "gaussian");
     let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.6}"));
     for (c, (t, g)) in per_class.0.iter().zip(&per_class.1).enumerate() {
-        println!("{:<8} {:>12} {:>12}", c, show(*t), show(*g));
+        outln!("{:<8} {:>12} {:>12}", c, show(*t), show(*g));
     }
 }

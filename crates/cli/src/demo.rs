@@ -10,6 +10,8 @@ use tensim_core::{
     gaussian_similarity, tensor_similarity, weight_cosine, Architecture, LayerShape, Model,
 };
 
+use crate::stdout::outln;
+
 const INPUT: usize = 784;
 const HIDDEN: usize = 64;
 const CLASSES: usize = 10;
@@ -83,18 +85,22 @@ pub fn run(seed: u64, json_out: bool) -> Result<()> {
                 "variant": r.0, "same_function": r.1, "tensor": r.2, "gaussian": r.3, "matrix_cosine": r.4,
             })).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("Model: y = P((Lx) ⊙ (Rx)), {INPUT} → {HIDDEN} hidden → {CLASSES} classes, PyTorch default init, seed {seed}.");
-    println!("Each variant is compared with the original model.\n");
-    println!(
+    outln!("Model: y = P((Lx) ⊙ (Rx)), {INPUT} → {HIDDEN} hidden → {CLASSES} classes, PyTorch default init, seed {seed}.");
+    outln!("Each variant is compared with the original model.\n");
+    outln!(
         "{:<40} {:>9} {:>9} {:>9} {:>11}",
-        "variant", "same f?", "tensor", "gaussian", "matrix cos"
+        "variant",
+        "same f?",
+        "tensor",
+        "gaussian",
+        "matrix cos"
     );
-    println!("{}", "-".repeat(82));
+    outln!("{}", "-".repeat(82));
     for (name, symmetric, t, g, w) in &rows {
-        println!(
+        outln!(
             "{:<40} {:>9} {:>9.6} {:>9.6} {:>11.6}",
             name,
             if *symmetric { "yes" } else { "no" },
@@ -113,7 +119,7 @@ pub fn run(seed: u64, json_out: bool) -> Result<()> {
         .filter(|r| r.1)
         .map(|r| (r.2 - 1.0).abs())
         .fold(0.0, f64::max);
-    println!(
+    outln!(
         "\nFor every variant that computes the same function, tensor similarity is 1 (largest deviation {worst_tensor:.1e}),\n\
          while matrix cosine drops as low as {worst_weight:.3}. tensor = weight-space form (centred Gaussian outputs),\n\
          gaussian = uncentred Gaussian outputs (MATH.md §3); both exact for this one-layer model."

@@ -16,6 +16,8 @@ use crate::matrix::name_files;
 use crate::options::Precision;
 use crate::progress;
 
+use crate::stdout::outln;
+
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,
     pub arch: Option<PathBuf>,
@@ -99,11 +101,11 @@ pub fn run(opts: &Options) -> Result<()> {
             "reference": opts.reference.as_ref().map(|(a, b)| json!([a, b])),
             "similarity": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else if opts.reference.is_some() {
-        println!("update                                   similarity to the reference update");
+        outln!("update                                   similarity to the reference update");
         for (l, r) in labels.iter().zip(&rows) {
-            println!("{l:<40} {:>9.6}", r[0]);
+            outln!("{l:<40} {:>9.6}", r[0]);
         }
     } else if opts.output.is_none() {
         tensim_io::matrix_file::write_csv(&mut std::io::stdout().lock(), &labels, &matrix)?;

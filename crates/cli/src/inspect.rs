@@ -8,6 +8,8 @@ use tensim_io::{load_models, read_tensor_sets, spec_for};
 
 use crate::load::{self, Loaded};
 
+use crate::stdout::outln;
+
 pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
     let explicit = load::spec(arch)?;
     let tensim_file = tensim_io::load_checkpoint(path).ok();
@@ -54,18 +56,18 @@ pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
                 Err(e) => json!({"error": e}),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("{}", path.display());
+    outln!("{}", path.display());
     if let Some(config) = &origin {
-        println!("  architecture from {}", config.display());
+        outln!("  architecture from {}", config.display());
     }
     if let Some(c) = &tensim_file {
-        println!("  tensim checkpoint, {}", c.source);
+        outln!("  tensim checkpoint, {}", c.source);
         let specs = c.network.shape().parameter_specs();
         for (spec, values) in specs.iter().zip(c.network.parameters()) {
-            println!(
+            outln!(
                 "  {:<28} {:>14} {} values",
                 spec.name,
                 format!("{:?}", spec.shape),
@@ -75,12 +77,12 @@ pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
     }
     for set in &sets {
         match set.step {
-            Some(step) => println!("  {} checkpoint at step {step}:", set.format),
-            None => println!("  {}:", set.format),
+            Some(step) => outln!("  {} checkpoint at step {step}:", set.format),
+            None => outln!("  {}:", set.format),
         }
-        println!("  {:<32} {:>14} {:>6}  maps to", "tensor", "shape", "dtype");
+        outln!("  {:<32} {:>14} {:>6}  maps to", "tensor", "shape", "dtype");
         for t in &set.tensors {
-            println!(
+            outln!(
                 "  {:<32} {:>14} {:>6}  {}",
                 t.name,
                 format!("{:?}", t.shape),
@@ -100,10 +102,10 @@ pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
                     path: path.to_path_buf(),
                     checkpoint: c.clone(),
                 };
-                println!("  model: {}  ({})", l.describe(), c.source);
+                outln!("  model: {}  ({})", l.describe(), c.source);
             }
         }
-        Err(e) => println!("  model: {e}"),
+        Err(e) => outln!("  model: {e}"),
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod memory;
 mod options;
 mod plot;
 mod progress;
+mod stdout;
 mod transformer;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use options::{MetricArgs, Precision};
+use stdout::outln;
 use tensim_core::network::NetworkKind;
 use tensim_experiments::{backdoor, forgetting, grokking, language};
 
@@ -255,9 +257,9 @@ fn print_outcome<T: serde::Serialize>(
     summary: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(outcome)?);
+        outln!("{}", serde_json::to_string_pretty(outcome)?);
     } else {
-        println!("{}", summary());
+        outln!("{}", summary());
     }
     Ok(())
 }
@@ -488,6 +490,8 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away: nothing is wrong, stop quietly.
+        Err(e) if stdout::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tensim: error: {e:#}");
             ExitCode::FAILURE

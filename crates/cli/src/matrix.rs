@@ -15,6 +15,8 @@ use crate::load::{self, Loaded};
 use crate::options::MetricArgs;
 use crate::{memory, progress};
 
+use crate::stdout::outln;
+
 pub struct Options {
     pub checkpoints: Vec<PathBuf>,
     pub arch: Option<PathBuf>,
@@ -109,7 +111,7 @@ pub fn run(opts: &Options) -> Result<()> {
             "output": opts.output,
             "seconds": seconds,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else if let Some(path) = &opts.output {
         let (min, mean) = off_diagonal_summary(&matrix);
         eprintln!(

@@ -20,6 +20,8 @@ use crate::load::Loaded;
 use crate::options::MetricArgs;
 use crate::{memory, progress};
 
+use crate::stdout::outln;
+
 fn prepare_all(
     models: &[&Transformer],
     positions: usize,
@@ -89,12 +91,12 @@ pub fn compare(la: &Loaded, lb: &Loaded, args: &MetricArgs, json_out: bool) -> R
             "per_token": {"gaussian": sim.per_output},
             "seconds": seconds,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!("a: {} ({})", a.display(), la.label());
-    println!("b: {} ({})", b.display(), lb.label());
-    println!(
+    outln!("a: {} ({})", a.display(), la.label());
+    outln!("b: {} ({})", b.display(), lb.label());
+    outln!(
         "transformer: vocab {} → {} logits, d_model {}, {} block(s), context {}; Gaussian input on {positions} positions\n",
         ma.vocab(),
         ma.outputs(),
@@ -102,24 +104,27 @@ pub fn compare(la: &Loaded, lb: &Loaded, args: &MetricArgs, json_out: bool) -> R
         ma.blocks().len(),
         ma.context()
     );
-    println!("{:<34} {:>10}", "metric", "value");
-    println!("{}", "-".repeat(46));
-    println!(
+    outln!("{:<34} {:>10}", "metric", "value");
+    outln!("{}", "-".repeat(46));
+    outln!(
         "{:<34} {:>10.6}  ({}, {seconds:.2} s)",
         "gaussian (uncentred)",
         sim.total,
         exactness.describe()
     );
     if let Some(e) = mc {
-        println!(
+        outln!(
             "{:<34} {:>10.6}  ± {:.6} ({} samples)",
-            "gaussian, Monte-Carlo", e.value, e.std_error, e.samples
+            "gaussian, Monte-Carlo",
+            e.value,
+            e.std_error,
+            e.samples
         );
     }
-    println!("{:<34} {:>10.6}", "matrix cosine (all parameters)", cosine);
-    println!("\nleast similar output tokens (gaussian slice):");
+    outln!("{:<34} {:>10.6}", "matrix cosine (all parameters)", cosine);
+    outln!("\nleast similar output tokens (gaussian slice):");
     for (c, v) in ranked.iter().take(5) {
-        println!("  token {c:>3}: {v:.6}");
+        outln!("  token {c:>3}: {v:.6}");
     }
     Ok(())
 }

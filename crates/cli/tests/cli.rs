@@ -423,3 +423,63 @@ fn foreign_bad_input_is_named() {
     let out = String::from_utf8_lossy(&r.stdout);
     assert!(out.contains("`nope`") && out.contains("missing"), "{out}");
 }
+
+/// Runs `tensim args` with stdout connected to `stdout`, returning the exit
+/// status and stderr.
+fn tensim_into(args: &[&str], stdout: std::process::Stdio) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensim"))
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(dir.path(), "a.safetensors", &classifier(3, 1), 0);
+    let b = save(dir.path(), "b.safetensors", &classifier(3, 2), 1);
+    for args in [
+        vec!["compare", s(&a), s(&b)],
+        vec!["compare", s(&a), s(&b), "--json"],
+        vec!["matrix", s(&a), s(&b)],
+        vec!["inspect", s(&a)],
+    ] {
+        // A pipe whose reading end is closed before tensim writes: EPIPE.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tensim"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(err.is_empty(), "{args:?}: nothing on stderr, got {err}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_on_stdout_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(dir.path(), "a.safetensors", &classifier(3, 1), 0);
+    let b = save(dir.path(), "b.safetensors", &classifier(3, 2), 1);
+    for args in [vec!["compare", s(&a), s(&b)], vec!["matrix", s(&a), s(&b)]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (status, err) = tensim_into(&args, full.into());
+        assert_eq!(status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("No space left on device"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
