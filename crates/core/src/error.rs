@@ -44,6 +44,14 @@ pub enum Error {
     /// A model with no layers computes nothing to compare.
     #[error("a model needs at least one layer")]
     Empty,
+    /// A layer with no inputs, hidden units or outputs computes nothing.
+    #[error("layer {layer}: its {what} width is 0; every width must be at least 1")]
+    ZeroWidth {
+        /// Index of the offending layer, counted from 0.
+        layer: usize,
+        /// Which width is zero: `input`, `hidden` or `output`.
+        what: &'static str,
+    },
     /// Two models do not share the space a metric compares them in.
     #[error("models differ in {what}: {a} vs {b}")]
     Mismatch {

@@ -162,10 +162,25 @@ impl Architecture {
             .count()
     }
 
-    /// Checks that layers chain and residual blocks are square with `s ∈ [0, 1]`.
+    /// Checks that every width is at least 1, layers chain, and residual
+    /// blocks are square with `s ∈ [0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if self.layers.is_empty() {
             return Err(Error::Empty);
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let widths: &[(&'static str, usize)] = match *layer {
+                LayerShape::Linear { input, output, .. } => &[("input", input), ("output", output)],
+                LayerShape::Bilinear {
+                    input,
+                    hidden,
+                    output,
+                    ..
+                } => &[("input", input), ("hidden", hidden), ("output", output)],
+            };
+            if let Some(&(what, _)) = widths.iter().find(|w| w.1 == 0) {
+                return Err(Error::ZeroWidth { layer: i, what });
+            }
         }
         for (i, pair) in self.layers.windows(2).enumerate() {
             if pair[0].output() != pair[1].input() {

@@ -184,3 +184,31 @@ fn a_failing_pair_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn zero_widths_are_refused_by_name() {
+    use tensim_core::{Architecture, Error, LayerShape};
+    for (shape, what) in [
+        (LayerShape::bilinear(4, 0, 3), "hidden"),
+        (LayerShape::bilinear(4, 5, 0), "output"),
+        (LayerShape::bilinear(0, 5, 3), "input"),
+    ] {
+        let err = Architecture {
+            layers: vec![shape],
+        }
+        .random_model(1)
+        .unwrap_err();
+        assert_eq!(err, Error::ZeroWidth { layer: 0, what });
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+    // Built from matrices too: a head with no rows is a model with no outputs.
+    let err = Model::bilinear_classifier(Mat::zeros(3, 4), Mat::zeros(3, 4), Mat::zeros(0, 3))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ZeroWidth {
+            layer: 0,
+            what: "output"
+        }
+    );
+}
