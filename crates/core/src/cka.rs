@@ -17,6 +17,21 @@ pub struct CkaPrepared {
     self_norm: f64,
 }
 
+/// Whether every centred entry is within the rounding error of centring
+/// (`4·n·ε` times the largest activation): the activations are then constant
+/// over the inputs, and what is left after centring is rounding noise whose
+/// CKA would be an arbitrary number (1.0000000000000002 between different
+/// models on identical inputs).
+fn constant_to_rounding(activations: MatRef<'_, f64>, centred: &Mat<f64>) -> bool {
+    let largest = |m: MatRef<'_, f64>| {
+        (0..m.ncols())
+            .flat_map(|j| (0..m.nrows()).map(move |i| m[(i, j)].abs()))
+            .fold(0.0f64, f64::max)
+    };
+    let n = activations.nrows() as f64;
+    largest(centred.as_ref()) <= 4.0 * n * f64::EPSILON * largest(activations)
+}
+
 impl CkaPrepared {
     /// Centres the columns of an activation matrix (rows are inputs).
     pub fn new(activations: MatRef<'_, f64>) -> Result<Self> {
@@ -37,7 +52,7 @@ impl CkaPrepared {
         }
         let gram = product(centred.transpose(), centred.as_ref(), Par::Seq);
         let self_norm = gram.norm_l2();
-        if self_norm.is_nan() || self_norm <= 0.0 {
+        if self_norm.is_nan() || self_norm <= 0.0 || constant_to_rounding(activations, &centred) {
             return Err(Error::ZeroNorm {
                 what: "the activations (constant over inputs)".into(),
             });

@@ -1,6 +1,8 @@
 //! Output cosine on data (MATH.md §4.2, EXPERIMENTS "Common conventions"):
 //! per input, the cosine of the two logit vectors, `⟨y_a, y_b⟩ / max(‖y_a‖‖y_b‖, 1e-8)`,
-//! then the mean over inputs. On logits, not softmax.
+//! then the mean over inputs. On logits, not softmax. An output that is
+//! exactly zero (all-zero inputs to a model without biases) has no direction:
+//! an error naming the input row, never a cosine of 0.
 
 use faer::MatRef;
 
@@ -34,6 +36,14 @@ pub fn mean_row_cosine(ya: MatRef<'_, f64>, yb: MatRef<'_, f64>) -> Result<f64> 
             ab += x * y;
             aa += x * x;
             bb += y * y;
+        }
+        if aa == 0.0 || bb == 0.0 {
+            return Err(Error::ZeroNorm {
+                what: format!(
+                    "the output of model {} on input row {i}",
+                    if aa == 0.0 { "a" } else { "b" }
+                ),
+            });
         }
         total += ab / (aa.sqrt() * bb.sqrt()).max(COSINE_EPS);
     }

@@ -55,7 +55,18 @@ pub struct Similarity {
 }
 
 /// `x / (sqrt(y) · sqrt(z))`: never forms `y·z`, which could overflow (MATH.md §3.6).
+/// A zero squared norm (undefined cosine) and an infinite one (values beyond
+/// f64's range) are errors that say so, never a number.
 pub fn cosine_of(xy: f64, xx: f64, yy: f64, what: impl Fn() -> String) -> Result<f64> {
+    if let Some(&value) = [xx, yy].iter().find(|v| v.is_infinite()) {
+        return Err(Error::NotFinite {
+            what: format!(
+                "the squared norm of {} (its values exceed f64's range)",
+                what()
+            ),
+            value,
+        });
+    }
     if xx.is_nan() || yy.is_nan() || xx <= 0.0 || yy <= 0.0 {
         return Err(Error::ZeroNorm { what: what() });
     }

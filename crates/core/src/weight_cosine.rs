@@ -69,6 +69,7 @@ pub fn weight_cosine(a: &Model, b: &Model) -> Result<WeightCosine> {
         });
     }
     let (pa, pb) = (a.parameters(), b.parameters());
+    let (sa, sb) = (exact_scale(&pa), exact_scale(&pb));
     let layers = arch_a.layers.len();
     let mut per_layer = vec![CosineSums::default(); layers];
     let mut all = CosineSums::default();
@@ -79,8 +80,9 @@ pub fn weight_cosine(a: &Model, b: &Model) -> Result<WeightCosine> {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        per_layer[layer].add_slices(x, y);
-        all.add_slices(x, y);
+        let pairs = || x.iter().zip(y).map(|(u, v)| (u * sa, v * sb));
+        per_layer[layer].add(pairs());
+        all.add(pairs());
     }
     Ok(WeightCosine {
         per_layer: per_layer
@@ -102,9 +104,29 @@ pub fn parameter_cosine(a: &[Vec<f64>], b: &[Vec<f64>]) -> Result<f64> {
             b: format!("{} tensors", b.len()),
         });
     }
+    let (sa, sb) = (exact_scale(a), exact_scale(b));
     let mut all = CosineSums::default();
     for (x, y) in a.iter().zip(b) {
-        all.add_slices(x, y);
+        all.add(x.iter().zip(y).map(|(u, v)| (u * sa, v * sb)));
     }
     all.cosine(|| "the parameters".to_string())
+}
+
+/// A power of two `2^-e` that brings the largest magnitude among `params`
+/// into `[1, 2)`. A cosine is unchanged by scaling either side, and scaling
+/// by a power of two is exact, so the result equals the unscaled one bit for
+/// bit wherever that one neither overflows (weights near 1e200, whose
+/// squares are infinite) nor underflows (near 1e-200, whose squares are 0).
+fn exact_scale(params: &[Vec<f64>]) -> f64 {
+    let largest = params
+        .iter()
+        .flatten()
+        .map(|v| v.abs())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    if largest > 0.0 {
+        2f64.powi(-(largest.log2().floor() as i32))
+    } else {
+        1.0
+    }
 }

@@ -212,3 +212,41 @@ fn zero_widths_are_refused_by_name() {
         }
     );
 }
+
+#[test]
+fn degenerate_inputs_are_errors_that_say_why() {
+    use tensim_core::weight_cosine::weight_cosine;
+    use tensim_core::{Architecture, Error, LayerShape};
+    let arch = Architecture {
+        layers: vec![LayerShape::bilinear(4, 5, 3)],
+    };
+    let (a, b) = (arch.random_model(1).unwrap(), arch.random_model(2).unwrap());
+    // All-zero inputs to models without biases: every output is 0, no direction.
+    let zeros = Mat::<f64>::zeros(6, 4);
+    let err = output_cosine(&a, &a, zeros.as_ref()).unwrap_err();
+    assert!(matches!(err, Error::ZeroNorm { .. }), "{err}");
+    assert!(err.to_string().contains("input row 0"), "{err}");
+    // Identical input rows: the outputs do not vary, CKA is undefined.
+    let same = Mat::from_fn(6, 4, |_, j| 0.3 + j as f64 * 0.1);
+    let err = linear_cka(
+        a.forward(same.as_ref()).unwrap().as_ref(),
+        b.forward(same.as_ref()).unwrap().as_ref(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::ZeroNorm { .. }), "{err}");
+    // Huge and tiny weights: matrix cosine is scale-free and computed exactly.
+    let scaled = |m: &Model, s: f64| {
+        let p: Vec<Vec<f64>> = m
+            .parameters()
+            .into_iter()
+            .map(|t| t.iter().map(|v| v * s).collect())
+            .collect();
+        tensim_core::weight_cosine::parameter_cosine(&p, &b.parameters()).unwrap()
+    };
+    let plain = weight_cosine(&a, &b).unwrap().all;
+    for s in [1e200, 1e-200, 0.75] {
+        let c = scaled(&a, s);
+        assert!((c - plain).abs() < 1e-15, "scale {s}: {c} vs {plain}");
+    }
+    assert_eq!(scaled(&a, 1.0), plain, "exact where nothing overflows");
+}
