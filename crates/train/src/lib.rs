@@ -17,6 +17,7 @@
 
 pub mod curriculum;
 pub mod evaluate;
+mod host;
 pub mod language_model;
 pub mod network;
 pub mod schedule;

@@ -3,11 +3,15 @@
 
 use candle_core::Tensor;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use faer::Par;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 
+use crate::host::{self, HostStep};
 use crate::network::Network;
 use crate::{Result, TrainError};
 
@@ -78,10 +82,20 @@ pub struct StepStats {
     pub accuracy: f32,
 }
 
+/// How a step computes gradients and updates the parameters.
+enum Engine {
+    /// candle's autograd and AdamW on the network's device (CUDA).
+    Autograd(AdamW),
+    /// The hand-written backward pass and fused AdamW on host vectors
+    /// ([`crate::host`]); the network's variables are written after every
+    /// step. The CPU's engine: about twice candle's steps per second.
+    Host(Box<HostStep>),
+}
+
 /// A network with its optimiser state and random stream.
 pub struct Trainer {
     net: Network,
-    optimiser: AdamW,
+    engine: Engine,
     config: TrainConfig,
     rng: StdRng,
     step: u64,
@@ -91,7 +105,16 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// A trainer for `net`: on the CPU with the host engine, elsewhere with
+    /// candle's autograd.
     pub fn new(net: Network, config: TrainConfig) -> Result<Self> {
+        let autograd = !net.device().is_cpu();
+        Self::with_engine(net, config, autograd)
+    }
+
+    /// A trainer with candle's autograd (`autograd`) or the host engine
+    /// (CPU only); the tests compare the two.
+    fn with_engine(net: Network, config: TrainConfig, autograd: bool) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(TrainError::Invalid("batch size must be positive".into()));
         }
@@ -100,11 +123,21 @@ impl Trainer {
             weight_decay: config.weight_decay,
             ..ParamsAdamW::default()
         };
-        let optimiser = AdamW::new(net.vars(), params)?;
+        let engine = if autograd {
+            Engine::Autograd(AdamW::new(net.vars(), params)?)
+        } else {
+            let adam = host::AdamW {
+                beta1: params.beta1,
+                beta2: params.beta2,
+                eps: params.eps,
+                weight_decay: params.weight_decay,
+            };
+            Engine::Host(Box::new(HostStep::new(&net, adam, Par::rayon(0))?))
+        };
         let rng = StdRng::seed_from_u64(config.seed);
         Ok(Trainer {
             net,
-            optimiser,
+            engine,
             config,
             rng,
             step: 0,
@@ -132,33 +165,29 @@ impl Trainer {
 
     /// One optimiser step on a batch at learning rate `lr`.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<StepStats> {
+        let noise = match self.config.input_noise {
+            s if s > 0.0 => Some(
+                Normal::new(0.0f32, s)
+                    .map_err(|e| TrainError::Invalid(format!("input noise: {e}")))?,
+            ),
+            _ => None,
+        };
         let n = batch.len();
-        let mut inputs = batch.inputs.clone();
-        if self.config.input_noise > 0.0 {
-            let noise = Normal::new(0.0f32, self.config.input_noise)
-                .map_err(|e| TrainError::Invalid(format!("input noise: {e}")))?;
-            for v in &mut inputs {
-                *v += noise.sample(&mut self.rng);
+        let stats = match &mut self.engine {
+            Engine::Host(host) => {
+                noisy_inputs(host.input_mut(n, batch.dim), batch, noise, &mut self.rng);
+                let stats = host.step(&batch.labels, lr)?;
+                host.write_to(&self.net.vars())?;
+                stats
             }
-        }
-        let device = self.net.device().clone();
-        let x = Tensor::from_vec(inputs, (n, batch.dim), &device)?;
-        let y = Tensor::from_slice(&batch.labels, n, &device)?;
-        let logits = self.net.forward(&x)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        self.optimiser.set_learning_rate(lr);
-        self.optimiser.backward_step(&loss)?;
+            Engine::Autograd(optimiser) => {
+                let mut inputs = Vec::with_capacity(batch.inputs.len());
+                noisy_inputs(&mut inputs, batch, noise, &mut self.rng);
+                autograd_step(&self.net, optimiser, inputs, batch, lr)?
+            }
+        };
         self.step += 1;
-        let correct = logits
-            .argmax(1)?
-            .eq(&y)?
-            .to_dtype(candle_core::DType::F32)?
-            .sum_all()?
-            .to_scalar::<f32>()?;
-        Ok(StepStats {
-            loss: loss.to_scalar::<f32>()?,
-            accuracy: correct / n as f32,
-        })
+        Ok(stats)
     }
 
     /// Runs `steps` steps of one stage. `sample` draws each batch; at every
@@ -203,5 +232,142 @@ impl Trainer {
             self.last_checkpoint = Some(end);
         }
         Ok(())
+    }
+}
+
+/// Entries of the batch that share one noise stream: fixed, so the noise
+/// depends on the seed alone, never on the thread count.
+const NOISE_CHUNK: usize = 1 << 14;
+
+/// The batch's inputs plus, with `noise`, one Gaussian draw per entry, into
+/// `out`. The draws are the largest host-side cost of a step (one per input
+/// entry, 400k on the backdoor classifier), so they run in parallel: one
+/// seed from `rng` per step, and chunk `i` of [`NOISE_CHUNK`] entries draws
+/// from its own Xoshiro256++ generator seeded with `seed + i` (statistical
+/// quality ample for input noise, a fraction of ChaCha's cost per draw).
+fn noisy_inputs(out: &mut Vec<f32>, batch: &Batch, noise: Option<Normal<f32>>, rng: &mut StdRng) {
+    out.clear();
+    out.extend_from_slice(&batch.inputs);
+    if let Some(noise) = noise {
+        let seed: u64 = rng.random();
+        out.par_chunks_mut(NOISE_CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let mut stream = Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_add(i as u64));
+                for v in chunk {
+                    *v += noise.sample(&mut stream);
+                }
+            });
+    }
+}
+
+/// One step with candle's autograd and AdamW on the network's device.
+fn autograd_step(
+    net: &Network,
+    optimiser: &mut AdamW,
+    inputs: Vec<f32>,
+    batch: &Batch,
+    lr: f64,
+) -> Result<StepStats> {
+    let n = batch.len();
+    let device = net.device().clone();
+    let x = Tensor::from_vec(inputs, (n, batch.dim), &device)?;
+    let y = Tensor::from_slice(&batch.labels, n, &device)?;
+    let logits = net.forward(&x)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+    optimiser.set_learning_rate(lr);
+    optimiser.backward_step(&loss)?;
+    let correct = logits
+        .argmax(1)?
+        .eq(&y)?
+        .to_dtype(candle_core::DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    Ok(StepStats {
+        loss: loss.to_scalar::<f32>()?,
+        accuracy: correct / n as f32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use rand::Rng;
+    use tensim_core::{Architecture, LayerShape, Residual};
+
+    fn bilinear(input: usize, output: usize, biases: bool, residual: Residual) -> LayerShape {
+        LayerShape::Bilinear {
+            input,
+            hidden: 5,
+            output,
+            left_bias: biases,
+            right_bias: biases,
+            down_bias: biases,
+            residual,
+        }
+    }
+
+    /// Every kind of layer: linear with and without bias, bilinear with
+    /// biases (L̂ and R̂ apart) and without (stacked), residual or not.
+    fn architectures() -> Vec<Architecture> {
+        let linear = |input, output, bias| LayerShape::Linear {
+            input,
+            output,
+            bias,
+        };
+        vec![
+            Architecture {
+                layers: vec![bilinear(7, 3, false, Residual::None)],
+            },
+            Architecture {
+                layers: vec![
+                    linear(7, 6, true),
+                    bilinear(6, 6, true, Residual::Lerp(0.6)),
+                    bilinear(6, 6, false, Residual::Add(0.5)),
+                    linear(6, 3, false),
+                ],
+            },
+        ]
+    }
+
+    /// The host engine's parameters after a few noisy steps are candle
+    /// autograd's, to f32 summation-order differences.
+    #[test]
+    fn host_engine_matches_candle_autograd() {
+        let mut data = StdRng::seed_from_u64(1);
+        for arch in architectures() {
+            let dim = arch.layers[0].input();
+            let batch = Batch {
+                inputs: (0..32 * dim)
+                    .map(|_| data.random_range(-1.0..1.0))
+                    .collect(),
+                labels: (0..32).map(|_| data.random_range(0..3)).collect(),
+                dim,
+            };
+            let config = TrainConfig {
+                learning_rate: 1e-2,
+                weight_decay: 1e-2,
+                batch_size: 32,
+                input_noise: 0.1,
+                cosine_decay: false,
+                seed: 2,
+            };
+            let train = |autograd| {
+                let net = Network::init(&arch, 3, &Device::Cpu).unwrap();
+                let mut t = Trainer::with_engine(net, config.clone(), autograd).unwrap();
+                let stats: Vec<StepStats> = (0..5).map(|_| t.step(&batch, 1e-2).unwrap()).collect();
+                (stats, t.network().to_model().unwrap().parameters())
+            };
+            let (host_stats, host) = train(false);
+            let (candle_stats, candle) = train(true);
+            for (a, b) in host_stats.iter().zip(&candle_stats) {
+                assert!((a.loss - b.loss).abs() < 1e-5, "loss {a:?} vs {b:?}");
+                assert_eq!(a.accuracy, b.accuracy);
+            }
+            for (a, b) in host.iter().flatten().zip(candle.iter().flatten()) {
+                assert!((a - b).abs() < 1e-5, "parameter {a} vs {b}");
+            }
+        }
     }
 }
