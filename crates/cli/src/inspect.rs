@@ -12,7 +12,12 @@ use crate::stdout::outln;
 
 pub fn run(path: &Path, arch: Option<&Path>, json_out: bool) -> Result<()> {
     let explicit = load::spec(arch)?;
-    let tensim_file = tensim_io::load_checkpoint(path).ok();
+    let tensim_file = match tensim_io::load_checkpoint(path) {
+        Ok(c) => Some(c),
+        // A tensim file that does not load is broken: say why, exit non-zero.
+        Err(e) if tensim_io::claims_tensim_format(path) => return Err(e.into()),
+        Err(_) => None,
+    };
     // The spec given, or the one a published run's config.json describes.
     let spec = match &tensim_file {
         Some(_) => None,

@@ -483,3 +483,24 @@ fn a_full_disk_on_stdout_is_a_one_line_error() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn inspect_refuses_a_broken_tensim_file_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(dir.path(), "a.safetensors", &classifier(3, 1), 0);
+    // The last 8 bytes are the last f64 of the last tensor: make it NaN.
+    let mut bytes = std::fs::read(&a).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..].copy_from_slice(&f64::NAN.to_le_bytes());
+    std::fs::write(&a, bytes).unwrap();
+    for args in [vec!["inspect", s(&a)], vec!["inspect", s(&a), "--json"]] {
+        let r = tensim(&args);
+        let err = stderr(&r);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("a.safetensors") && err.contains("non-finite"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

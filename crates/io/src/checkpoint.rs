@@ -389,6 +389,23 @@ fn decode(dtype: Dtype, bytes: &[u8]) -> Vec<f64> {
     }
 }
 
+/// Whether the file at `path` declares itself a tensim checkpoint (a
+/// safetensors header whose metadata has `format: tensim-checkpoint/…`),
+/// whatever else is wrong with it: such a file that does not load is a
+/// broken tensim file, not a foreign one.
+pub fn claims_tensim_format(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    SafeTensors::read_metadata(&bytes).is_ok_and(|(_, header)| {
+        header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .is_some_and(|f| f.starts_with("tensim-checkpoint/"))
+    })
+}
+
 /// Loads a tensim checkpoint of either kind (`kind: transformer` in the
 /// metadata, else a sequential model), checking every tensor.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {

@@ -20,7 +20,8 @@ pub use arch_spec::{
     load_models, spec_for, step_from_name, ArchSpec, BilinearSpec, LayerSpec, Mapped, SpecError,
 };
 pub use checkpoint::{
-    load_checkpoint, save_checkpoint, Checkpoint, CheckpointError, CheckpointMeta, StoredDtype,
+    claims_tensim_format, load_checkpoint, save_checkpoint, Checkpoint, CheckpointError,
+    CheckpointMeta, StoredDtype,
 };
 pub use foreign::{read_tensor_sets, NamedTensor, TensorSet};
 pub use matrix_file::{read_matrix, write_matrix, write_table, MatrixFileError};
