@@ -31,7 +31,7 @@ pub use error::DataError;
 pub use idx::{read_idx_images, read_idx_labels};
 pub use image_set::{ImageSet, Split};
 pub use mnist::load_mnist;
-pub use ngram::{ngram_score, NgramModel, Smoothing};
+pub use ngram::{kneser_ney_ratio, most_common_ngrams, ngram_score, NgramModel, Smoothing};
 pub use shakespeare::{load_shakespeare, load_text_dataset, TEXT_DATASET_NAMES};
 pub use svhn::load_svhn;
 pub use token_stream::{
