@@ -9,6 +9,7 @@
 //! [`load_dataset`] picks an image dataset by name, [`load_text_dataset`] a
 //! text corpus.
 
+pub mod bpe;
 pub mod char_tokenizer;
 pub mod digits;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod trigger;
 
 use std::path::{Path, PathBuf};
 
+pub use bpe::BpeTokenizer;
 pub use char_tokenizer::{CharTokenizer, MAX_VOCAB, UNK_CHAR, UNK_ID};
 pub use digits::load_digits;
 pub use error::DataError;
