@@ -232,9 +232,13 @@ enum ExperimentCommand {
         /// Run directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/language")]
         out: PathBuf,
-        /// Training steps per model (default 6,000).
+        /// Training steps per model (default 3,000; 60 with --quick; 10,000 with --paper).
         #[arg(long)]
         steps: Option<u64>,
+        /// The paper's model size (vocabulary 4096, d_model 256, 8 heads of 32,
+        /// context 256, 2 layers, 10,000 steps, 75 checkpoints): hours on a CPU.
+        #[arg(long, conflicts_with = "quick")]
+        paper: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -293,8 +297,20 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
             })?;
             print_outcome(run.json, &o, || forgetting_summary(&o))
         }
-        ExperimentCommand::Language { out, steps, run } => {
-            let o = language::run(&run.with_steps(out, steps))?;
+        ExperimentCommand::Language {
+            out,
+            steps,
+            paper,
+            run,
+        } => {
+            let o = language::run(&language::Options {
+                out,
+                force: run.force,
+                quick: run.quick,
+                paper,
+                steps,
+                seed: run.seed,
+            })?;
             print_outcome(run.json, &o, || language_summary(&o))
         }
         ExperimentCommand::Grokking { out, steps, run } => {

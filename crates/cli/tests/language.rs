@@ -6,6 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use tensim_core::network::Network;
+use tensim_core::transformer::{AttentionBias, BlockShape};
+use tensim_core::Residual;
 use tensim_io::{load_checkpoint, read_matrix};
 
 #[test]
@@ -31,11 +33,30 @@ fn quick_language_run_writes_everything() {
     let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
     let models = doc["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("settings.json")).unwrap()).unwrap();
+    let vocab = settings["vocab"].as_u64().unwrap();
+    assert!((200..=256).contains(&vocab), "BPE vocabulary {vocab}");
     for m in models {
+        // Below the uniform distribution's loss after the quick run's steps.
         let loss = m["final_heldout_loss"].as_f64().unwrap();
-        assert!(loss.is_finite() && loss > 0.0 && loss < 4.2, "{loss}");
+        assert!(
+            loss.is_finite() && loss > 0.0 && loss < (vocab as f64).ln(),
+            "{loss}"
+        );
         let ngram: Vec<f64> = serde_json::from_value(m["ngram_losses"].clone()).unwrap();
         assert!(ngram[0] > ngram[1] && ngram[1] > ngram[2], "{ngram:?}");
+        // The paper's n-gram scores: ratios of two losses of one model, near 1 early on.
+        let scores: Vec<f64> = serde_json::from_value(m["final_ngram_scores"].clone()).unwrap();
+        assert!(
+            scores.iter().all(|s| s.is_finite() && *s > 0.5 && *s < 3.0),
+            "{scores:?}"
+        );
+        // Every Monte-Carlo check carries a standard error.
+        for c in m["monte_carlo_checks"].as_array().unwrap() {
+            let se = c["std_error"].as_f64().unwrap();
+            assert!(se.is_finite() && se >= 0.0, "{c}");
+        }
     }
     for file in [
         "report.md",
@@ -72,11 +93,15 @@ fn quick_language_run_writes_everything() {
             }
         }
         let ckpt = load_checkpoint(&out.join(format!(
-            "checkpoints/{layers}-layer-step-000040.safetensors"
+            "checkpoints/{layers}-layer-step-000060.safetensors"
         )))
         .unwrap();
         match ckpt.network {
-            Network::Transformer(t) => assert_eq!(t.blocks().len(), layers),
+            Network::Transformer(t) => {
+                // The paper's family: attention-only blocks, q/k biases, x + 0.35·attention(x).
+                let paper = BlockShape::attention_only(AttentionBias::QK, Residual::Add(0.35));
+                assert_eq!(t.shape().blocks, vec![paper; layers]);
+            }
             Network::Sequential(_) => panic!("expected a transformer"),
         }
     }

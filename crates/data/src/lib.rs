@@ -9,6 +9,7 @@
 //! [`load_dataset`] picks an image dataset by name, [`load_text_dataset`] a
 //! text corpus.
 
+pub mod bpe;
 pub mod char_tokenizer;
 pub mod digits;
 pub mod error;
@@ -25,13 +26,14 @@ pub mod trigger;
 
 use std::path::{Path, PathBuf};
 
+pub use bpe::BpeTokenizer;
 pub use char_tokenizer::{CharTokenizer, MAX_VOCAB, UNK_CHAR, UNK_ID};
 pub use digits::load_digits;
 pub use error::DataError;
 pub use idx::{read_idx_images, read_idx_labels};
 pub use image_set::{ImageSet, Split};
 pub use mnist::load_mnist;
-pub use ngram::{ngram_score, NgramModel, Smoothing};
+pub use ngram::{kneser_ney_ratio, most_common_ngrams, ngram_score, NgramModel, Smoothing};
 pub use shakespeare::{load_shakespeare, load_text_dataset, TEXT_DATASET_NAMES};
 pub use svhn::load_svhn;
 pub use token_stream::{

@@ -5,8 +5,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tensim_data::ngram::DEFAULT_ADD_K;
 use tensim_data::{
-    eval_windows, load_text_dataset, ngram_score, split_train_val, Batch, CharTokenizer,
-    NgramModel, Smoothing, DEFAULT_VAL_FRACTION, MAX_VOCAB,
+    eval_windows, load_text_dataset, most_common_ngrams, ngram_score, split_train_val, Batch,
+    CharTokenizer, NgramModel, Smoothing, DEFAULT_VAL_FRACTION, MAX_VOCAB,
 };
 
 const SMOOTHINGS: [Smoothing; 2] = [Smoothing::AddK { k: DEFAULT_ADD_K }, Smoothing::KneserNey];
@@ -212,4 +212,49 @@ fn higher_orders_keep_improving_on_a_slice() {
         })
         .collect();
     assert!(losses.windows(2).all(|w| w[1] < w[0]), "{losses:?}");
+}
+
+#[test]
+fn most_common_ngrams_by_hand() {
+    // 1 2 1 2 1 3: bigrams (1,2)×2, (2,1)×2, (1,3)×1.
+    let tokens = [1, 2, 1, 2, 1, 3];
+    let top = most_common_ngrams(&tokens, 2, 2);
+    assert_eq!(top, vec![(vec![1, 2], 2), (vec![2, 1], 2)]);
+    let all = most_common_ngrams(&tokens, 2, 10);
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2], (vec![1, 3], 1));
+    assert_eq!(
+        most_common_ngrams(&tokens, 6, 5),
+        vec![(tokens.to_vec(), 1)]
+    );
+    assert!(most_common_ngrams(&tokens, 7, 5).is_empty());
+}
+
+#[test]
+fn most_common_ngrams_match_brute_force_counting() {
+    let tokens = stream(3_000, 7, 11);
+    for n in 1..=4 {
+        // Every distinct n-gram, counted by scanning the whole stream.
+        let mut distinct: Vec<Vec<u32>> = tokens.windows(n).map(<[u32]>::to_vec).collect();
+        distinct.sort();
+        distinct.dedup();
+        let mut brute: Vec<(Vec<u32>, usize)> = distinct
+            .into_iter()
+            .map(|g| {
+                let c = (0..=tokens.len() - n)
+                    .filter(|&i| tokens[i..i + n] == g[..])
+                    .count();
+                (g, c)
+            })
+            .collect();
+        brute.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for k in [1, 5, 40, 10_000] {
+            let expected: Vec<_> = brute.iter().take(k).cloned().collect();
+            assert_eq!(
+                most_common_ngrams(&tokens, n, k),
+                expected,
+                "n = {n}, k = {k}"
+            );
+        }
+    }
 }

@@ -143,6 +143,30 @@ pub fn mean_loss(
     Ok(sum / count as f64)
 }
 
+/// Mean cross-entropy (nats) of the last token of each row given the tokens
+/// before it: rows of one length `m ≥ 2` (at most `context + 1`), the model
+/// reads `row[..m−1]` and is scored at its last position only. This is the
+/// loss at position `m` of a sequence, both halves of the paper's n-gram
+/// score (`tensim_data::ngram_score`): on the first `n` tokens of held-out
+/// sequences and on the most common n-grams of the training data.
+pub fn last_token_loss(net: &TransformerNetwork, rows: &[Vec<u32>]) -> Result<f64> {
+    let m = rows.first().map_or(0, Vec::len);
+    if m < 2 {
+        return Err(TrainError::Invalid(format!(
+            "rows of {m} tokens have no token to predict from a context"
+        )));
+    }
+    if let Some(r) = rows.iter().find(|r| r.len() != m) {
+        return Err(TrainError::Invalid(format!(
+            "rows of {} and {m} tokens in one call",
+            r.len()
+        )));
+    }
+    let inputs: Vec<Vec<u32>> = rows.iter().map(|r| r[..m - 1].to_vec()).collect();
+    let targets: Vec<Vec<u32>> = rows.iter().map(|r| r[1..].to_vec()).collect();
+    mean_loss(net, &inputs, &targets, m - 2)
+}
+
 /// Logits of token rows as f32, row-major `[rows, n, vocab]`.
 pub fn logits(net: &TransformerNetwork, inputs: &[Vec<u32>]) -> Result<Vec<f32>> {
     check_rows(inputs, net.shape(), Ids::Tokens("input"))?;

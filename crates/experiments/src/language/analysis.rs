@@ -7,8 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use indicatif::ProgressBar;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use rayon::prelude::*;
+use serde::Serialize;
 use tensim_core::blocks::rank_splits;
+use tensim_core::monte_carlo::gaussian_inputs;
 use tensim_core::pairwise::{pairwise_values, GramMatrices};
 use tensim_core::sequence::{SequenceGeometry, SequencePrepared};
 use tensim_core::transformer::Transformer;
@@ -48,6 +52,171 @@ pub(super) struct Analysis {
     /// How exact the Gaussian metric is for this architecture.
     pub exactness: String,
     pub metrics: Vec<MetricSummary>,
+    /// `gaussian` against a Monte-Carlo estimate of the same quantity at a
+    /// few pairs of checkpoints.
+    pub checks: Vec<MonteCarloCheck>,
+}
+
+/// One entry of the `gaussian` matrix beside a Monte-Carlo estimate of the
+/// same cosine: logits of both checkpoints on the same sequences of
+/// `positions` independent `N(0, I_vocab)` inputs, uncentred, all positions
+/// and logits flattened (`tensim_core::monte_carlo::sequence_monte_carlo`,
+/// MATH.md §4.4). Through a Gaussian closure the difference is the
+/// closure's error; where the metric is exact it is sampling noise.
+#[derive(Clone, Debug, Serialize)]
+pub struct MonteCarloCheck {
+    pub step_a: u64,
+    pub step_b: u64,
+    /// The `gaussian` matrix entry (exact moments or Gaussian closure).
+    pub moments: f64,
+    pub monte_carlo: f64,
+    /// Delta-method standard error of `monte_carlo`.
+    pub std_error: f64,
+    pub samples: usize,
+    /// The largest share one sequence has of either model's summed squared
+    /// logits: near 1 means a single draw dominates the estimate (heavy
+    /// tails), whatever its standard error says.
+    pub largest_share: f64,
+}
+
+impl MonteCarloCheck {
+    /// `(moments − monte_carlo) / std_error`.
+    pub fn z(&self) -> f64 {
+        (self.moments - self.monte_carlo) / self.std_error
+    }
+}
+
+/// The checked pairs of `n` checkpoints: first vs last, a quarter vs the
+/// middle, the middle vs last and the last two.
+fn check_pairs(n: usize) -> Vec<(usize, usize)> {
+    let mut pairs = vec![(0, n - 1), (n / 4, n / 2), (n / 2, n - 1), (n - 2, n - 1)];
+    pairs.retain(|(i, j)| i < j);
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// Sequences per Monte-Carlo chunk (each chunk has its own seeded generator).
+const MC_CHUNK: usize = 256;
+
+/// Monte-Carlo estimate of the uncentred cosine of two transformers' logits
+/// on `samples` sequences of `positions` independent `N(0, I_vocab)` tokens
+/// (all positions and logits flattened), with its delta-method standard
+/// error (MATH.md §4.4) and the largest single-sequence share (all NaN
+/// but the share, 1, when some sequence's logits overflow f64). The
+/// per-sequence sums are divided by their largest value before the moments
+/// are taken: the cosine does not change, and the squares of heavy-tailed
+/// sums stay finite (undivided, they overflow and the error comes out as 0).
+pub fn monte_carlo_cosine(
+    a: &Transformer,
+    b: &Transformer,
+    positions: usize,
+    samples: usize,
+    seed: u64,
+) -> Result<(f64, f64, f64)> {
+    let chunks = samples.div_ceil(MC_CHUNK);
+    let per_chunk: Vec<Vec<[f64; 3]>> = (0..chunks)
+        .into_par_iter()
+        .map(|k| -> Result<Vec<[f64; 3]>> {
+            let mut rng =
+                StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k as u64);
+            let rows = MC_CHUNK.min(samples - k * MC_CHUNK);
+            let x = gaussian_inputs(rows * positions, a.vocab(), &mut rng);
+            let ya = a.forward_stacked(x.as_ref(), positions)?;
+            let yb = b.forward_stacked(x.as_ref(), positions)?;
+            Ok((0..rows)
+                .map(|r| {
+                    let mut v = [0.0; 3];
+                    for i in r * positions..(r + 1) * positions {
+                        for j in 0..ya.ncols() {
+                            let (fa, fb) = (ya[(i, j)], yb[(i, j)]);
+                            v[0] += fa * fb;
+                            v[1] += fa * fa;
+                            v[2] += fb * fb;
+                        }
+                    }
+                    v
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let mut v: Vec<[f64; 3]> = per_chunk.into_iter().flatten().collect();
+    if v.iter().flatten().any(|x| !x.is_finite()) {
+        // Some sequence's logits overflow f64: the tail is beyond sampling.
+        return Ok((f64::NAN, f64::NAN, 1.0));
+    }
+    let n = v.len() as f64;
+    let (qmax, rmax) = v
+        .iter()
+        .fold((0.0f64, 0.0f64), |(q, r), x| (q.max(x[1]), r.max(x[2])));
+    if !(qmax > 0.0 && rmax > 0.0 && qmax.is_finite() && rmax.is_finite()) {
+        anyhow::bail!("Monte-Carlo logits are zero or not finite");
+    }
+    for x in &mut v {
+        *x = [x[0] / (qmax.sqrt() * rmax.sqrt()), x[1] / qmax, x[2] / rmax];
+    }
+    let mean: Vec<f64> = (0..3)
+        .map(|k| v.iter().map(|x| x[k]).sum::<f64>() / n)
+        .collect();
+    let (p, q, r) = (mean[0], mean[1], mean[2]);
+    let value = p / (q.sqrt() * r.sqrt());
+    let g = [
+        1.0 / (q.sqrt() * r.sqrt()),
+        -value / (2.0 * q),
+        -value / (2.0 * r),
+    ];
+    let mut var = 0.0;
+    for k in 0..3 {
+        for l in 0..3 {
+            let cov = v
+                .iter()
+                .map(|x| (x[k] - mean[k]) * (x[l] - mean[l]))
+                .sum::<f64>()
+                / (n - 1.0);
+            var += g[k] * cov * g[l];
+        }
+    }
+    let largest_share = (1.0 / (q * n)).max(1.0 / (r * n));
+    Ok((value, (var / n).sqrt(), largest_share))
+}
+
+/// [`MonteCarloCheck`]s of `gaussian` at [`check_pairs`], each on
+/// `s.monte_carlo_samples` sequences.
+fn monte_carlo_checks(
+    t: &Trained,
+    s: &Settings,
+    gaussian: &Mat<f64>,
+) -> Result<Vec<MonteCarloCheck>> {
+    let models = &t.trajectory.models;
+    let steps: Vec<u64> = t.trajectory.records.iter().map(|r| r.step).collect();
+    let pairs = check_pairs(models.len());
+    let bar = progress::bar(
+        pairs.len() as u64,
+        &format!("{}-layer Monte-Carlo", t.layers),
+    );
+    let mut checks = Vec::new();
+    for (k, &(i, j)) in pairs.iter().enumerate() {
+        let seed = s.seed ^ (0x3c0f_f1ce_u64 << 16).wrapping_add(1_000_003 * k as u64);
+        let (value, std_error, largest_share) = monte_carlo_cosine(
+            &models[i],
+            &models[j],
+            s.gaussian_positions,
+            s.monte_carlo_samples,
+            seed,
+        )?;
+        checks.push(MonteCarloCheck {
+            step_a: steps[i],
+            step_b: steps[j],
+            moments: gaussian[(i, j)],
+            monte_carlo: value,
+            std_error,
+            samples: s.monte_carlo_samples,
+            largest_share,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(checks)
 }
 
 fn summarise(name: &str, m: &Mat<f64>, steps: &[u64]) -> MetricSummary {
@@ -82,25 +251,12 @@ fn flat_cosine(a: &[f64], b: &[f64]) -> f64 {
         aa += x * x;
         bb += y * y;
     }
-    ab / (aa.sqrt() * bb.sqrt()).max(1e-300)
+    flat_cosine_of(ab, aa, bb)
 }
 
-/// Logits (f64) of many sequences, flattened; `forward` maps one input
-/// sequence to its `n × vocab` logits.
-fn flat_logits(
-    inputs: &[Mat<f64>],
-    forward: impl Fn(&Mat<f64>) -> tensim_core::Result<Mat<f64>>,
-) -> Result<Vec<f64>> {
-    let mut out = Vec::new();
-    for x in inputs {
-        let y = forward(x)?;
-        for i in 0..y.nrows() {
-            for j in 0..y.ncols() {
-                out.push(y[(i, j)]);
-            }
-        }
-    }
-    Ok(out)
+/// The cosine of inner product `ab` and squared norms `aa`, `bb`.
+fn flat_cosine_of(ab: f64, aa: f64, bb: f64) -> f64 {
+    ab / (aa.sqrt() * bb.sqrt()).max(1e-300)
 }
 
 /// The pairwise [`flat_cosine`] of vectors.
@@ -136,16 +292,42 @@ fn gaussian(t: &Trained, s: &Settings, bar: &ProgressBar) -> Result<(Mat<f64>, S
     Ok((gaussian, exactness))
 }
 
-/// Flattened logits of every model on `inputs` through `forward`.
-fn all_logits(
+/// The output cosine of every pair of models on `inputs` through `forward`,
+/// all samples × positions × logits flattened into one vector per model
+/// (EXPERIMENTS §4). The inner products are summed one sample at a time
+/// (`Yᵀ Y` over that sample's logits, models as columns), so the logits of
+/// all checkpoints are never held at once; each entry is read from the upper
+/// triangle, so the matrix is exactly symmetric.
+fn output_cosines(
     models: &[Transformer],
     inputs: &[Mat<f64>],
     forward: impl Fn(&Transformer, &Mat<f64>) -> tensim_core::Result<Mat<f64>> + Sync,
-) -> Result<Vec<Vec<f64>>> {
-    models
-        .par_iter()
-        .map(|m| flat_logits(inputs, |x| forward(m, x)))
-        .collect()
+) -> Result<Mat<f64>> {
+    let n = models.len();
+    let mut gram = Mat::<f64>::zeros(n, n);
+    for x in inputs {
+        let logits: Vec<Mat<f64>> = models
+            .par_iter()
+            .map(|m| forward(m, x))
+            .collect::<tensim_core::Result<_>>()?;
+        let (rows, cols) = (logits[0].nrows(), logits[0].ncols());
+        let mut y = Mat::<f64>::zeros(rows * cols, n);
+        for (k, l) in logits.iter().enumerate() {
+            let column = y.col_as_slice_mut(k);
+            for j in 0..cols {
+                column[j * rows..(j + 1) * rows].copy_from_slice(l.col_as_slice(j));
+            }
+        }
+        gram += y.transpose() * &y;
+    }
+    Ok(Mat::from_fn(n, n, |i, j| {
+        let (a, b) = (i.min(j), i.max(j));
+        if a == b {
+            1.0
+        } else {
+            flat_cosine_of(gram[(a, b)], gram[(a, a)], gram[(b, b)])
+        }
+    }))
 }
 
 /// All five matrices, with the Gaussian metric's exactness.
@@ -158,8 +340,10 @@ fn matrices(t: &Trained, s: &Settings, inputs: &Inputs) -> Result<(Matrices, Str
         &format!("{}-layer matrices", t.layers),
     );
     let (gaussian, exactness) = gaussian(t, s, &bar)?;
-    let text_logits = all_logits(models, &inputs.text, |m, x| m.forward(x.as_ref()))?;
-    let gauss_logits = all_logits(models, &inputs.gaussian, |m, x| m.forward(x.as_ref()))?;
+    let text = output_cosines(models, &inputs.text, |m, x| m.forward(x.as_ref()))?;
+    bar.inc(pairs);
+    let gaussian_output = output_cosines(models, &inputs.gaussian, |m, x| m.forward(x.as_ref()))?;
+    bar.inc(pairs);
     // Residual-stream inputs shared by all checkpoints: the held-out
     // windows through the final checkpoint's embedding. Each checkpoint
     // maps them through its own blocks and unembedding.
@@ -169,18 +353,19 @@ fn matrices(t: &Trained, s: &Settings, inputs: &Inputs) -> Result<(Matrices, Str
         .iter()
         .map(|x| reference.embed(x.as_ref()))
         .collect();
-    let residual_logits = all_logits(models, &residual_inputs, |m, r| {
+    let residual = output_cosines(models, &residual_inputs, |m, r| {
         m.forward_residual(r.as_ref())
     })?;
+    bar.inc(pairs);
     let params: Vec<Vec<f64>> = models
         .iter()
         .map(|t| t.parameters().into_iter().flatten().collect())
         .collect();
     let matrices = Matrices {
         gaussian,
-        text: cosines(&text_logits, &bar)?,
-        gaussian_output: cosines(&gauss_logits, &bar)?,
-        residual: cosines(&residual_logits, &bar)?,
+        text,
+        gaussian_output,
+        residual,
         weights: cosines(&params, &bar)?,
     };
     bar.finish_and_clear();
@@ -203,9 +388,11 @@ pub(super) fn analyse(
         run.write_matrix(&format!("{}-layer-{name}", t.layers), &labels, m)?;
     }
     let metrics = named.iter().map(|(k, m)| summarise(k, m, &steps)).collect();
+    let checks = monte_carlo_checks(t, s, &matrices.gaussian)?;
     Ok(Analysis {
         matrices,
         exactness,
         metrics,
+        checks,
     })
 }

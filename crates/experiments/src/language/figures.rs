@@ -47,7 +47,7 @@ fn loss_panel(t: &Trained, inputs: &Inputs, xs: &[f64]) -> Panel {
 fn scores_panel(t: &Trained, xs: &[f64]) -> Panel {
     let records = &t.trajectory.records;
     lines(
-        "n-gram scores (model loss / n-gram loss)",
+        "n-gram score (l_test(n) / l_gram(n), paper)",
         "step (log)",
         "score",
         (0..3)

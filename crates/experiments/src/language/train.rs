@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tensim_core::transformer::{AttentionBias, BlockShape, Transformer, TransformerShape};
 use tensim_core::Residual;
-use tensim_data::{ngram_score, BatchSampler};
-use tensim_train::language_model::{mean_loss, LmConfig, LmTrainer};
+use tensim_data::{kneser_ney_ratio, ngram_score, BatchSampler};
+use tensim_train::language_model::{last_token_loss, mean_loss, LmConfig, LmTrainer};
 use tensim_train::TransformerNetwork;
 
 use super::inputs::Inputs;
@@ -24,14 +24,11 @@ pub(super) struct Trained {
     pub seconds: f64,
 }
 
-/// Causal, rotary, bilinear attention and MLP in every block, no biases.
+/// The paper's family (`TransformerShape::paper`, MATH.md §1.9): causal,
+/// rotary, attention-only bilinear blocks with biases on q/k only, added to
+/// the stream as `x + s·attention(x)`.
 fn shape(s: &Settings, layers: usize) -> TransformerShape {
-    let residual = Residual::from_lerp_scale(s.residual_scale);
-    let block = BlockShape::attention_only(AttentionBias::all(false), residual).with_mlp(
-        s.mlp_hidden,
-        [false; 3],
-        residual,
-    );
+    let block = BlockShape::attention_only(AttentionBias::QK, Residual::Add(s.attention_scale));
     let heads = (s.heads, s.head_dim);
     TransformerShape::causal(s.vocab, s.d_model, heads, s.context, vec![block; layers])
 }
@@ -41,12 +38,13 @@ fn config(s: &Settings) -> LmConfig {
         learning_rate: s.learning_rate,
         weight_decay: s.weight_decay,
         cosine_decay: true,
-        warmup_steps: (s.steps / 20).min(100),
+        warmup_steps: s.warmup_steps,
         grad_clip: Some(1.0),
     }
 }
 
-/// Held-out losses and n-gram scores at one checkpoint.
+/// Held-out losses, the paper's n-gram scores and the Kneser–Ney ratios at
+/// one checkpoint.
 fn measure(
     net: &TransformerNetwork,
     inputs: &Inputs,
@@ -57,12 +55,18 @@ fn measure(
     let w = &inputs.windows;
     let heldout =
         [0usize, 1, 2].map(|k| mean_loss(net, &w.inputs, &w.targets, k).unwrap_or(f64::NAN));
+    let loss_on = |rows: &[Vec<u32>]| last_token_loss(net, rows).unwrap_or(f64::NAN);
+    let position_loss = [0, 1, 2].map(|k| loss_on(&inputs.heldout_prefixes[k]));
+    let common_ngram_loss = [0, 1, 2].map(|k| loss_on(&inputs.common_ngrams[k]));
     Record {
         layers,
         step,
         train_loss,
         heldout_loss: heldout,
-        ngram_scores: [0, 1, 2].map(|k| ngram_score(heldout[k], inputs.ngram_losses[k])),
+        ngram_scores: [0, 1, 2].map(|k| ngram_score(position_loss[k], common_ngram_loss[k])),
+        position_loss,
+        common_ngram_loss,
+        kn_ratio: [0, 1, 2].map(|k| kneser_ney_ratio(heldout[k], inputs.ngram_losses[k])),
     }
 }
 
