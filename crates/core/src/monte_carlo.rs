@@ -169,6 +169,14 @@ fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
             var += g[k] * cov[k][l] * g[l];
         }
     }
+    if !var.is_finite() {
+        // Sums of squared outputs beyond f64's range: the spread of the
+        // estimate is unknown, and a standard error of 0 would be a lie.
+        return Err(Error::NotFinite {
+            what: "the variance of the Monte-Carlo estimate (outputs too heavy-tailed or too large for f64; use fewer positions or the exact metric)".into(),
+            value: var,
+        });
+    }
     Ok(Estimate {
         value,
         std_error: (var.max(0.0) / n).sqrt(),
@@ -235,4 +243,20 @@ pub fn sequence_monte_carlo(
         .collect::<Result<_>>()?;
     let pqr: Vec<[f64; 3]> = per_chunk.into_iter().flatten().collect();
     cosine_estimate(&pqr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_spread_is_an_error_not_a_zero_standard_error() {
+        let ordinary = [[1.0, 2.0, 1.0], [0.5, 1.0, 1.5], [0.2, 0.5, 0.4]];
+        let e = cosine_estimate(&ordinary).unwrap();
+        assert!(e.std_error > 0.0 && e.value.is_finite());
+        // One sample's squares overflow the variance: no honest error bar.
+        let heavy = [[1e300, 1e300, 1e300], [1.0, 1.0, 1.0], [2.0, 3.0, 1.0]];
+        let err = cosine_estimate(&heavy).unwrap_err();
+        assert!(matches!(err, Error::NotFinite { .. }), "{err}");
+    }
 }

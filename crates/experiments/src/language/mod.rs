@@ -101,7 +101,7 @@ impl Settings {
             attention_scale: 0.35,
             layers: vec![1, 2],
             steps: 3000,
-            checkpoints: 24,
+            checkpoints: 16,
             first_checkpoint: 0,
             batch_size: 32,
             learning_rate: 3e-3,
@@ -112,7 +112,7 @@ impl Settings {
             ngram_sequences: 4096,
             common_ngrams: 1000,
             gaussian_samples: 128,
-            monte_carlo_samples: 40_000,
+            monte_carlo_samples: 10_000,
             seed: opts.seed,
         };
         let mut s = if opts.paper {
