@@ -26,6 +26,10 @@ pub struct Estimate {
     pub std_error: f64,
     /// Number of input samples `n` the estimate averages.
     pub samples: usize,
+    /// The largest share one sample has of `Σ‖y_a‖²` or `Σ‖y_b‖²`: near 1,
+    /// a single draw dominates (heavy tails) and the standard error cannot
+    /// be trusted.
+    pub largest_share: f64,
 }
 
 const CHUNK: usize = 4096;
@@ -133,18 +137,41 @@ pub fn monte_carlo_similarity(
     cosine_estimate(&pqr)
 }
 
-/// `P̄ / sqrt(Q̄ R̄)` and its delta-method standard error from per-sample `(p, q, r)`.
-fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
+/// `P̄ / sqrt(Q̄ R̄)` and its delta-method standard error `sqrt(gᵀ Σ g / n)`
+/// from per-sample `(p, q, r) = (⟨y_a,y_b⟩, ‖y_a‖², ‖y_b‖²)`, with
+/// `g = ∇(P/sqrt(QR))` at the means and `Σ` their sample covariance.
+///
+/// The samples are first divided by the largest `q` and `r` (`p` by the
+/// geometric mean of both): the cosine and its standard error do not change,
+/// and the squares of heavy-tailed samples stay finite. A spread that is
+/// still not finite is an error, never a standard error of 0.
+pub fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
     let samples = pqr.len();
     let n = samples as f64;
+    let (qmax, rmax) = pqr
+        .iter()
+        .fold((0.0f64, 0.0f64), |(q, r), v| (q.max(v[1]), r.max(v[2])));
+    if !(qmax > 0.0 && rmax > 0.0) || samples < 2 {
+        return Err(Error::ZeroNorm {
+            what: "a model's sampled output".into(),
+        });
+    }
+    if !(qmax.is_finite() && rmax.is_finite()) {
+        return Err(Error::NotFinite {
+            what: "a sampled squared output norm (outputs too large for f64)".into(),
+            value: qmax.max(rmax),
+        });
+    }
+    let unit = [1.0 / (qmax.sqrt() * rmax.sqrt()), 1.0 / qmax, 1.0 / rmax];
+    let scaled = |v: &[f64; 3]| [v[0] * unit[0], v[1] * unit[1], v[2] * unit[2]];
     let mut mean = [0.0f64; 3];
-    for v in pqr {
+    for v in pqr.iter().map(scaled) {
         for k in 0..3 {
             mean[k] += v[k] / n;
         }
     }
     let mut cov = [[0.0; 3]; 3];
-    for v in pqr {
+    for v in pqr.iter().map(scaled) {
         for k in 0..3 {
             for l in 0..3 {
                 cov[k][l] += (v[k] - mean[k]) * (v[l] - mean[l]) / (n - 1.0);
@@ -152,11 +179,6 @@ fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
         }
     }
     let [p, q, r] = mean;
-    if !(q > 0.0 && r > 0.0) {
-        return Err(Error::ZeroNorm {
-            what: "a model's sampled output".into(),
-        });
-    }
     let value = p / (q.sqrt() * r.sqrt());
     let g = [
         1.0 / (q.sqrt() * r.sqrt()),
@@ -170,10 +192,8 @@ fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
         }
     }
     if !var.is_finite() {
-        // Sums of squared outputs beyond f64's range: the spread of the
-        // estimate is unknown, and a standard error of 0 would be a lie.
         return Err(Error::NotFinite {
-            what: "the variance of the Monte-Carlo estimate (outputs too heavy-tailed or too large for f64; use fewer positions or the exact metric)".into(),
+            what: "the variance of the Monte-Carlo estimate".into(),
             value: var,
         });
     }
@@ -181,6 +201,8 @@ fn cosine_estimate(pqr: &[[f64; 3]]) -> Result<Estimate> {
         value,
         std_error: (var.max(0.0) / n).sqrt(),
         samples,
+        // The largest scaled q is 1, so its share of the sum is 1/(n q̄).
+        largest_share: (1.0 / (q * n)).max(1.0 / (r * n)),
     })
 }
 
@@ -250,13 +272,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unknown_spread_is_an_error_not_a_zero_standard_error() {
+    fn estimates_are_scale_free_and_an_unknown_spread_is_an_error() {
         let ordinary = [[1.0, 2.0, 1.0], [0.5, 1.0, 1.5], [0.2, 0.5, 0.4]];
         let e = cosine_estimate(&ordinary).unwrap();
         assert!(e.std_error > 0.0 && e.value.is_finite());
-        // One sample's squares overflow the variance: no honest error bar.
+        // Heavy tails: scaled first, so the squares stay finite and the
+        // dominant sample shows in the share instead of overflowing.
         let heavy = [[1e300, 1e300, 1e300], [1.0, 1.0, 1.0], [2.0, 3.0, 1.0]];
-        let err = cosine_estimate(&heavy).unwrap_err();
+        let e = cosine_estimate(&heavy).unwrap();
+        assert!(e.std_error.is_finite() && e.largest_share > 0.999, "{e:?}");
+        // The same estimate at any scale.
+        let big: Vec<[f64; 3]> = ordinary
+            .iter()
+            .map(|v| [v[0] * 1e10, v[1] * 1e10, v[2] * 1e10])
+            .collect();
+        let f = cosine_estimate(&big).unwrap();
+        assert!(
+            (f.value - e.value).abs() < 1.0
+                && (f.value - cosine_estimate(&ordinary).unwrap().value).abs() < 1e-12
+        );
+        // Squared norms beyond f64: an error that says so.
+        let overflow = [[1.0, f64::INFINITY, 1.0], [1.0, 1.0, 1.0]];
+        let err = cosine_estimate(&overflow).unwrap_err();
         assert!(matches!(err, Error::NotFinite { .. }), "{err}");
     }
 }

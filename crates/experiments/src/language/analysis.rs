@@ -103,10 +103,8 @@ const MC_CHUNK: usize = 256;
 /// on `samples` sequences of `positions` independent `N(0, I_vocab)` tokens
 /// (all positions and logits flattened), with its delta-method standard
 /// error (MATH.md §4.4) and the largest single-sequence share (all NaN
-/// but the share, 1, when some sequence's logits overflow f64). The
-/// per-sequence sums are divided by their largest value before the moments
-/// are taken: the cosine does not change, and the squares of heavy-tailed
-/// sums stay finite (undivided, they overflow and the error comes out as 0).
+/// but the share, 1, when some sequence's logits overflow f64), from
+/// core's scale-safe [`tensim_core::monte_carlo::cosine_estimate`].
 pub fn monte_carlo_cosine(
     a: &Transformer,
     b: &Transformer,
@@ -140,44 +138,13 @@ pub fn monte_carlo_cosine(
                 .collect())
         })
         .collect::<Result<_>>()?;
-    let mut v: Vec<[f64; 3]> = per_chunk.into_iter().flatten().collect();
+    let v: Vec<[f64; 3]> = per_chunk.into_iter().flatten().collect();
     if v.iter().flatten().any(|x| !x.is_finite()) {
         // Some sequence's logits overflow f64: the tail is beyond sampling.
         return Ok((f64::NAN, f64::NAN, 1.0));
     }
-    let n = v.len() as f64;
-    let (qmax, rmax) = v
-        .iter()
-        .fold((0.0f64, 0.0f64), |(q, r), x| (q.max(x[1]), r.max(x[2])));
-    if !(qmax > 0.0 && rmax > 0.0 && qmax.is_finite() && rmax.is_finite()) {
-        anyhow::bail!("Monte-Carlo logits are zero or not finite");
-    }
-    for x in &mut v {
-        *x = [x[0] / (qmax.sqrt() * rmax.sqrt()), x[1] / qmax, x[2] / rmax];
-    }
-    let mean: Vec<f64> = (0..3)
-        .map(|k| v.iter().map(|x| x[k]).sum::<f64>() / n)
-        .collect();
-    let (p, q, r) = (mean[0], mean[1], mean[2]);
-    let value = p / (q.sqrt() * r.sqrt());
-    let g = [
-        1.0 / (q.sqrt() * r.sqrt()),
-        -value / (2.0 * q),
-        -value / (2.0 * r),
-    ];
-    let mut var = 0.0;
-    for k in 0..3 {
-        for l in 0..3 {
-            let cov = v
-                .iter()
-                .map(|x| (x[k] - mean[k]) * (x[l] - mean[l]))
-                .sum::<f64>()
-                / (n - 1.0);
-            var += g[k] * cov * g[l];
-        }
-    }
-    let largest_share = (1.0 / (q * n)).max(1.0 / (r * n));
-    Ok((value, (var / n).sqrt(), largest_share))
+    let e = tensim_core::monte_carlo::cosine_estimate(&v)?;
+    Ok((e.value, e.std_error, e.largest_share))
 }
 
 /// [`MonteCarloCheck`]s of `gaussian` at [`check_pairs`], each on
