@@ -89,6 +89,8 @@ pub(crate) fn draw(area: &Area, l: &LinePlot) -> DrawResult {
         .x_label_area_size(BOTTOM)
         .y_label_area_size(LEFT);
     let explicit = !l.x_ticks.is_empty();
+    let plot_width = area.dim_in_pixel().0.saturating_sub(MARGIN + LEFT + RIGHT);
+    let x_numbers = (plot_width / 80).max(2) as usize;
     macro_rules! finish {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -99,7 +101,9 @@ pub(crate) fn draw(area: &Area, l: &LinePlot) -> DrawResult {
             if explicit {
                 mesh.disable_x_mesh().x_label_formatter(&|_| String::new());
             } else {
-                mesh.x_label_formatter(&|v| tick_text(*v));
+                // About one number per 80 pixels, so "10000" never meets "9000".
+                mesh.x_labels(x_numbers)
+                    .x_label_formatter(&|v| tick_text(*v));
             }
             draw_mesh(&mut mesh, &l.x_label, &l.y_label)?;
             for (k, s) in l.series.iter().enumerate() {
