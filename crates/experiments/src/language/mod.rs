@@ -320,7 +320,7 @@ mod tests {
     /// then from 1% of training to the end, none of them repeated.
     #[test]
     fn schedules_start_at_one_percent_of_training() {
-        for (quick, paper, distinct) in [(false, false, 22), (true, false, 5), (false, true, 70)] {
+        for (quick, paper, distinct) in [(false, false, 15), (true, false, 5), (false, true, 70)] {
             let s = Settings::new(&options(quick, paper));
             let steps = s.schedule();
             assert_eq!(steps[0], 0);
