@@ -35,6 +35,8 @@ pub struct Settings {
     pub epochs_per_stage: f64,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// AdamW's decoupled weight decay, scaled so that a stage shrinks the
+    /// weights as much as a stage of the paper's run did ([`paper_matched_decay`]).
     pub weight_decay: f64,
     /// Batches between checkpoints; `None`: spaced so that the run has about
     /// `checkpoints` of them.
@@ -49,20 +51,39 @@ pub struct Settings {
     pub seed: u64,
 }
 
+/// The paper's setting: AdamW weight decay 0.5, 20 epochs per stage on
+/// SVHN's 73,257 training images.
+const PAPER_WEIGHT_DECAY: f64 = 0.5;
+const PAPER_EPOCHS: f64 = 20.0;
+const PAPER_TRAIN_IMAGES: f64 = 73_257.0;
+
+/// Weight decay that gives a stage of `epochs` epochs over `train_images`
+/// images the paper's per-stage decay. AdamW multiplies every weight by
+/// `1 − lr·wd` per step, so a stage shrinks a weight no gradient supports by
+/// `exp(−wd·Σ lr)`, and with the same cosine schedule `Σ lr` is proportional
+/// to the stage's steps, i.e. to epochs × images. Keeping `wd × epochs ×
+/// images` at the paper's value keeps that factor (about 0.25 for "add 9").
+pub fn paper_matched_decay(epochs: f64, train_images: usize) -> f64 {
+    PAPER_WEIGHT_DECAY * PAPER_EPOCHS * PAPER_TRAIN_IMAGES / (epochs * train_images as f64)
+}
+
 impl Settings {
     /// The defaults (5 epochs per stage) or the reduced `--quick` ones.
-    pub fn new(opts: &Options) -> Self {
+    pub fn new(opts: &Options, available_images: usize) -> Self {
+        let epochs_per_stage = opts.epochs.unwrap_or(if opts.quick { 0.25 } else { 5.0 });
+        let train_images = if opts.quick { Some(12_000) } else { None };
+        let images = train_images.map_or(available_images, |n| n.min(available_images));
         Settings {
-            epochs_per_stage: opts.epochs.unwrap_or(if opts.quick { 0.25 } else { 5.0 }),
+            epochs_per_stage,
             batch_size: 248,
             learning_rate: 1e-3,
-            weight_decay: 0.5,
+            weight_decay: paper_matched_decay(epochs_per_stage, images),
             checkpoint_every: opts.quick.then_some(25),
             checkpoints: 80,
             embed: 128,
             hidden: 256,
             cka_images: if opts.quick { 500 } else { 2000 },
-            train_images: if opts.quick { Some(12_000) } else { None },
+            train_images,
             seed: opts.seed,
         }
     }
@@ -110,7 +131,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let started = Instant::now();
     let data = tensim_data::load_dataset("mnist", None)?;
     let run = RunDir::create(&opts.out, opts.force)?;
-    let s = Settings::new(opts);
+    let s = Settings::new(opts, data.train.len());
     run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
 
     let trained = train::train(&run, &data, &s)?;
@@ -156,4 +177,19 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         &report::render(&outcome, &s, opts.quick, &trained.stage_steps),
     )?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matched_decay_is_the_papers_at_its_setting_and_scales_with_stage_length() {
+        assert!((paper_matched_decay(20.0, 73_257) - 0.5).abs() < 1e-12);
+        let default = paper_matched_decay(5.0, 60_000);
+        assert!((default - 2.442).abs() < 1e-3, "{default}");
+        // wd × epochs × images, hence the per-stage decay exp(−wd·Σlr), is kept.
+        let product = |e: f64, n: usize| paper_matched_decay(e, n) * e * n as f64;
+        assert!((product(5.0, 60_000) - product(20.0, 73_257)).abs() < 1e-6);
+    }
 }
