@@ -1,23 +1,24 @@
-//! Checkpoints researchers already have: PyTorch `.pt`/`.pth` (zip + pickle),
-//! `.npz` and plain safetensors, read into named f64 tensors.
+//! Checkpoints researchers already have: PyTorch `.pt`/`.pth` (the zip
+//! layout and the legacy stream), `.npz` (stored or compressed) and plain
+//! safetensors, read into named f64 tensors under a byte budget
+//! ([`Limits`]).
 //!
-//! Pickles are parsed by candle's restricted pickle machine, which builds a
-//! tree of objects and never runs code. tensim then refuses any pickle that
-//! names a callable other than the few PyTorch uses to rebuild tensors, so a
-//! malicious file is reported, not half-loaded. Beside the state dict a
-//! training checkpoint may keep plain data (optimizer state, RNG state,
-//! metrics as numpy scalars and arrays); with a `key` only that entry is
-//! read, and anything else naming another callable refuses the file. f16, bf16, f32
-//! and f64 tensors are accepted and converted to f64; integer tensors (a
-//! norm's batch counter, say) are kept, converted, but are never weights.
+//! Pickles are parsed by tensim's own bounded reader ([`crate::pickle`]),
+//! which never runs code and refuses a file whose pickle names any callable
+//! other than the few PyTorch uses to rebuild tensors and the plain data
+//! (numpy scalars and arrays, dtypes) a training checkpoint keeps beside
+//! its state dict; the entry that is read (`key`, or the whole pickle) may
+//! name the tensor callables only ([`crate::pytorch`]). f16, bf16, f32 and
+//! f64 tensors are converted to f64; integer tensors (a norm's batch
+//! counter, say) are kept, converted, but are never weights.
 
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use candle_core::pickle::{Object, Stack};
-use candle_core::{DType, Device, Tensor};
-
 use crate::checkpoint::CheckpointError;
+use crate::pickle::Limits;
+use crate::raw::{element_count, Budget, RawDtype};
+use crate::{npy, pytorch};
 
 /// One tensor of a foreign file, converted to f64 (row-major).
 #[derive(Clone, Debug, PartialEq)]
@@ -77,303 +78,117 @@ fn fail(path: &Path, reason: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// The dtypes read: the float weights and the integer buffers PyTorch
-/// stores beside them (8-bit floats and narrower are refused).
-fn dtype_name(d: DType) -> Option<&'static str> {
-    match d {
-        DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Some(d.as_str()),
-        DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => Some(d.as_str()),
-        _ => None,
-    }
-}
-
-fn to_named(path: &Path, name: String, t: &Tensor) -> Result<NamedTensor, CheckpointError> {
-    let Some(dtype) = dtype_name(t.dtype()) else {
-        return Err(fail(
-            path,
-            format!("tensor `{name}` has dtype {:?}; only f16, bf16, f32 and f64 weights (and integer buffers) are read", t.dtype()),
-        ));
-    };
-    let values = t
-        .to_dtype(DType::F64)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f64>())
-        .map_err(|e| fail(path, format!("tensor `{name}`: {e}")))?;
-    Ok(NamedTensor {
-        name,
-        shape: t.dims().to_vec(),
-        values,
-        dtype: dtype.to_string(),
-    })
-}
-
-/// Reads every checkpoint in a foreign file. `key` selects a nested state
-/// dict in a pickle (`state_dict`, `model`, …).
+/// Reads every checkpoint in a foreign file under the default [`Limits`].
+/// `key` selects a nested state dict in a pickle (`state_dict`, `model`, …).
 pub fn read_tensor_sets(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointError> {
-    let mut head = [0u8; 8];
+    read_tensor_sets_with(path, key, &Limits::default())
+}
+
+/// [`read_tensor_sets`] under explicit limits.
+pub fn read_tensor_sets_with(
+    path: &Path,
+    key: Option<&str>,
+    limits: &Limits,
+) -> Result<Vec<TensorSet>, CheckpointError> {
+    let mut head = [0u8; 16];
     let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
+        .and_then(|f| f.take(16).read(&mut head))
         .map_err(|e| fail(path, format!("cannot read: {e}")))?;
-    if n >= 4 && &head[..4] == b"PK\x03\x04" {
+    let head = &head[..n];
+    if head.starts_with(b"PK\x03\x04") {
         return match zip_format(path)? {
-            Some(PYTORCH) => read_pt(path, key),
-            Some(_) => read_npz(path),
+            Some(PYTORCH) => pytorch::read_zipped(path, key, limits),
+            Some(_) => npy::read_npz(path, limits),
             None => Err(fail(path, "a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor an .npz (no .npy)")),
         };
     }
-    if n == 8 && u64::from_le_bytes(head) < 100_000_000 {
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| fail(path, format!("not a valid safetensors file ({e})")))?;
-        let mut named: Vec<NamedTensor> = tensors
-            .iter()
-            .map(|(k, t)| to_named(path, k.clone(), t))
-            .collect::<Result<_, _>>()?;
-        named.sort_by(|a, b| a.name.cmp(&b.name));
-        return Ok(vec![TensorSet {
-            tensors: named,
-            step: None,
-            format: "safetensors",
-        }]);
+    if pytorch::is_legacy(head) {
+        return pytorch::read_legacy(path, key, limits);
+    }
+    if n >= 8 && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) < 100_000_000 {
+        return read_safetensors(path, limits);
     }
     Err(fail(
         path,
-        "unrecognised file: expected a PyTorch .pt/.pth (zip), an .npz or a safetensors file",
+        "unrecognised file: expected a PyTorch .pt/.pth (zip or legacy), an .npz or a safetensors file",
     ))
 }
 
-const PYTORCH: &str = "PyTorch .pt";
+pub(crate) const PYTORCH: &str = "PyTorch .pt";
 
 /// `"PyTorch .pt"` or `"npz"` for a zip archive holding a pickle or `.npy`
 /// files, from its entry names alone; `None` for another archive.
 pub fn zip_format(path: &Path) -> Result<Option<&'static str>, CheckpointError> {
-    let names = zip_names(path)?;
+    let file = std::fs::File::open(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
+    let zip = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| fail(path, format!("not a valid zip archive ({e})")))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .collect();
     if names.iter().any(|n| n.ends_with("data.pkl")) {
         return Ok(Some(PYTORCH));
     }
     Ok(names.iter().any(|n| n.ends_with(".npy")).then_some("npz"))
 }
 
-fn zip_names(path: &Path) -> Result<Vec<String>, CheckpointError> {
-    let file = std::fs::File::open(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
-    let zip = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| fail(path, format!("not a valid zip archive ({e})")))?;
-    Ok(zip
-        .file_names()
-        .filter_map(|n| n.ok().map(|n| n.into_owned()))
-        .collect())
+/// The element type of a safetensors dtype tensim reads.
+fn safetensors_dtype(d: safetensors::Dtype) -> Option<RawDtype> {
+    use safetensors::Dtype as D;
+    Some(match d {
+        D::F16 => RawDtype::F16,
+        D::BF16 => RawDtype::BF16,
+        D::F32 => RawDtype::F32,
+        D::F64 => RawDtype::F64,
+        D::BOOL => RawDtype::Bool,
+        D::U8 => RawDtype::U8,
+        D::I8 => RawDtype::I8,
+        D::I16 => RawDtype::I16,
+        D::U16 => RawDtype::U16,
+        D::I32 => RawDtype::I32,
+        D::U32 => RawDtype::U32,
+        D::I64 => RawDtype::I64,
+        D::U64 => RawDtype::U64,
+        _ => return None,
+    })
 }
 
-fn read_npz(path: &Path) -> Result<Vec<TensorSet>, CheckpointError> {
-    let tensors =
-        Tensor::read_npz(path).map_err(|e| fail(path, format!("cannot read .npz: {e}")))?;
-    let mut named: Vec<NamedTensor> = tensors
-        .iter()
-        .map(|(k, t)| to_named(path, k.strip_suffix(".npy").unwrap_or(k).to_string(), t))
-        .collect::<Result<_, _>>()?;
-    named.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(vec![TensorSet {
-        tensors: named,
-        step: None,
-        format: "npz",
-    }])
-}
-
-/// Callables a PyTorch state dict may name.
-fn allowed(module: &str, class: &str) -> bool {
-    matches!(
-        (module, class),
-        ("torch._utils", "_rebuild_tensor_v2")
-            | ("torch._utils", "_rebuild_parameter")
-            | ("torch._tensor", "_rebuild_from_type_v2")
-            | ("torch", "Tensor")
-            | ("torch.nn.parameter", "Parameter")
-            | ("torch", "Size")
-            | ("collections", "OrderedDict")
-    ) || (module == "torch" && class.ends_with("Storage"))
-}
-
-/// Plain data a training checkpoint keeps beside its state dict (metrics
-/// as numpy scalars or arrays, numpy RNG state, tensor dtypes): rebuilt from
-/// values, never code. Allowed outside the state dict that is read.
-fn plain_data(module: &str, class: &str) -> bool {
-    let numpy = matches!(
-        module,
-        "numpy" | "numpy.core.multiarray" | "numpy._core.multiarray"
-    );
-    (numpy && matches!(class, "scalar" | "dtype" | "ndarray" | "_reconstruct"))
-        || (module, class) == ("_codecs", "encode")
-        || (module == "torch" && (class.starts_with("float") || class.starts_with("int")))
-}
-
-/// Refuses an object that names a callable `allowed` does not accept.
-fn check_allowed(
-    path: &Path,
-    obj: &Object,
-    allowed: &dyn Fn(&str, &str) -> bool,
-) -> Result<(), CheckpointError> {
-    let check = |o| check_allowed(path, o, allowed);
-    match obj {
-        Object::Class { module_name, class_name } if !allowed(module_name, class_name) => Err(fail(
-            path,
-            format!(
-                "the pickle references `{module_name}.{class_name}`, which is not part of a PyTorch state dict; \
-                 tensim never executes pickled code and refuses such files (save `model.state_dict()` instead)"
-            ),
-        )),
-        Object::Tuple(v) | Object::List(v) => v.iter().try_for_each(check),
-        Object::Dict(kv) => kv.iter().try_for_each(|(k, v)| {
-            check(k)?;
-            check(v)
-        }),
-        Object::Reduce { callable, args } | Object::Build { callable, args } => {
-            check(callable)?;
-            check(args)
-        }
-        Object::PersistentLoad(o) => check(o),
-        _ => Ok(()),
-    }
-}
-
-fn key_text(k: &Object) -> Option<String> {
-    match k {
-        Object::Unicode(s) => Some(s.clone()),
-        Object::Int(i) => Some(i.to_string()),
-        Object::Long(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Tensor entries of a (possibly nested) dict, names joined with dots.
-fn collect_tensors(obj: &Object, prefix: &str, out: &mut Vec<(String, Object)>) {
-    if let Object::Dict(kv) = obj {
-        for (k, v) in kv {
-            let Some(k) = key_text(k) else { continue };
-            let name = if prefix.is_empty() {
-                k
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                Object::Dict(_) => collect_tensors(v, &name, out),
-                _ => out.push((name, v.clone())),
-            }
-        }
-    }
-}
-
-fn read_pt(path: &Path, key: Option<&str>) -> Result<Vec<TensorSet>, CheckpointError> {
-    let file = std::fs::File::open(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| fail(path, format!("not a valid zip archive ({e})")))?;
-    let pkl = zip
-        .file_names()
-        .filter_map(|n| n.ok().map(|n| n.into_owned()))
-        .find(|n| n.ends_with("data.pkl"))
-        .ok_or_else(|| fail(path, "no data.pkl in the archive"))?;
-    let dir = pkl.strip_suffix(".pkl").unwrap_or(&pkl).to_string();
-    let obj = {
-        let entry = zip
-            .by_name(&pkl)
-            .map_err(|e| fail(path, format!("{pkl}: {e}")))?;
-        let mut stack = Stack::empty();
-        stack
-            .read_loop(&mut BufReader::new(entry))
-            .map_err(|e| fail(path, format!("cannot parse the pickle: {e}")))?;
-        stack
-            .finalize()
-            .map_err(|e| fail(path, format!("cannot parse the pickle: {e}")))?
-    };
-    // Anywhere in the file: state-dict callables and plain data only.
-    check_allowed(path, &obj, &|m, c| allowed(m, c) || plain_data(m, c))?;
-    let obj = match key {
-        None => obj,
-        Some(key) => match obj {
-            Object::Dict(kv) => {
-                let keys: Vec<String> = kv.iter().filter_map(|(k, _)| key_text(k)).collect();
-                kv.into_iter()
-                    .find(|(k, _)| key_text(k).as_deref() == Some(key))
-                    .map(|(_, v)| v)
-                    .ok_or_else(|| {
-                        fail(
-                            path,
-                            format!(
-                                "no entry `{key}` at the top of the pickle; it has: {}",
-                                keys.join(", ")
-                            ),
-                        )
-                    })?
-            }
-            _ => {
-                return Err(fail(
-                    path,
-                    format!("the pickle is not a dict, so it has no entry `{key}`"),
-                ))
-            }
-        },
-    };
-    // What is read: a state dict's callables only.
-    check_allowed(path, &obj, &allowed)?;
-    // A dict of step → state dict holds several checkpoints.
-    let steps: Option<Vec<(u64, &Object)>> = match &obj {
-        Object::Dict(kv) if !kv.is_empty() => kv
-            .iter()
-            .map(
-                |(k, v)| match (key_text(k).and_then(|t| t.parse::<u64>().ok()), v) {
-                    (Some(step), Object::Dict(_)) => Some((step, v)),
-                    _ => None,
-                },
+fn read_safetensors(path: &Path, limits: &Limits) -> Result<Vec<TensorSet>, CheckpointError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| fail(path, format!("cannot read: {e}")))?
+        .len();
+    let mut budget = Budget::new(limits.max_tensor_bytes);
+    budget.charge(size, 1).map_err(|e| fail(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| fail(path, format!("not a valid safetensors file ({e})")))?;
+    let mut tensors = Vec::new();
+    for (name, view) in file.tensors() {
+        let dtype = safetensors_dtype(view.dtype()).ok_or_else(|| {
+            fail(
+                path,
+                format!(
+                    "tensor `{name}` has dtype {:?}; only floats (and integer buffers) are read",
+                    view.dtype()
+                ),
             )
-            .collect(),
-        _ => None,
-    };
-    let groups: Vec<(Option<u64>, &Object)> = match &steps {
-        Some(s) => s.iter().map(|(k, v)| (Some(*k), *v)).collect(),
-        None => vec![(None, &obj)],
-    };
-    let mut sets = Vec::with_capacity(groups.len());
-    for (step, group) in groups {
-        let mut entries = Vec::new();
-        collect_tensors(group, "", &mut entries);
-        let mut tensors = Vec::new();
-        for (name, value) in entries {
-            let info = value
-                .into_tensor_info(Object::Unicode(name.clone()), Path::new(&dir))
-                .map_err(|e| fail(path, format!("tensor `{name}`: {e}")))?;
-            let Some(info) = info else { continue };
-            let mut reader = zip.by_name(&info.path).map_err(|e| {
-                fail(
-                    path,
-                    format!("tensor `{name}`: storage {} is missing ({e})", info.path),
-                )
-            })?;
-            if !info.layout.is_contiguous() {
-                return Err(fail(
-                    path,
-                    format!(
-                        "tensor `{name}` is stored non-contiguously; save it with `.contiguous()`"
-                    ),
-                ));
-            }
-            let skip = info.layout.start_offset() as u64;
-            std::io::copy(&mut reader.by_ref().take(skip), &mut std::io::sink())
-                .map_err(|e| fail(path, format!("tensor `{name}`: {e}")))?;
-            let shape = info.layout.shape().dims().to_vec();
-            let mut bytes =
-                vec![0u8; info.layout.shape().elem_count() * info.dtype.size_in_bytes()];
-            reader
-                .read_exact(&mut bytes)
-                .map_err(|e| fail(path, format!("tensor `{name}`: truncated storage ({e})")))?;
-            let t = Tensor::from_raw_buffer(&bytes, info.dtype, &shape, &Device::Cpu)
-                .map_err(|e| fail(path, format!("tensor `{name}`: {e}")))?;
-            tensors.push(to_named(path, name, &t)?);
-        }
-        tensors.sort_by(|a, b| a.name.cmp(&b.name));
-        sets.push(TensorSet {
-            tensors,
-            step,
-            format: PYTORCH,
+        })?;
+        let n = element_count(view.shape())
+            .ok_or_else(|| fail(path, format!("tensor `{name}`: shape overflows")))?;
+        budget
+            .charge(n as u64, 8)
+            .map_err(|e| fail(path, format!("tensor `{name}`: {e}")))?;
+        tensors.push(NamedTensor {
+            name,
+            shape: view.shape().to_vec(),
+            values: dtype.decode(view.data(), false),
+            dtype: dtype.name().to_string(),
         });
     }
-    sets.sort_by_key(|s| s.step);
-    Ok(sets)
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(vec![TensorSet {
+        tensors,
+        step: None,
+        format: "safetensors",
+    }])
 }

@@ -12,7 +12,11 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod foreign;
 pub mod matrix_file;
+pub mod npy;
+pub mod pickle;
 pub mod published;
+pub mod pytorch;
+pub mod raw;
 pub mod shape_json;
 pub mod transformer_spec;
 
@@ -23,5 +27,6 @@ pub use checkpoint::{
     claims_tensim_format, load_checkpoint, save_checkpoint, Checkpoint, CheckpointError,
     CheckpointMeta, StoredDtype,
 };
-pub use foreign::{read_tensor_sets, NamedTensor, TensorSet};
+pub use foreign::{read_tensor_sets, read_tensor_sets_with, NamedTensor, TensorSet};
 pub use matrix_file::{read_matrix, write_matrix, write_table, MatrixFileError};
+pub use pickle::Limits;
