@@ -220,16 +220,32 @@ pub fn torch_save(path: &Path, obj: &Py) {
     p.out.extend([0x80, 2]);
     p.value(obj);
     p.out.push(b'.');
+    let storages: Vec<(String, Vec<u8>)> = p
+        .storages
+        .into_iter()
+        .enumerate()
+        .map(|(key, bytes)| (key.to_string(), bytes))
+        .collect();
+    write_pt_raw(path, &p.out, &storages, false);
+}
+
+/// Writes a `torch.save` zip around the given pickle bytes and storages
+/// (key, raw bytes), stored or deflated: what the hostile-file tests craft.
+pub fn write_pt_raw(path: &Path, pickle: &[u8], storages: &[(String, Vec<u8>)], deflate: bool) {
     let file = std::fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let method = if deflate {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let options = zip::write::SimpleFileOptions::default().compression_method(method);
     let mut entry = |name: String, bytes: &[u8]| {
-        zip.start_file(name, stored).unwrap();
+        zip.start_file(name, options).unwrap();
         zip.write_all(bytes).unwrap();
     };
-    entry("archive/data.pkl".into(), &p.out);
-    for (key, bytes) in p.storages.iter().enumerate() {
+    entry("archive/data.pkl".into(), pickle);
+    for (key, bytes) in storages {
         entry(format!("archive/data/{key}"), bytes);
     }
     entry("archive/version".into(), b"3\n");
