@@ -222,7 +222,7 @@ pub fn for_each_array(
     mut f: impl FnMut(MatArray<'_>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let big = check_header(bytes, path)?;
-    walk(&bytes[128..], big, path, &mut f)
+    walk(&bytes[128..], big, path, false, &mut f)
 }
 
 /// A parsed tag: type, where the data lies and where the next element starts.
@@ -281,11 +281,17 @@ fn read_tag(buf: &[u8], pos: usize, big: bool, path: &Path) -> Result<Tag, DataE
     })
 }
 
-/// Walks a sequence of elements, calling `f` on each array.
+/// The most bytes one compressed element may inflate to: SVHN's largest
+/// variable (`extra`'s images, 531,131 × 3,072 bytes) is 1.6 GB.
+pub const MAX_INFLATED: u64 = 2 << 30;
+
+/// Walks a sequence of elements, calling `f` on each array; `inside` is set
+/// within a compressed element (which may not hold another).
 fn walk(
     buf: &[u8],
     big: bool,
     path: &Path,
+    inside: bool,
     f: &mut dyn FnMut(MatArray<'_>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let mut pos = 0;
@@ -293,12 +299,12 @@ fn walk(
     while pos + 8 <= buf.len() {
         let tag = read_tag(buf, pos, big, path)?;
         match tag.mi_type {
+            MI_COMPRESSED if inside => {
+                return Err(truncated(path, "a compressed element inside another"));
+            }
             MI_COMPRESSED => {
-                let mut inner = Vec::new();
-                flate2::read::ZlibDecoder::new(&buf[tag.data.clone()])
-                    .read_to_end(&mut inner)
-                    .map_err(|e| truncated(path, &format!("bad compressed element: {e}")))?;
-                walk(&inner, big, path, f)?;
+                let inner = inflate(&buf[tag.data.clone()], big, path)?;
+                walk(&inner, big, path, true, f)?;
                 // Compressed elements are not padded.
                 pos = tag.data.end;
             }
@@ -312,6 +318,47 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// Inflates one compressed element: exactly the element its first tag
+/// declares (8 bytes of tag and its size), never more, and at most
+/// [`MAX_INFLATED`] bytes, growing the buffer only as bytes arrive. A zlib
+/// stream that inflates past its element (a decompression bomb) stops there.
+fn inflate(z: &[u8], big: bool, path: &Path) -> Result<Vec<u8>, DataError> {
+    let bad = |e: std::io::Error| truncated(path, &format!("bad compressed element: {e}"));
+    let mut decoder = flate2::read::ZlibDecoder::new(z);
+    let mut inner = Vec::new();
+    (&mut decoder)
+        .take(8)
+        .read_to_end(&mut inner)
+        .map_err(bad)?;
+    if inner.len() < 8 {
+        return Err(truncated(path, "compressed element without a tag"));
+    }
+    // A small data element keeps its size in the upper half of its first word.
+    let first = u32_at(&inner, 0, big);
+    let total = if first >> 16 != 0 {
+        8
+    } else {
+        8 + u64::from(u32_at(&inner, 4, big))
+    };
+    if total > MAX_INFLATED {
+        return Err(DataError::format(
+            path,
+            format!("a compressed element declares {total} bytes, more than tensim inflates ({MAX_INFLATED})"),
+        ));
+    }
+    decoder
+        .take(total - 8)
+        .read_to_end(&mut inner)
+        .map_err(bad)?;
+    if (inner.len() as u64) < total {
+        return Err(truncated(
+            path,
+            "compressed element shorter than its tag declares",
+        ));
+    }
+    Ok(inner)
 }
 
 /// Parses the body of an miMATRIX element (`None` when it is empty).

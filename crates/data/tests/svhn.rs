@@ -355,3 +355,31 @@ fn bad_label_and_truncation() {
     let full = fixture(&LITTLE, false, true, true);
     assert_refused(&full[..full.len() - 20], "truncated or corrupt");
 }
+
+/// A compressed element inflates to the element its tag declares and no
+/// further: a zlib stream that carries 32 MB more (a decompression bomb,
+/// here behind a tag that claims a gigabyte) is cut at the element's end,
+/// and an element that declares more than tensim inflates is refused.
+#[test]
+fn compressed_elements_inflate_no_further_than_they_declare() {
+    let w = LITTLE;
+    let mut bomb = w.matrix("y", MX_DOUBLE, &Y_DIMS, &y_data(true));
+    bomb.extend(w.u32(MI_MATRIX));
+    bomb.extend(w.u32(1 << 30));
+    bomb.extend(std::iter::repeat_n(0u8, 32 << 20));
+    let mut file = w.header();
+    file.extend(w.matrix("X", MX_UINT8, &X_DIMS, &x_data(false)));
+    file.extend(w.compressed(&bomb));
+    let tmp = tempfile::tempdir().unwrap();
+    check(&write(tmp.path(), "bomb.mat", &file));
+
+    let mut huge = w.u32(MI_MATRIX).to_vec();
+    huge.extend(w.u32(u32::MAX));
+    let mut file = w.header();
+    file.extend(w.compressed(&huge));
+    assert_refused(&file, "more than tensim inflates");
+
+    let mut nested = w.header();
+    nested.extend(w.compressed(&w.compressed(&w.matrix("y", MX_DOUBLE, &Y_DIMS, &y_data(true)))));
+    assert_refused(&nested, "a compressed element inside another");
+}
