@@ -202,6 +202,9 @@ fn data_rows(a: &Model, b: &Model, path: &Path) -> Result<Vec<Row>> {
 pub fn run(opts: &MetricArgs, json_out: bool, la: &Loaded, lb: &Loaded) -> Result<()> {
     let (a, b) = (la.model()?, lb.model()?);
     check_spaces(la, a, lb, b)?;
+    if opts.samples >= 2 {
+        tensim_core::monte_carlo::check_samples(opts.samples)?;
+    }
     let weight_space = WeightSpace::compute(a, b, opts.precision);
     let mut rows = weight_space.rows();
     let mut monte_carlo = None;

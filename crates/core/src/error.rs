@@ -137,6 +137,18 @@ pub enum Error {
         /// The samples asked for.
         samples: usize,
     },
+    /// More Monte-Carlo samples than an estimate may hold (each keeps 24
+    /// bytes of moments until the end).
+    #[error(
+        "{samples} Monte-Carlo samples (--samples) are more than the {max} one estimate may use \
+         (24 bytes each are kept for the standard error)"
+    )]
+    TooManySamples {
+        /// The samples asked for.
+        samples: usize,
+        /// [`crate::monte_carlo::MAX_SAMPLES`].
+        max: usize,
+    },
     /// A metric asked for its inner products (update similarity) has none.
     #[error("metric `{metric}` is not an inner product (use tensor or gaussian)")]
     NotInnerProduct {

@@ -348,10 +348,8 @@ impl Metric {
                 metric: self.to_string(),
             });
         }
-        if self == Metric::MonteCarlo && options.samples < 2 {
-            return Err(Error::TooFewSamples {
-                samples: options.samples,
-            });
+        if self == Metric::MonteCarlo {
+            crate::monte_carlo::check_samples(options.samples)?;
         }
         Ok(())
     }

@@ -65,6 +65,24 @@ fn for_each_chunk(
     Ok(())
 }
 
+/// The most samples one estimate may draw: 10^8, 2.4 GB of per-sample
+/// moments (hours of forward passes at the paper's sizes).
+pub const MAX_SAMPLES: usize = 100_000_000;
+
+/// At least 2 samples (a standard error needs them), at most [`MAX_SAMPLES`].
+pub fn check_samples(samples: usize) -> Result<()> {
+    if samples < 2 {
+        return Err(Error::TooFewSamples { samples });
+    }
+    if samples > MAX_SAMPLES {
+        return Err(Error::TooManySamples {
+            samples,
+            max: MAX_SAMPLES,
+        });
+    }
+    Ok(())
+}
+
 /// Monte-Carlo Gaussian cosine of two models' outputs on `x ~ N(0, I)`:
 /// `P̄ / sqrt(Q̄ R̄)` over `samples` inputs drawn from `seed`, with its
 /// delta-method standard error (MATH.md §4.4). It agrees with the exact
@@ -103,9 +121,7 @@ pub fn monte_carlo_similarity(
             b: format!("{}→{}", b.input_dim(), b.output_dim()),
         });
     }
-    if samples < 2 {
-        return Err(Error::TooFewSamples { samples });
-    }
+    check_samples(samples)?;
     let o = a.output_dim();
     let (mut mean_a, mut mean_b) = (vec![0.0; o], vec![0.0; o]);
     if centring == Centring::Centred {
@@ -232,9 +248,7 @@ pub fn sequence_monte_carlo(
             });
         }
     }
-    if samples < 2 {
-        return Err(Error::TooFewSamples { samples });
-    }
+    check_samples(samples)?;
     const SEQ_CHUNK: usize = 256;
     let chunks = samples.div_ceil(SEQ_CHUNK);
     let per_chunk: Vec<Vec<[f64; 3]>> = (0..chunks)

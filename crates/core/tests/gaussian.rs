@@ -245,3 +245,28 @@ fn additive_residual_is_the_input_plus_the_scaled_block() {
         }
     }
 }
+
+/// A sample count the estimate cannot hold is a typed error before any
+/// sample is drawn (1e12 samples used to abort allocating 24 TB).
+#[test]
+fn sample_counts_outside_two_to_the_maximum_are_refused() {
+    let (a, b) = model_pair(vec![bilinear(6, 5, 3, false, 1.0)], (61, 62));
+    let err =
+        monte_carlo_similarity(&a, &b, 1_000_000_000_000, 7, Centring::Uncentred).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tensim_core::Error::TooManySamples {
+                samples: 1_000_000_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--samples"), "{err}");
+    let err = monte_carlo_similarity(&a, &b, 1, 7, Centring::Uncentred).unwrap_err();
+    assert!(
+        matches!(err, tensim_core::Error::TooFewSamples { samples: 1 }),
+        "{err}"
+    );
+}
