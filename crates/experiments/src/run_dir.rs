@@ -1,5 +1,10 @@
-//! A run directory: refuses to overwrite an earlier run unless asked, and
-//! writes every file atomically.
+//! A run directory that appears whole or not at all: the run is written
+//! into a hidden sibling (`.NAME.partial-PID`) and renamed into place when
+//! it completes, so an interrupted or failed run leaves the earlier run (or
+//! nothing) where the results go, and a rerun is never blocked by half a
+//! run. A run never overwrites an earlier one unless asked; with `--force`
+//! the earlier run stays until the new one is complete. Every file inside
+//! is written atomically too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,46 +13,75 @@ use anyhow::{bail, Context, Result};
 use tensim_core::Mat;
 use tensim_io::atomic::write_atomic;
 
-/// Subfolders a run owns (and clears on `--force`).
+/// Subfolders a run owns.
 const OWNED: [&str; 3] = ["checkpoints", "matrices", "figures"];
 
 pub struct RunDir {
+    /// Where the files are written while the run lasts.
     root: PathBuf,
+    /// Where the run goes when it completes.
+    target: PathBuf,
+    finished: bool,
 }
 
 impl RunDir {
-    /// Creates `root`; an existing non-empty directory is refused unless `force`.
-    pub fn create(root: &Path, force: bool) -> Result<Self> {
-        let non_empty = root.is_dir()
-            && std::fs::read_dir(root)
-                .with_context(|| format!("reading {}", root.display()))?
+    /// Starts a run that will land at `target`; a `target` that already
+    /// holds files is refused unless `force`. Partial directories that runs
+    /// killed earlier left beside `target` are removed.
+    pub fn create(target: &Path, force: bool) -> Result<Self> {
+        if target.exists() && !target.is_dir() {
+            bail!("{} exists and is not a directory", target.display());
+        }
+        let non_empty = target.is_dir()
+            && std::fs::read_dir(target)
+                .with_context(|| format!("reading {}", target.display()))?
                 .next()
                 .is_some();
-        if root.exists() && !root.is_dir() {
-            bail!("{} exists and is not a directory", root.display());
+        if non_empty && !force {
+            bail!(
+                "{} already holds a run; pass --force to replace it (it stays until the new run \
+                 completes), or choose another --out",
+                target.display()
+            );
         }
-        if non_empty {
-            if !force {
-                bail!(
-                    "{} already holds a run; pass --force to overwrite it, or choose another --out",
-                    root.display()
-                );
-            }
-            for sub in OWNED {
-                let p = root.join(sub);
-                if p.exists() {
-                    std::fs::remove_dir_all(&p)
-                        .with_context(|| format!("clearing {}", p.display()))?;
-                }
-            }
+        let (parent, name) = split(target)?;
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        remove_abandoned(&parent, &name);
+        let root = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        if root.exists() {
+            std::fs::remove_dir_all(&root)
+                .with_context(|| format!("clearing {}", root.display()))?;
         }
         for sub in OWNED {
             std::fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating {}", root.join(sub).display()))?;
         }
         Ok(RunDir {
-            root: root.to_path_buf(),
+            root,
+            target: target.to_path_buf(),
+            finished: false,
         })
+    }
+
+    /// Moves the complete run into place (replacing an earlier run) and
+    /// returns where it is.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let (parent, name) = split(&self.target)?;
+        let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
+        let had_old = self.target.exists();
+        if had_old {
+            std::fs::rename(&self.target, &old).with_context(|| {
+                format!("moving the earlier run {} aside", self.target.display())
+            })?;
+        }
+        std::fs::rename(&self.root, &self.target)
+            .with_context(|| format!("moving the run into {}", self.target.display()))?;
+        self.finished = true;
+        if had_old {
+            std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+        }
+        Ok(self.target.clone())
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -68,5 +102,58 @@ impl RunDir {
             tensim_io::write_matrix(&self.path(&format!("matrices/{name}.{ext}")), labels, m)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for RunDir {
+    /// A run that did not finish leaves nothing behind.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// The directory that holds `target` and `target`'s name.
+fn split(target: &Path) -> Result<(PathBuf, String)> {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} does not end in a directory name", target.display()))?
+        .to_string();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+/// Removes `.NAME.partial-PID` and `.NAME.replaced-PID` directories in
+/// `parent` whose process no longer runs (it was killed). Where processes
+/// cannot be listed (outside Linux) nothing is removed.
+fn remove_abandoned(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let pid = [".partial-", ".replaced-"].iter().find_map(|kind| {
+            file.strip_prefix(&format!(".{name}{kind}"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+        });
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !process_alive(pid) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
     }
 }

@@ -171,3 +171,70 @@ fn short_forgetting_run_through_the_library() {
     let e = forgetting::run(&opts).err().expect("refused");
     assert!(format!("{e:#}").contains("--force"), "{e:#}");
 }
+
+/// The names in `dir`, sorted.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A run appears whole or not at all: nothing at the target until it
+/// finishes, nothing anywhere when it fails, an earlier run kept until the
+/// new one is complete, and what a killed run left is cleared by the next.
+#[test]
+fn a_run_directory_appears_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("run");
+
+    let run = RunDir::create(&target, false).unwrap();
+    run.write_text("report.md", "first").unwrap();
+    assert!(!target.exists(), "nothing lands before the run completes");
+    assert_eq!(run.finish().unwrap(), target);
+    assert_eq!(listing(dir.path()), ["run"]);
+    assert_eq!(
+        listing(&target),
+        ["checkpoints", "figures", "matrices", "report.md"]
+    );
+
+    // A failing run (dropped unfinished) leaves the earlier run untouched.
+    let err = RunDir::create(&target, false).err().unwrap().to_string();
+    assert!(
+        err.contains("already holds a run") && err.contains("--force"),
+        "{err}"
+    );
+    let failed = RunDir::create(&target, true).unwrap();
+    failed.write_text("report.md", "second").unwrap();
+    drop(failed);
+    assert_eq!(listing(dir.path()), ["run"]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("report.md")).unwrap(),
+        "first"
+    );
+
+    // A forced run replaces it only when complete.
+    let second = RunDir::create(&target, true).unwrap();
+    second.write_text("report.md", "second").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("report.md")).unwrap(),
+        "first"
+    );
+    second.finish().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("report.md")).unwrap(),
+        "second"
+    );
+    assert_eq!(listing(dir.path()), ["run"]);
+
+    // A killed run's partial directory (its process is gone) is cleared.
+    let killed = dir.path().join(".fresh.partial-4000000000");
+    std::fs::create_dir_all(killed.join("checkpoints")).unwrap();
+    let run = RunDir::create(&dir.path().join("fresh"), false).unwrap();
+    if cfg!(target_os = "linux") {
+        assert!(!killed.exists());
+    }
+    run.finish().unwrap();
+}

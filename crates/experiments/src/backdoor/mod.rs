@@ -166,5 +166,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         record_steps: records.iter().map(|r| r.step).collect(),
     });
     run.write_text("report.md", &report)?;
+    run.finish()?;
     Ok(outcome)
 }

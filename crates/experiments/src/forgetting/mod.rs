@@ -176,6 +176,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         "report.md",
         &report::render(&outcome, &s, opts.quick, &trained.stage_steps),
     )?;
+    run.finish()?;
     Ok(outcome)
 }
 

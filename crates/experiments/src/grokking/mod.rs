@@ -137,5 +137,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         "report.md",
         &report::render(&outcome, &s, opts.quick, records),
     )?;
+    run.finish()?;
     Ok(outcome)
 }

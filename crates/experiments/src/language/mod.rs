@@ -298,6 +298,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         seconds_total: started.elapsed().as_secs_f64(),
     };
     run.write_text("report.md", &report::render(&outcome, &s))?;
+    run.finish()?;
     Ok(outcome)
 }
 
