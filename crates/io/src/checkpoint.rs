@@ -102,11 +102,18 @@ impl fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
+impl CheckpointError {
+    /// The error `reason` about the file at `path`.
+    pub fn new(path: &Path, reason: impl Into<String>) -> Self {
+        CheckpointError {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
 fn fail<T>(path: &Path, reason: impl Into<String>) -> Result<T, CheckpointError> {
-    Err(CheckpointError {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    })
+    Err(CheckpointError::new(path, reason))
 }
 
 /// The metadata of a checkpoint file, read before any tensor.

@@ -72,10 +72,7 @@ impl TensorSet {
 }
 
 fn fail(path: &Path, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    CheckpointError::new(path, reason)
 }
 
 /// Reads every checkpoint in a foreign file under the default [`Limits`].

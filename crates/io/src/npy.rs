@@ -16,10 +16,7 @@ use crate::pickle::Limits;
 use crate::raw::{element_count, read_exactly, Budget, RawDtype};
 
 fn fail(path: &Path, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    CheckpointError::new(path, reason)
 }
 
 /// Reads every array of the `.npz` at `path`.

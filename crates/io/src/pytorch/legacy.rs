@@ -12,7 +12,6 @@ use super::{describe, materialise, stream_allowed, Described};
 use crate::checkpoint::CheckpointError;
 use crate::foreign::TensorSet;
 use crate::pickle::{self, Graph, Limits, Value};
-use crate::raw::Budget;
 
 /// `torch.serialization`'s magic number, as the LONG1 bytes it pickles to.
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
@@ -24,10 +23,7 @@ pub fn is_legacy(head: &[u8]) -> bool {
 }
 
 fn fail(path: &Path, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError {
-        path: path.to_path_buf(),
-        reason: format!("legacy PyTorch file: {}", reason.into()),
-    }
+    CheckpointError::new(path, format!("legacy PyTorch file: {}", reason.into()))
 }
 
 /// Reads every checkpoint of the legacy PyTorch file at `path`.
@@ -71,17 +67,10 @@ pub fn read_legacy(
     let keys = next(&nothing)?;
     let described = describe(&object, key, limits).map_err(|e| fail(path, e))?;
     let ranges = storage_ranges(&bytes, pos, &keys, &described).map_err(|e| fail(path, e))?;
-    let mut budget = Budget::new(limits.max_tensor_bytes);
-    materialise(
-        described,
-        crate::foreign::PYTORCH,
-        &mut budget,
-        |storage, budget| {
-            budget.charge(storage.numel, storage.dtype.size())?;
-            let range = ranges[&storage.key].clone();
-            Ok(bytes[range].to_vec())
-        },
-    )
+    materialise(described, crate::foreign::PYTORCH, limits, |storage| {
+        let range = ranges[&storage.key].clone();
+        Ok(bytes[range].to_vec())
+    })
     .map_err(|e| fail(path, e))
 }
 

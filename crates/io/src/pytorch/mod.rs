@@ -169,13 +169,15 @@ fn entries(g: &Graph, root: Id, max_depth: usize) -> Result<Vec<(String, Id)>, S
 }
 
 /// Reads each storage once (`load` returns its raw bytes, exactly
-/// `numel × size` of them) and gathers every tensor from it.
+/// `numel × size` of them, after they are charged to the file's budget of
+/// `limits.max_tensor_bytes`) and gathers every tensor from it.
 pub fn materialise(
     described: Described,
     format: &'static str,
-    budget: &mut Budget,
-    mut load: impl FnMut(&StorageRef, &mut Budget) -> Result<Vec<u8>, String>,
+    limits: &Limits,
+    mut load: impl FnMut(&StorageRef) -> Result<Vec<u8>, String>,
 ) -> Result<Vec<TensorSet>, String> {
+    let mut budget = Budget::new(limits.max_tensor_bytes);
     let mut storages: HashMap<String, Rc<Vec<f64>>> = HashMap::new();
     let mut sets = Vec::new();
     for (step, refs) in described.groups {
@@ -185,7 +187,10 @@ pub fn materialise(
             let storage = match storages.get(&t.storage.key) {
                 Some(s) => Rc::clone(s),
                 None => {
-                    let raw = load(&t.storage, budget).map_err(in_tensor)?;
+                    budget
+                        .charge(t.storage.numel, t.storage.dtype.size())
+                        .map_err(in_tensor)?;
+                    let raw = load(&t.storage).map_err(in_tensor)?;
                     budget.charge(t.storage.numel, 8).map_err(in_tensor)?;
                     let values = Rc::new(t.storage.dtype.decode(&raw, false));
                     storages.insert(t.storage.key.clone(), Rc::clone(&values));

@@ -10,13 +10,10 @@ use super::{describe, materialise, stream_allowed};
 use crate::checkpoint::CheckpointError;
 use crate::foreign::TensorSet;
 use crate::pickle::{self, Limits};
-use crate::raw::{read_exactly, Budget};
+use crate::raw::read_exactly;
 
 fn fail(path: &Path, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    CheckpointError::new(path, reason)
 }
 
 /// Reads every checkpoint of the zip-format PyTorch file at `path`.
@@ -39,21 +36,14 @@ pub fn read_zipped(
         pickle::parse(&bytes, 0, limits, &stream_allowed).map_err(|e| fail(path, e.to_string()))?;
     drop(bytes);
     let described = describe(&graph, key, limits).map_err(|e| fail(path, e))?;
-    let mut budget = Budget::new(limits.max_tensor_bytes);
-    materialise(
-        described,
-        crate::foreign::PYTORCH,
-        &mut budget,
-        |storage, budget| {
-            budget.charge(storage.numel, storage.dtype.size())?;
-            let name = format!("{dir}data/{}", storage.key);
-            let mut entry = zip
-                .by_name(&name)
-                .map_err(|e| format!("storage {name} is missing ({e})"))?;
-            let want = storage.numel * storage.dtype.size() as u64;
-            read_exactly(&mut entry, want).map_err(|e| format!("storage {name}: {e}"))
-        },
-    )
+    materialise(described, crate::foreign::PYTORCH, limits, |storage| {
+        let name = format!("{dir}data/{}", storage.key);
+        let mut entry = zip
+            .by_name(&name)
+            .map_err(|e| format!("storage {name} is missing ({e})"))?;
+        let want = storage.numel * storage.dtype.size() as u64;
+        read_exactly(&mut entry, want).map_err(|e| format!("storage {name}: {e}"))
+    })
     .map_err(|e| fail(path, e))
 }
 
