@@ -155,6 +155,39 @@ pub enum Error {
         /// The metric's name.
         metric: String,
     },
+    /// A listener of a matrix job's pairs failed (a progress file could not
+    /// be written, say).
+    #[error("recording the pair failed: {reason}")]
+    Record {
+        /// What the listener reported.
+        reason: String,
+    },
+    /// A pair given twice (overlapping shards).
+    #[error("pair ({i}, {j}) is given twice")]
+    PairTwice {
+        /// Row.
+        i: usize,
+        /// Column.
+        j: usize,
+    },
+    /// A pair missing from a set that should be complete.
+    #[error("pair ({i}, {j}) is missing")]
+    PairMissing {
+        /// Row.
+        i: usize,
+        /// Column.
+        j: usize,
+    },
+    /// A pair outside the matrix or with a different number of values.
+    #[error(
+        "pair ({i}, {j}) does not fit the matrix (outside it, or with another number of values)"
+    )]
+    PairMismatch {
+        /// Row.
+        i: usize,
+        /// Column.
+        j: usize,
+    },
     /// A job with no networks.
     #[error("no models to compare")]
     NoModels,

@@ -29,6 +29,7 @@ pub mod monte_carlo;
 pub mod network;
 pub mod output_cosine;
 mod padded;
+pub mod pair_plan;
 pub mod pairwise;
 pub mod residual;
 pub mod scalar;

@@ -56,10 +56,13 @@ use crate::model::Model;
 use crate::monte_carlo::{gaussian_inputs, sequence_monte_carlo};
 use crate::network::{Network, NetworkKind};
 use crate::output_cosine::mean_row_cosine;
-use crate::pairwise::{pairwise_values, GramMatrices, PairError};
+use crate::pair_plan::{assemble, planned_values, PairPlan, PairValues};
+use crate::pairwise::{GramMatrices, PairError};
 use crate::scalar::Scalar;
 use crate::sequence::{exactness_of, SequenceGeometry, SequencePrepared};
-use crate::similarity::{similarity, CosineSums, Similarity};
+use crate::similarity::{
+    canonical_raw_inner, similarity, CosineSums, InnerProductSpace, Similarity,
+};
 use crate::tensor::TensorPrepared;
 use crate::transformer::Transformer;
 use crate::weight_cosine::{parameter_cosine, weight_cosine};
@@ -443,9 +446,54 @@ impl MatrixJob<'_> {
 
     /// Computes the matrix; `progress` hears of every prepared model and pair.
     pub fn run(&self, progress: &dyn MatrixProgress) -> Result<MetricMatrix, MetricError> {
+        let values = self.pair_values(progress, &PairPlan::all())?;
+        Ok(MetricMatrix {
+            values: assemble(self.metric, self.networks.len(), &values)?,
+            description: self.description(),
+        })
+    }
+
+    /// The values of the pairs of `plan` (see [`crate::pair_plan`]): raw
+    /// inner products per output for the inner-product metrics, the metric's
+    /// value otherwise. [`assemble`] makes the matrix of a complete set.
+    pub fn pair_values(
+        &self,
+        progress: &dyn MatrixProgress,
+        plan: &PairPlan<'_>,
+    ) -> Result<PairValues, MetricError> {
         match &self.sequence {
-            None => self.run_sequential(progress),
-            Some((positions, _)) => self.run_transformer(*positions, progress),
+            None => self.sequential_values(progress, plan),
+            Some((positions, geometry)) => {
+                self.transformer_values(*positions, geometry.as_ref(), progress, plan)
+            }
+        }
+    }
+
+    /// What the matrix holds, for reports.
+    pub fn description(&self) -> String {
+        let Some((positions, _)) = self.sequence else {
+            return self.metric.describe();
+        };
+        let samples = self.options.samples;
+        match self.metric {
+            Metric::MatrixCosine => "matrix cosine of all parameters".into(),
+            Metric::MonteCarlo => {
+                format!("Monte-Carlo gaussian ({samples} samples of {positions} positions)")
+            }
+            metric => {
+                let exactness = self
+                    .transformers()
+                    .first()
+                    .map_or(String::new(), |t| exactness_of(t).describe().to_string());
+                match metric.slice() {
+                    Some(c) => format!(
+                        "gaussian slice of token {c} ({positions} Gaussian positions, {exactness})"
+                    ),
+                    None => {
+                        format!("gaussian, uncentred ({positions} Gaussian positions, {exactness})")
+                    }
+                }
+            }
         }
     }
 }
@@ -467,9 +515,10 @@ fn prepare_each<'n, N: Sync + ?Sized, P: Send>(
         .collect()
 }
 
-/// The first (only) matrix of a one-value pairwise computation.
-fn single(values: Vec<Mat<f64>>) -> Mat<f64> {
-    values.into_iter().next().expect("one value per pair")
+/// Raw inner products of one pair, per output (the pair's GEMMs run
+/// sequentially: the pairs run in parallel).
+fn raw_inner<P: InnerProductSpace>(a: &P, b: &P) -> Result<Vec<f64>, Error> {
+    canonical_raw_inner(a, b, faer::Par::Seq)
 }
 
 /// `⟨a, b⟩ / (‖a‖ ‖b‖)` of two outputs flattened (Monte-Carlo samples).
@@ -503,47 +552,79 @@ impl MatrixJob<'_> {
             .collect()
     }
 
-    fn run_sequential(&self, progress: &dyn MatrixProgress) -> Result<MetricMatrix, MetricError> {
+    fn sequential_values(
+        &self,
+        progress: &dyn MatrixProgress,
+        plan: &PairPlan<'_>,
+    ) -> Result<PairValues, MetricError> {
         let models = self.models();
         let tick = || progress.pair_done();
-        let values = match self.metric {
+        Ok(match self.metric {
             Metric::Tensor
             | Metric::TensorSlice(_)
             | Metric::Gaussian(_)
-            | Metric::GaussianSlice(_) => self.cosines_of(&self.gram(progress)?)?,
-            Metric::MatrixCosine => single(pairwise_values(
+            | Metric::GaussianSlice(_) => match self.options.precision {
+                Precision::F64 => self.sequential_inner::<f64>(progress, plan)?,
+                Precision::F32 => self.sequential_inner::<f32>(progress, plan)?,
+            },
+            Metric::MatrixCosine => planned_values(
                 &models,
                 |a, b| Ok(vec![weight_cosine(a, b)?.all]),
+                plan,
                 &tick,
-            )?),
+            )?,
             Metric::OutputCosine => {
                 let x = self.options.inputs.expect("checked by Metric::job");
                 let outputs = prepare_each(&models, progress, |m| m.forward(x))?;
-                single(pairwise_values(
+                planned_values(
                     &outputs,
                     |a, b| Ok(vec![mean_row_cosine(a.as_ref(), b.as_ref())?]),
+                    plan,
                     &tick,
-                )?)
+                )?
             }
             Metric::Cka => {
                 let x = self.options.inputs.expect("checked by Metric::job");
                 let acts = prepare_each(&models, progress, |m| CkaPrepared::of_outputs(m, x))?;
-                single(pairwise_values(
+                planned_values(
                     &acts,
                     |a, b| Ok(vec![a.cka(b, faer::Par::Seq)?]),
+                    plan,
                     &tick,
-                )?)
+                )?
             }
             Metric::MonteCarlo => {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(self.options.seed);
                 let x = gaussian_inputs(self.options.samples, models[0].input_dim(), &mut rng);
                 let outputs = prepare_each(&models, progress, |m| m.forward(x.as_ref()))?;
-                single(pairwise_values(&outputs, flat_cosine, &tick)?)
+                planned_values(&outputs, flat_cosine, plan, &tick)?
             }
-        };
-        Ok(MetricMatrix {
-            values,
-            description: self.metric.describe(),
+        })
+    }
+
+    /// Raw inner products of the planned pairs of sequential models.
+    fn sequential_inner<T: Scalar>(
+        &self,
+        progress: &dyn MatrixProgress,
+        plan: &PairPlan<'_>,
+    ) -> Result<PairValues, MetricError> {
+        let tick = || progress.pair_done();
+        let models = self.models();
+        Ok(match self.metric {
+            Metric::Tensor | Metric::TensorSlice(_) => {
+                let prepared = prepare_each(&models, progress, TensorPrepared::<T>::new)?;
+                planned_values(&prepared, raw_inner, plan, &tick)?
+            }
+            metric => {
+                let centring = match metric {
+                    Metric::Gaussian(centring) => centring,
+                    _ => Centring::Uncentred,
+                };
+                let prepared = prepare_each(&models, progress, |m| {
+                    GaussianPrepared::<T>::with_centring(m, centring)
+                })?;
+                planned_values(&prepared, raw_inner, plan, &tick)?
+            }
         })
     }
 
@@ -616,65 +697,39 @@ impl MatrixJob<'_> {
         })
     }
 
-    /// Total or slice cosines from a Gram matrix, as the metric asks.
-    fn cosines_of(&self, gram: &GramMatrices) -> Result<Mat<f64>, PairError> {
-        match self.metric.slice() {
-            Some(c) => gram.cosine_output(c),
-            None => gram.cosine_total(),
-        }
-    }
-
-    fn run_transformer(
+    fn transformer_values(
         &self,
         positions: usize,
+        geometry: Option<&Arc<SequenceGeometry>>,
         progress: &dyn MatrixProgress,
-    ) -> Result<MetricMatrix, MetricError> {
+        plan: &PairPlan<'_>,
+    ) -> Result<PairValues, MetricError> {
         let models = self.transformers();
         let tick = || progress.pair_done();
-        if self.metric.is_inner_product() {
-            let exactness = exactness_of(models[0]).describe();
-            let values = self.cosines_of(&self.gram(progress)?)?;
-            let description = match self.metric.slice() {
-                Some(c) => {
-                    format!(
-                        "gaussian slice of token {c} ({positions} Gaussian positions, {exactness})"
-                    )
-                }
-                None => {
-                    format!("gaussian, uncentred ({positions} Gaussian positions, {exactness})")
-                }
-            };
-            return Ok(MetricMatrix {
-                values,
-                description,
-            });
+        if let Some(geometry) = geometry {
+            let prepared = prepare_each(&models, progress, |m| {
+                SequencePrepared::new(m, geometry.clone())
+            })?;
+            return Ok(planned_values(&prepared, raw_inner, plan, &tick)?);
         }
+        let (samples, seed) = (self.options.samples, self.options.seed);
         Ok(match self.metric {
-            Metric::MatrixCosine => MetricMatrix {
-                values: single(pairwise_values(
-                    &models,
-                    |a, b| Ok(vec![parameter_cosine(&a.parameters(), &b.parameters())?]),
-                    &tick,
-                )?),
-                description: "matrix cosine of all parameters".into(),
-            },
-            Metric::MonteCarlo => {
-                let (samples, seed) = (self.options.samples, self.options.seed);
-                MetricMatrix {
-                    values: single(pairwise_values(
-                        &models,
-                        |a, b| {
-                            Ok(vec![
-                                sequence_monte_carlo(a, b, positions, samples, seed)?.value,
-                            ])
-                        },
-                        &tick,
-                    )?),
-                    description: format!(
-                        "Monte-Carlo gaussian ({samples} samples of {positions} positions)"
-                    ),
-                }
-            }
+            Metric::MatrixCosine => planned_values(
+                &models,
+                |a, b| Ok(vec![parameter_cosine(&a.parameters(), &b.parameters())?]),
+                plan,
+                &tick,
+            )?,
+            Metric::MonteCarlo => planned_values(
+                &models,
+                |a, b| {
+                    Ok(vec![
+                        sequence_monte_carlo(a, b, positions, samples, seed)?.value,
+                    ])
+                },
+                plan,
+                &tick,
+            )?,
             other => unreachable!("{other} has a geometry or does not apply to transformers"),
         })
     }

@@ -39,17 +39,7 @@ where
     let values: Vec<Vec<f64>> = pairs
         .par_iter()
         .map(|&(i, j)| {
-            let v = f(&items[i], &items[j]).map_err(|source| PairError { i, j, source })?;
-            if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
-                return Err(PairError {
-                    i,
-                    j,
-                    source: Error::NotFinite {
-                        what: "the metric".into(),
-                        value: *bad,
-                    },
-                });
-            }
+            let v = checked_pair(items, &f, i, j)?;
             progress();
             Ok(v)
         })
@@ -63,6 +53,31 @@ where
         }
     }
     Ok(out)
+}
+
+/// `f` of pair `(i, j)`, an error naming the pair when it fails or is not
+/// finite.
+pub(crate) fn checked_pair<P, F>(
+    items: &[P],
+    f: &F,
+    i: usize,
+    j: usize,
+) -> Result<Vec<f64>, PairError>
+where
+    F: Fn(&P, &P) -> Result<Vec<f64>>,
+{
+    let v = f(&items[i], &items[j]).map_err(|source| PairError { i, j, source })?;
+    if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
+        return Err(PairError {
+            i,
+            j,
+            source: Error::NotFinite {
+                what: "the metric".into(),
+                value: *bad,
+            },
+        });
+    }
+    Ok(v)
 }
 
 /// Raw inner products of every pair of prepared models, one N×N matrix per
