@@ -8,6 +8,7 @@ mod diff;
 mod inspect;
 mod load;
 mod matrix;
+mod matrix_parts;
 mod memory;
 mod options;
 mod plot;
@@ -66,6 +67,27 @@ enum Command {
         args: MetricArgs,
         #[arg(long)]
         json: bool,
+        /// Keep every finished pair in OUTPUT.progress and, when a killed run
+        /// left one for the same inputs, continue from it (needs -o).
+        #[arg(long)]
+        resume: bool,
+        /// Compute shard K of N (0 ≤ K < N) of the pairs into a pairs file
+        /// (-o part-K.pairs); `tensim merge` builds the matrix from all N.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<matrix_parts::Shard>,
+    },
+    /// Build a matrix from the parts `matrix --shard` wrote, after checking
+    /// that they come from one computation and cover every pair once.
+    Merge {
+        /// The parts (pairs files), in any order.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// Output file (.csv or .npy), written atomically.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also draw the matrix as a heatmap PNG.
+        #[arg(long, value_name = "PNG")]
+        plot: Option<PathBuf>,
     },
     /// Draw a matrix written by `matrix` (CSV with labels, or NPY) as a heatmap PNG.
     Plot {
@@ -412,6 +434,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             plot,
             args,
             json,
+            resume,
+            shard,
         } => matrix::run(&matrix::Options {
             checkpoints,
             arch,
@@ -420,7 +444,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             plot,
             args,
             json,
+            resume,
+            shard,
         }),
+        Command::Merge {
+            parts,
+            output,
+            plot,
+        } => matrix_parts::run_merge(&parts, &output, plot.as_deref()),
         Command::Plot {
             matrix,
             output,

@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use tensim_core::metric::{Metric, MetricError, MetricOptions};
+use tensim_core::metric::{MatrixJob, Metric, MetricError, MetricOptions};
 use tensim_core::network::Network;
 use tensim_core::Mat;
+use tensim_io::pairs_file::PairsHeader;
 use tensim_io::write_matrix;
 
 use crate::load::{self, Loaded};
+use crate::matrix_parts::{self, Shard};
 use crate::options::MetricArgs;
 use crate::{memory, progress};
 
@@ -26,6 +28,10 @@ pub struct Options {
     pub plot: Option<PathBuf>,
     pub args: MetricArgs,
     pub json: bool,
+    /// Keep finished pairs in `OUTPUT.progress` and continue from it.
+    pub resume: bool,
+    /// Compute one shard of the pairs into a pairs file.
+    pub shard: Option<Shard>,
 }
 
 /// Names the files a metric error is about: the pair that failed, or the
@@ -77,16 +83,47 @@ pub fn run(opts: &Options) -> Result<()> {
     if let (Some(need), Some(positions)) = (job.peak_bytes(), job.positions()) {
         memory::check(need, networks.len(), positions, &loaded[0].path)?;
     }
-    let bars = progress::JobBars::new(networks.len());
-    let start = Instant::now();
-    let result = job.run(&bars).map_err(|e| name_files(e, &loaded));
-    bars.finish();
-    let result = result?;
-    let (matrix, description) = (result.values, result.description);
-    let seconds = start.elapsed().as_secs_f64();
     let labels: Vec<String> = loaded.iter().map(Loaded::label).collect();
+    let start = Instant::now();
+    let (matrix, description) = if opts.resume || opts.shard.is_some() {
+        let Some(out) = &opts.output else {
+            bail!("--resume and --shard keep their progress beside the output: give -o");
+        };
+        let header = PairsHeader {
+            hash: matrix_parts::inputs_hash(&hash_inputs(opts, metric, &job))?,
+            metric: metric.to_string(),
+            description: job.description(),
+            labels: labels.clone(),
+        };
+        let n = networks.len();
+        if let Some(shard) = opts.shard {
+            let pairs = matrix_parts::shard(&job, &header, out, shard, n)
+                .map_err(|e| name_metric_error(e, &loaded))?;
+            eprintln!(
+                "shard {}/{}: {pairs} pairs written to {} in {:.2} s; `tensim merge` the parts",
+                shard.k,
+                shard.count,
+                out.display(),
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        let matrix = matrix_parts::resumable(&job, &header, out, n)
+            .map_err(|e| name_metric_error(e, &loaded))?;
+        (matrix, job.description())
+    } else {
+        let bars = progress::JobBars::new(networks.len());
+        let result = job.run(&bars).map_err(|e| name_files(e, &loaded));
+        bars.finish();
+        let result = result?;
+        (result.values, result.description)
+    };
+    let seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &opts.output {
         write_matrix(path, &labels, &matrix).with_context(|| "writing the matrix")?;
+        if opts.resume {
+            matrix_parts::remove_progress(&matrix_parts::progress_path(path))?;
+        }
     }
     if let Some(path) = &opts.plot {
         let title = match job.positions() {
@@ -124,6 +161,37 @@ pub fn run(opts: &Options) -> Result<()> {
         tensim_io::matrix_file::write_csv(&mut std::io::stdout().lock(), &labels, &matrix)?;
     }
     Ok(())
+}
+
+/// A metric error inside an anyhow chain, with its files named.
+fn name_metric_error(e: anyhow::Error, loaded: &[Loaded]) -> anyhow::Error {
+    match e.downcast::<MetricError>() {
+        Ok(m) => name_files(m, loaded),
+        Err(e) => e,
+    }
+}
+
+/// What the matrix's numbers depend on, for the progress file's hash.
+fn hash_inputs<'a>(
+    opts: &'a Options,
+    metric: Metric,
+    job: &MatrixJob<'_>,
+) -> matrix_parts::Inputs<'a> {
+    let args = &opts.args;
+    let mut options = format!(
+        "metric {metric}; precision {:?}; positions {:?}",
+        job.precision(),
+        job.positions()
+    );
+    if metric == Metric::MonteCarlo {
+        options.push_str(&format!("; samples {}; seed {}", args.samples, args.seed));
+    }
+    matrix_parts::Inputs {
+        checkpoints: &opts.checkpoints,
+        arch: opts.arch.as_deref(),
+        inputs: args.inputs.as_deref().filter(|_| metric.needs_inputs()),
+        options,
+    }
 }
 
 fn off_diagonal_summary(m: &Mat<f64>) -> (f64, f64) {

@@ -24,10 +24,15 @@ pub struct JobBars {
 impl JobBars {
     /// Bars for `models` models and their `models·(models+1)/2` pairs.
     pub fn new(models: usize) -> Self {
+        Self::with_pairs(models, models * (models + 1) / 2)
+    }
+
+    /// Bars for `models` models and `pairs` pairs (a shard's share).
+    pub fn with_pairs(models: usize, pairs: usize) -> Self {
         let multi = indicatif::MultiProgress::new();
         JobBars {
             models: multi.add(bar(models as u64, "models")),
-            pairs: multi.add(bar((models * (models + 1) / 2) as u64, "pairs")),
+            pairs: multi.add(bar(pairs as u64, "pairs")),
         }
     }
 

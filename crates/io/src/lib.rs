@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod foreign;
 pub mod matrix_file;
 pub mod npy;
+pub mod pairs_file;
 pub mod pickle;
 pub mod published;
 pub mod pytorch;
