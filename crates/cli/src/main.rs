@@ -1,6 +1,7 @@
 //! `tensim`: when are two tensor networks the same?
 
 mod bench;
+mod changes;
 mod compare;
 mod convert;
 mod demo;
@@ -75,6 +76,31 @@ enum Command {
         /// (-o part-K.pairs); `tensim merge` builds the matrix from all N.
         #[arg(long, value_name = "K/N")]
         shard: Option<matrix_parts::Shard>,
+    },
+    /// Where a checkpoint series changed, and which class (or token) changed
+    /// most there, from the similarity's per-output slices alone: no
+    /// trigger, no data (the backdoor experiment's detection, for any series).
+    Changes {
+        #[command(flatten)]
+        inputs: CheckpointArgs,
+        /// tensor | gaussian (default: tensor for sequential networks,
+        /// gaussian for transformers).
+        #[arg(long)]
+        metric: Option<String>,
+        /// How many boundaries to report, most output-specific first.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// Fewest checkpoints on either side of a boundary (and between two
+        /// reported boundaries).
+        #[arg(long, default_value_t = 2)]
+        min_block: usize,
+        /// Gaussian input positions for transformer checkpoints.
+        #[arg(long)]
+        positions: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Precision::F64)]
+        precision: Precision,
+        #[arg(long)]
+        json: bool,
     },
     /// Build a matrix from the parts `matrix --shard` wrote, after checking
     /// that they come from one computation and cover every pair once.
@@ -446,6 +472,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             resume,
             shard,
+        }),
+        Command::Changes {
+            inputs: CheckpointArgs { checkpoints, arch },
+            metric,
+            top,
+            min_block,
+            positions,
+            precision,
+            json,
+        } => changes::run(&changes::Options {
+            checkpoints,
+            arch,
+            metric,
+            top,
+            min_block,
+            positions,
+            precision,
+            json,
         }),
         Command::Merge {
             parts,

@@ -1,7 +1,8 @@
 //! `matrix --resume`, `matrix --shard K/N` and `merge`: matrices computed in
 //! parts, killed and resumed, are byte-identical to one uninterrupted run;
 //! parts that do not belong together are one-line errors and nothing is
-//! written.
+//! written. And `changes`, which reads where a series changed from the
+//! same pairwise machinery.
 
 mod common;
 
@@ -217,4 +218,52 @@ fn parts_that_do_not_belong_together_are_refused_and_nothing_is_written() {
     assert!(stderr(&r).contains("name it .pairs"), "{}", stderr(&r));
     assert!(stderr(&run(&files, &["--resume"])).contains("give -o"));
     assert!(stderr(&run(&files, &["--shard", "2/2", "-o", "x.pairs"])).contains("0 ≤ K < N"));
+}
+
+/// A series in which every class drifts a little and class 2's output
+/// direction changes at checkpoint 6: `changes` names both, from the
+/// weights alone.
+#[test]
+fn changes_finds_the_boundary_and_the_class_that_changed() {
+    use tensim_core::{Mat, Model};
+    let dir = tempfile::tempdir().unwrap();
+    let wave = |seed: f64| move |i: usize, j: usize| ((i * 7 + j * 3) as f64 * 0.37 + seed).sin();
+    let files: Vec<String> = (0..12u64)
+        .map(|t| {
+            let eps = 0.03 * t as f64;
+            let left = Mat::from_fn(6, 12, |i, j| {
+                wave(1.0)(i, j) + eps * wave(10.0 + t as f64)(i, j)
+            });
+            let right = Mat::from_fn(6, 12, |i, j| {
+                wave(2.0)(i, j) + eps * wave(20.0 + t as f64)(i, j)
+            });
+            let head = Mat::from_fn(4, 6, |i, j| {
+                let moved = if i == 2 && t >= 6 {
+                    1.5 * wave(7.0)(i, j)
+                } else {
+                    0.0
+                };
+                wave(3.0)(i, j) + moved + 0.01 * wave(30.0 + t as f64)(i, j)
+            });
+            let model = Model::bilinear_classifier(left, right, head).unwrap();
+            save(dir.path(), t * 100, model.into())
+        })
+        .collect();
+    let mut args = vec!["changes"];
+    args.extend(files.iter().map(String::as_str));
+    args.push("--json");
+    let out = tensim(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = common::json_of(&out);
+    let first = &doc["changes"][0];
+    assert_eq!(first["boundary"], 6, "{doc}");
+    assert_eq!(first["output"], 2, "{doc}");
+    assert!(
+        first["strength_sd"].as_f64().unwrap_or(f64::INFINITY) > 3.0,
+        "{doc}"
+    );
+
+    let mut args = vec!["changes"];
+    args.extend(files.iter().take(3).map(String::as_str));
+    assert!(stderr(&tensim(&args)).contains("at least 4 checkpoints"));
 }

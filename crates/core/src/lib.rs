@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod blocks;
+pub mod changes;
 pub mod cka;
 pub(crate) mod contraction;
 pub mod error;
