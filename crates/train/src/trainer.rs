@@ -28,6 +28,28 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+impl TrainConfig {
+    /// AdamW at a constant learning rate, no input noise.
+    pub fn noiseless(learning_rate: f64, weight_decay: f64, batch_size: usize, seed: u64) -> Self {
+        TrainConfig {
+            learning_rate,
+            weight_decay,
+            batch_size,
+            input_noise: 0.0,
+            cosine_decay: false,
+            seed,
+        }
+    }
+
+    /// The same with the learning rate decayed to 0 over each stage.
+    pub fn cosine(self) -> Self {
+        TrainConfig {
+            cosine_decay: true,
+            ..self
+        }
+    }
+}
+
 /// A batch of training examples on the host, inputs row-major `n × dim`.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {

@@ -109,30 +109,23 @@ fn stages(md: &mut String, o: &Outcome) {
     let rows = [
         (
             "remove 9 vs add 8",
-            f(o.remove9_vs_add8),
-            f(paper::REMOVE9_VS_ADD8),
+            o.remove9_vs_add8,
+            paper::REMOVE9_VS_ADD8,
         ),
         (
             "remove 9 vs add 9",
-            f(o.remove9_vs_add9),
-            f(paper::REMOVE9_VS_ADD9),
+            o.remove9_vs_add9,
+            paper::REMOVE9_VS_ADD9,
         ),
-        (
-            "re-add 9 vs add 9",
-            f(o.readd9_vs_add9),
-            f(paper::READD9_VS_ADD9),
-        ),
-        (
-            "re-add 9 vs add 8",
-            f(o.readd9_vs_add8),
-            f(paper::READD9_VS_ADD8),
-        ),
+        ("re-add 9 vs add 9", o.readd9_vs_add9, paper::READD9_VS_ADD9),
+        ("re-add 9 vs add 8", o.readd9_vs_add8, paper::READD9_VS_ADD8),
         (
             "add 9 vs control (paper: repeat)",
-            f(o.add9_vs_control),
-            f(paper::ADD9_VS_CONTROL),
+            o.add9_vs_control,
+            paper::ADD9_VS_CONTROL,
         ),
-    ];
+    ]
+    .map(|(name, ours, theirs)| (name, f(ours), f(theirs)));
     three_column_table(
         md,
         "| stage block mean | this run | paper (SVHN, 20 epochs) |",

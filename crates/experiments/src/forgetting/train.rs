@@ -58,15 +58,9 @@ fn architecture(dim: usize, s: &Settings) -> Architecture {
     }
 }
 
+/// AdamW with the cosine schedule restarted per stage, no input noise.
 fn config(s: &Settings) -> TrainConfig {
-    TrainConfig {
-        learning_rate: s.learning_rate,
-        weight_decay: s.weight_decay,
-        batch_size: s.batch_size,
-        input_noise: 0.0,
-        cosine_decay: true,
-        seed: s.seed,
-    }
+    TrainConfig::noiseless(s.learning_rate, s.weight_decay, s.batch_size, s.seed).cosine()
 }
 
 /// A batch from one stage's training set.

@@ -59,15 +59,9 @@ fn architecture(s: &Settings) -> Architecture {
     }
 }
 
+/// AdamW at a constant learning rate, no input noise.
 fn config(s: &Settings) -> TrainConfig {
-    TrainConfig {
-        learning_rate: s.learning_rate,
-        weight_decay: s.weight_decay,
-        batch_size: s.batch_size,
-        input_noise: 0.0,
-        cosine_decay: false,
-        seed: s.seed,
-    }
+    TrainConfig::noiseless(s.learning_rate, s.weight_decay, s.batch_size, s.seed)
 }
 
 /// A batch of training pairs.
