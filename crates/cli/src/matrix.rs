@@ -89,8 +89,10 @@ pub fn run(opts: &Options) -> Result<()> {
         let Some(out) = &opts.output else {
             bail!("--resume and --shard keep their progress beside the output: give -o");
         };
+        // The files read (a directory argument stands for its checkpoints).
+        let files: Vec<PathBuf> = loaded.iter().map(|l| l.path.clone()).collect();
         let header = PairsHeader {
-            hash: matrix_parts::inputs_hash(&hash_inputs(opts, metric, &job))?,
+            hash: matrix_parts::inputs_hash(&hash_inputs(opts, &files, metric, &job))?,
             metric: metric.to_string(),
             description: job.description(),
             labels: labels.clone(),
@@ -174,6 +176,7 @@ fn name_metric_error(e: anyhow::Error, loaded: &[Loaded]) -> anyhow::Error {
 /// What the matrix's numbers depend on, for the progress file's hash.
 fn hash_inputs<'a>(
     opts: &'a Options,
+    files: &'a [PathBuf],
     metric: Metric,
     job: &MatrixJob<'_>,
 ) -> matrix_parts::Inputs<'a> {
@@ -187,7 +190,7 @@ fn hash_inputs<'a>(
         options.push_str(&format!("; samples {}; seed {}", args.samples, args.seed));
     }
     matrix_parts::Inputs {
-        checkpoints: &opts.checkpoints,
+        checkpoints: files,
         arch: opts.arch.as_deref(),
         inputs: args.inputs.as_deref().filter(|_| metric.needs_inputs()),
         options,

@@ -110,9 +110,13 @@ fn check_parts(dir: &Path, files: &[String], metric: &[&str]) {
 #[test]
 fn sharded_merged_and_resumed_matrices_equal_one_run_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let files = classifiers(dir.path(), 7);
+    let ckpt = dir.path().join("ckpt");
+    std::fs::create_dir(&ckpt).unwrap();
+    let files = classifiers(&ckpt, 7);
     check_parts(dir.path(), &files, &["--metric", "tensor"]);
     check_parts(dir.path(), &files, &["--metric", "gaussian"]);
+    // A directory argument stands for the checkpoints in it.
+    check_parts(dir.path(), &[s(&ckpt).to_string()], &["--metric", "tensor"]);
     let tdir = tempfile::tempdir().unwrap();
     let files = transformers(tdir.path(), 4);
     check_parts(
