@@ -410,32 +410,12 @@ impl<'a> Machine<'a> {
 
     fn step_reference(&mut self, op: u8, at: usize) -> Result<(), PickleError> {
         match op {
-            b'p' => {
-                let key = self.line_number(at)?;
+            b'p' | b'q' | b'r' | 0x94 => {
+                let key = self.memo_key(op, at)?;
                 self.memo_put(key, at)?
             }
-            b'q' => {
-                let key = self.uint(1)?;
-                self.memo_put(key, at)?
-            }
-            b'r' => {
-                let key = self.uint(4)?;
-                self.memo_put(key, at)?
-            }
-            0x94 => {
-                let key = self.memo.len() as u64;
-                self.memo_put(key, at)?
-            }
-            b'g' => {
-                let key = self.line_number(at)?;
-                self.memo_get(key, at)?
-            }
-            b'h' => {
-                let key = self.uint(1)?;
-                self.memo_get(key, at)?
-            }
-            b'j' => {
-                let key = self.uint(4)?;
+            b'g' | b'h' | b'j' => {
+                let key = self.memo_key(op, at)?;
                 self.memo_get(key, at)?
             }
             b'c' => {
@@ -510,6 +490,17 @@ impl<'a> Machine<'a> {
             _ => return Err(PickleError::UnknownOpcode { op, at }),
         }
         Ok(())
+    }
+
+    /// The memo key of PUT/GET (a text line), BINPUT/BINGET (1 byte),
+    /// LONG_BINPUT/LONG_BINGET (4 bytes) or MEMOIZE (the next free key).
+    fn memo_key(&mut self, op: u8, at: usize) -> Result<u64, PickleError> {
+        match op {
+            b'p' | b'g' => self.line_number(at),
+            b'q' | b'h' => self.uint(1),
+            b'r' | b'j' => self.uint(4),
+            _ => Ok(self.memo.len() as u64),
+        }
     }
 
     fn line_number(&mut self, at: usize) -> Result<u64, PickleError> {
