@@ -461,11 +461,12 @@ impl MatrixJob<'_> {
         progress: &dyn MatrixProgress,
         plan: &PairPlan<'_>,
     ) -> Result<PairValues, MetricError> {
-        match &self.sequence {
+        if self.metric.is_inner_product() {
+            return Ok(self.inner_values(progress, plan)?.0);
+        }
+        match self.sequence {
             None => self.sequential_values(progress, plan),
-            Some((positions, geometry)) => {
-                self.transformer_values(*positions, geometry.as_ref(), progress, plan)
-            }
+            Some((positions, _)) => self.transformer_values(positions, progress, plan),
         }
     }
 
@@ -515,10 +516,20 @@ fn prepare_each<'n, N: Sync + ?Sized, P: Send>(
         .collect()
 }
 
-/// Raw inner products of one pair, per output (the pair's GEMMs run
-/// sequentially: the pairs run in parallel).
-fn raw_inner<P: InnerProductSpace>(a: &P, b: &P) -> Result<Vec<f64>, Error> {
-    canonical_raw_inner(a, b, faer::Par::Seq)
+/// Raw inner products per output of the planned pairs of prepared models
+/// (each pair's GEMMs run sequentially: the pairs run in parallel), and
+/// each model's log-scale.
+fn scaled_values<P: InnerProductSpace + Sync>(
+    prepared: &[P],
+    plan: &PairPlan<'_>,
+    tick: &(dyn Fn() + Sync),
+) -> Result<(PairValues, Vec<f64>), PairError> {
+    let raw = |a: &P, b: &P| canonical_raw_inner(a, b, faer::Par::Seq);
+    let values = planned_values(prepared, raw, plan, tick)?;
+    Ok((
+        values,
+        prepared.iter().map(InnerProductSpace::log_scale).collect(),
+    ))
 }
 
 /// `⟨a, b⟩ / (‖a‖ ‖b‖)` of two outputs flattened (Monte-Carlo samples).
@@ -560,13 +571,6 @@ impl MatrixJob<'_> {
         let models = self.models();
         let tick = || progress.pair_done();
         Ok(match self.metric {
-            Metric::Tensor
-            | Metric::TensorSlice(_)
-            | Metric::Gaussian(_)
-            | Metric::GaussianSlice(_) => match self.options.precision {
-                Precision::F64 => self.sequential_inner::<f64>(progress, plan)?,
-                Precision::F32 => self.sequential_inner::<f32>(progress, plan)?,
-            },
             Metric::MatrixCosine => planned_values(
                 &models,
                 |a, b| Ok(vec![weight_cosine(a, b)?.all]),
@@ -599,21 +603,49 @@ impl MatrixJob<'_> {
                 let outputs = prepare_each(&models, progress, |m| m.forward(x.as_ref()))?;
                 planned_values(&outputs, flat_cosine, plan, &tick)?
             }
+            other => unreachable!("{other} is an inner product: inner_values computes it"),
         })
     }
 
-    /// Raw inner products of the planned pairs of sequential models.
+    /// Raw inner products of the planned pairs and each model's log-scale
+    /// (absolute = raw · exp(ls_i + ls_j)), for the inner-product metrics of
+    /// either kind (MATH.md §2, §3).
+    fn inner_values(
+        &self,
+        progress: &dyn MatrixProgress,
+        plan: &PairPlan<'_>,
+    ) -> Result<(PairValues, Vec<f64>), MetricError> {
+        let tick = || progress.pair_done();
+        match &self.sequence {
+            None => match self.options.precision {
+                Precision::F64 => self.sequential_inner::<f64>(progress, plan),
+                Precision::F32 => self.sequential_inner::<f32>(progress, plan),
+            },
+            Some((_, Some(geometry))) => {
+                let prepared = prepare_each(&self.transformers(), progress, |m| {
+                    SequencePrepared::new(m, geometry.clone())
+                })?;
+                Ok(scaled_values(&prepared, plan, &tick)?)
+            }
+            Some((_, None)) => Err(Error::NotInnerProduct {
+                metric: self.metric.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// [`Self::inner_values`] of sequential models.
     fn sequential_inner<T: Scalar>(
         &self,
         progress: &dyn MatrixProgress,
         plan: &PairPlan<'_>,
-    ) -> Result<PairValues, MetricError> {
+    ) -> Result<(PairValues, Vec<f64>), MetricError> {
         let tick = || progress.pair_done();
         let models = self.models();
         Ok(match self.metric {
             Metric::Tensor | Metric::TensorSlice(_) => {
                 let prepared = prepare_each(&models, progress, TensorPrepared::<T>::new)?;
-                planned_values(&prepared, raw_inner, plan, &tick)?
+                scaled_values(&prepared, plan, &tick)?
             }
             metric => {
                 let centring = match metric {
@@ -623,7 +655,7 @@ impl MatrixJob<'_> {
                 let prepared = prepare_each(&models, progress, |m| {
                     GaussianPrepared::<T>::with_centring(m, centring)
                 })?;
-                planned_values(&prepared, raw_inner, plan, &tick)?
+                scaled_values(&prepared, plan, &tick)?
             }
         })
     }
@@ -632,46 +664,16 @@ impl MatrixJob<'_> {
     /// inner-product metrics (`tensor`, `gaussian` and their slices) read
     /// their cosines from, and what update similarity needs.
     pub fn gram(&self, progress: &dyn MatrixProgress) -> Result<GramMatrices, MetricError> {
-        let tick = || progress.pair_done();
-        match &self.sequence {
-            None if self.metric.is_inner_product() => match self.options.precision {
-                Precision::F64 => self.sequential_gram::<f64>(progress),
-                Precision::F32 => self.sequential_gram::<f32>(progress),
-            },
-            Some((_, Some(geometry))) => {
-                let prepared = prepare_each(&self.transformers(), progress, |m| {
-                    SequencePrepared::new(m, geometry.clone())
-                })?;
-                Ok(GramMatrices::compute(&prepared, &tick)?)
-            }
-            _ => Err(Error::NotInnerProduct {
+        if !self.metric.is_inner_product() {
+            return Err(Error::NotInnerProduct {
                 metric: self.metric.to_string(),
             }
-            .into()),
+            .into());
         }
-    }
-
-    fn sequential_gram<T: Scalar>(
-        &self,
-        progress: &dyn MatrixProgress,
-    ) -> Result<GramMatrices, MetricError> {
-        let tick = || progress.pair_done();
-        let models = self.models();
-        let centring = match self.metric {
-            Metric::Gaussian(centring) => centring,
-            _ => Centring::Uncentred,
-        };
-        Ok(match self.metric {
-            Metric::Tensor | Metric::TensorSlice(_) => GramMatrices::compute(
-                &prepare_each(&models, progress, TensorPrepared::<T>::new)?,
-                &tick,
-            )?,
-            _ => GramMatrices::compute(
-                &prepare_each(&models, progress, |m| {
-                    GaussianPrepared::<T>::with_centring(m, centring)
-                })?,
-                &tick,
-            )?,
+        let (values, log_scales) = self.inner_values(progress, &PairPlan::all())?;
+        Ok(GramMatrices {
+            raw: values.matrices(self.networks.len())?,
+            log_scales,
         })
     }
 
@@ -700,18 +702,11 @@ impl MatrixJob<'_> {
     fn transformer_values(
         &self,
         positions: usize,
-        geometry: Option<&Arc<SequenceGeometry>>,
         progress: &dyn MatrixProgress,
         plan: &PairPlan<'_>,
     ) -> Result<PairValues, MetricError> {
         let models = self.transformers();
         let tick = || progress.pair_done();
-        if let Some(geometry) = geometry {
-            let prepared = prepare_each(&models, progress, |m| {
-                SequencePrepared::new(m, geometry.clone())
-            })?;
-            return Ok(planned_values(&prepared, raw_inner, plan, &tick)?);
-        }
         let (samples, seed) = (self.options.samples, self.options.seed);
         Ok(match self.metric {
             Metric::MatrixCosine => planned_values(
@@ -730,7 +725,7 @@ impl MatrixJob<'_> {
                 plan,
                 &tick,
             )?,
-            other => unreachable!("{other} has a geometry or does not apply to transformers"),
+            other => unreachable!("{other} is an inner product or does not apply to transformers"),
         })
     }
 }

@@ -186,7 +186,7 @@ impl PairValues {
 
     /// One symmetric `n × n` matrix per value; every pair must be present
     /// with the same number of values.
-    fn matrices(&self, n: usize) -> Result<Vec<Mat<f64>>, Error> {
+    pub(crate) fn matrices(&self, n: usize) -> Result<Vec<Mat<f64>>, Error> {
         if let Some((i, j)) = self.first_missing(n) {
             return Err(Error::PairMissing { i, j });
         }
