@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{json_of, stderr, tensim};
+use common::{assert_mentions, json_of, stderr, tensim};
 
 use serde_json::Value;
 use tensim_io::read_matrix;
@@ -109,7 +109,7 @@ fn bad_data_arguments_fail_clearly_and_write_nothing() {
     let r = backdoor_with(&["--data", "cifar"]);
     assert!(!r.status.success());
     let e = stderr(&r);
-    assert!(e.contains("cifar") && e.contains("mnist"), "{e}");
+    assert_mentions(&e, &["cifar", "mnist"]);
     let r = backdoor_with(&["--data", "svhn"]);
     assert!(stderr(&r).contains("--svhn-dir"));
     let empty = dir.path().join("empty");

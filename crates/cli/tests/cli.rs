@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{json_of as stdout_json, stderr, tensim};
+use common::{assert_mentions, json_of as stdout_json, stderr, tensim};
 
 use serde_json::Value;
 use tensim_core::symmetry::permute_hidden;
@@ -86,10 +86,7 @@ fn compare_reports_every_metric_with_exactness() {
     assert_eq!(doc["per_class"]["tensor"].as_array().unwrap().len(), 4);
     let text = tensim(&["compare", s(&pa), s(&pb)]);
     let out = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        out.contains("tensor (weight space") && out.contains("class"),
-        "{out}"
-    );
+    assert_mentions(&out, &["tensor (weight space", "class"]);
 }
 
 #[test]
@@ -163,18 +160,12 @@ fn bad_input_gives_one_line_errors_and_no_output_file() {
     assert!(!r.status.success());
     let e = stderr(&r);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
-    assert!(
-        e.contains("a.safetensors") && e.contains("five.safetensors") && e.contains("4 outputs"),
-        "{e}"
-    );
+    assert_mentions(&e, &["a.safetensors", "five.safetensors", "4 outputs"]);
 
     let r = tensim(&["matrix", s(&a), s(&five), "-o", s(&out_file)]);
     assert!(!r.status.success());
     let e = stderr(&r);
-    assert!(
-        e.contains("five.safetensors") && e.contains("output dimension"),
-        "{e}"
-    );
+    assert_mentions(&e, &["five.safetensors", "output dimension"]);
     assert!(!out_file.exists(), "no output on failure");
 
     let truncated = dir.path().join("trunc.safetensors");
@@ -421,7 +412,7 @@ fn foreign_bad_input_is_named() {
         s(&bad_spec),
     ]);
     let out = String::from_utf8_lossy(&r.stdout);
-    assert!(out.contains("`nope`") && out.contains("missing"), "{out}");
+    assert_mentions(&out, &["`nope`", "missing"]);
 }
 
 /// Runs `tensim args` with stdout connected to `stdout`, returning the exit
@@ -497,10 +488,7 @@ fn inspect_refuses_a_broken_tensim_file_and_says_why() {
         let r = tensim(&args);
         let err = stderr(&r);
         assert_eq!(r.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.contains("a.safetensors") && err.contains("non-finite"),
-            "{err}"
-        );
+        assert_mentions(&err, &["a.safetensors", "non-finite"]);
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }

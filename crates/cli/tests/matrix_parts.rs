@@ -57,6 +57,16 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Asserts that the files at `a` and `b` hold the same bytes (`what` names
+/// the comparison when they do not).
+fn assert_same_bytes(a: &Path, b: &Path, what: &str) {
+    assert_eq!(
+        std::fs::read(a).unwrap(),
+        std::fs::read(b).unwrap(),
+        "{what}"
+    );
+}
+
 /// Whole, sharded in three and merged, and resumed from a progress file a
 /// crash cut mid-line: the same bytes.
 fn check_parts(dir: &Path, files: &[String], metric: &[&str]) {
@@ -82,11 +92,7 @@ fn check_parts(dir: &Path, files: &[String], metric: &[&str]) {
     args.extend(["-o", s(&merged)]);
     let out = tensim(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        std::fs::read(&merged).unwrap(),
-        std::fs::read(&whole).unwrap(),
-        "{metric:?} merged"
-    );
+    assert_same_bytes(&merged, &whole, &format!("{metric:?} merged"));
 
     // A killed run's progress: part 0's pairs, its last line cut short.
     let resumed = path(dir, "resumed.npy");
@@ -100,11 +106,7 @@ fn check_parts(dir: &Path, files: &[String], metric: &[&str]) {
         !progress.exists(),
         "the progress file goes once the matrix is written"
     );
-    assert_eq!(
-        std::fs::read(&resumed).unwrap(),
-        std::fs::read(&whole).unwrap(),
-        "{metric:?} resumed"
-    );
+    assert_same_bytes(&resumed, &whole, &format!("{metric:?} resumed"));
 }
 
 #[test]
@@ -150,11 +152,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_same_matrix() {
         child.wait().unwrap();
         let again = run(&files, &["--metric", "gaussian", "--resume", "-o", s(&out)]);
         assert!(again.status.success(), "{}", stderr(&again));
-        assert_eq!(
-            std::fs::read(&out).unwrap(),
-            std::fs::read(&whole).unwrap(),
-            "killed after {delay_ms} ms"
-        );
+        assert_same_bytes(&out, &whole, &format!("killed after {delay_ms} ms"));
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{json_of, tensim};
+use common::{assert_mentions, json_of, tensim};
 use tensim_core::sequence::sequence_similarity;
 use tensim_core::transformer::{AttentionBias, BlockShape, Transformer, TransformerShape};
 use tensim_core::Residual;
@@ -156,10 +156,7 @@ fn mixed_kinds_and_architectures_are_refused() {
     let out = tensim(&["matrix", &a, c.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("sequential") && err.contains("c.safetensors"),
-        "{err}"
-    );
+    assert_mentions(&err, &["sequential", "c.safetensors"]);
 }
 
 #[test]

@@ -29,7 +29,7 @@
 use faer::{Mat, MatRef, Par};
 
 use crate::error::{Error, Result};
-use crate::gemm::{cast_scaled, congruence, product, product_t, scale_of};
+use crate::gemm::{cast_scaled, congruence, product, product_t, scale_of, stacked_gram_blocks};
 use crate::model::{Layer, Linear, Model};
 use crate::padded::{pad_layer, PaddedLayer};
 use crate::scalar::Scalar;
@@ -236,10 +236,7 @@ fn propagate<T: Scalar>(a: &Step<T>, b: &Step<T>, s_ab: Option<MatRef<'_, T>>, p
             let gram = congruence(sa.as_ref(), s_ab, sb.as_ref(), par);
             let two = T::of(2.0);
             let m = Mat::<T>::from_fn(ha, hb, |h, k| {
-                let ll = gram[(h, k)];
-                let lr = gram[(h, hb + k)];
-                let rl = gram[(ha + h, k)];
-                let rr = gram[(ha + h, hb + k)];
+                let [ll, lr, rl, rr] = stacked_gram_blocks(gram.as_ref(), (ha, hb), (h, k));
                 diag_a[h] * diag_b[k] + ll * rr + lr * rl - two * mp_a[h] * mp_b[k]
             });
             product_t(

@@ -30,6 +30,22 @@ pub(crate) fn congruence<T: Scalar>(
     }
 }
 
+/// The entries `[⟨L_h, L_k⟩, ⟨L_h, R_k⟩, ⟨R_h, L_k⟩, ⟨R_h, R_k⟩]` of a
+/// stacked Gram `[L_a; R_a] · M · [L_b; R_b]ᵀ` of bilinear factors with `ha`
+/// and `hb` hidden units, for hidden unit `h` of `a` and `k` of `b`.
+pub(crate) fn stacked_gram_blocks<T: Scalar>(
+    gram: MatRef<'_, T>,
+    (ha, hb): (usize, usize),
+    (h, k): (usize, usize),
+) -> [T; 4] {
+    [
+        gram[(h, k)],
+        gram[(h, hb + k)],
+        gram[(ha + h, k)],
+        gram[(ha + h, hb + k)],
+    ]
+}
+
 /// Converts an `f64` matrix to the scalar a metric runs in, multiplying by `scale`.
 pub(crate) fn cast_scaled<T: Scalar>(m: MatRef<'_, f64>, scale: f64) -> Mat<T> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| T::of(m[(i, j)] * scale))

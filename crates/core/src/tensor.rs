@@ -18,7 +18,7 @@ use faer::{Mat, MatRef, Par};
 
 use crate::error::{Error, Result};
 use crate::folded::BilinearForm;
-use crate::gemm::{cast_scaled, product, product_t, scale_of};
+use crate::gemm::{cast_scaled, product, product_t, scale_of, stacked_gram_blocks};
 use crate::model::Model;
 use crate::scalar::Scalar;
 use crate::similarity::InnerProductSpace;
@@ -141,10 +141,7 @@ impl<T: Scalar> TensorPrepared<T> {
         let gram = product_t(self.stacked.as_ref(), other.stacked.as_ref(), par);
         let half = T::of(0.5);
         let core = Mat::<T>::from_fn(ha, hb, |h, k| {
-            let ll = gram[(h, k)];
-            let lr = gram[(h, hb + k)];
-            let rl = gram[(ha + h, k)];
-            let rr = gram[(ha + h, hb + k)];
+            let [ll, lr, rl, rr] = stacked_gram_blocks(gram.as_ref(), (ha, hb), (h, k));
             half * (ll * rr + lr * rl)
         });
         let weighted = product(self.down.as_ref(), core.as_ref(), par);

@@ -25,16 +25,12 @@ const NAMES: [&str; 9] = [
     "monte-carlo",
 ];
 
-fn sequential(seeds: &[u64]) -> Vec<Network> {
-    let layers = vec![
-        linear(6, 5, true),
-        bilinear(5, 7, 5, true, 0.4),
-        linear(5, 4, false),
-    ];
-    seeds
-        .iter()
-        .map(|&s| model(layers.clone(), s).into())
-        .collect()
+/// The default options with `positions` Gaussian positions.
+fn at_positions(positions: usize) -> MetricOptions<'static> {
+    MetricOptions {
+        positions: Some(positions),
+        ..MetricOptions::default()
+    }
 }
 
 fn refs(nets: &[Network]) -> Vec<&Network> {
@@ -73,7 +69,7 @@ fn applicability_by_kind() {
 
 #[test]
 fn jobs_are_refused_before_any_work() {
-    let seq = sequential(&[1, 2]);
+    let seq = sequential(2);
     let tr: Network = TransformerShape::benchmark(1)
         .random_model(3)
         .unwrap()
@@ -113,7 +109,7 @@ fn jobs_are_refused_before_any_work() {
 
 #[test]
 fn sequential_matrices_equal_the_pair_metrics() {
-    let nets = sequential(&[1, 2, 3]);
+    let nets = sequential(3);
     let models: Vec<&Model> = nets.iter().map(|n| n.as_sequential().unwrap()).collect();
     for precision in [Precision::F64, Precision::F32] {
         let options = MetricOptions {
@@ -198,16 +194,9 @@ fn transformer_matrix_equals_sequence_similarity_and_counts_progress() {
             self.1.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let shape = TransformerShape::benchmark(1);
-    let nets: Vec<Network> = (0..3)
-        .map(|s| shape.random_model(s).unwrap().into())
-        .collect();
-    let options = MetricOptions {
-        positions: Some(2),
-        ..MetricOptions::default()
-    };
+    let nets = transformers(3);
     let job = Metric::Gaussian(Centring::Uncentred)
-        .job(&refs(&nets), options)
+        .job(&refs(&nets), at_positions(2))
         .unwrap();
     assert_eq!(job.positions(), Some(2));
     assert!(job.peak_bytes().unwrap() > 0.0);
@@ -227,7 +216,7 @@ fn transformer_matrix_equals_sequence_similarity_and_counts_progress() {
 
 #[test]
 fn pair_is_the_similarity_of_the_prepared_networks_of_either_kind() {
-    let nets = sequential(&[1, 2]);
+    let nets = sequential(2);
     let (a, b) = (
         nets[0].as_sequential().unwrap(),
         nets[1].as_sequential().unwrap(),
@@ -253,21 +242,19 @@ fn pair_is_the_similarity_of_the_prepared_networks_of_either_kind() {
     .unwrap();
     assert_eq!(centred, direct);
 
-    let shape = TransformerShape::benchmark(1);
-    let lms: Vec<Network> = (0..2)
-        .map(|s| shape.random_model(s).unwrap().into())
-        .collect();
-    let options = MetricOptions {
-        positions: Some(2),
-        ..MetricOptions::default()
-    };
-    let pair = Metric::Tensor.pair(&lms[0], &lms[1], options).unwrap();
+    let lms = transformers(2);
+    let pair = Metric::Tensor
+        .pair(&lms[0], &lms[1], at_positions(2))
+        .unwrap();
     let (ta, tb) = (
         lms[0].as_transformer().unwrap(),
         lms[1].as_transformer().unwrap(),
     );
     assert_eq!(pair, sequence_similarity(ta, tb, 2).unwrap().0);
-    assert_eq!(pair.per_output.len(), shape.outputs);
+    assert_eq!(
+        pair.per_output.len(),
+        TransformerShape::benchmark(1).outputs
+    );
 
     let err = Metric::MatrixCosine
         .pair(&nets[0], &nets[1], MetricOptions::default())

@@ -11,26 +11,7 @@ use tensim_core::metric::{Metric, MetricError, MetricOptions};
 use tensim_core::network::Network;
 use tensim_core::pair_plan::{all_pairs, assemble, shard_pairs, PairPlan, PairValues};
 use tensim_core::pairwise::GramMatrices;
-use tensim_core::transformer::TransformerShape;
 use tensim_core::{Error, Mat, TensorPrepared};
-
-fn sequential(n: u64) -> Vec<Network> {
-    let layers = vec![
-        linear(6, 5, true),
-        bilinear(5, 7, 5, true, 0.4),
-        linear(5, 4, false),
-    ];
-    (0..n)
-        .map(|s| model(layers.clone(), s + 1).into())
-        .collect()
-}
-
-fn transformers(n: u64) -> Vec<Network> {
-    let shape = TransformerShape::benchmark(1);
-    (0..n)
-        .map(|s| shape.random_model(s).unwrap().into())
-        .collect()
-}
 
 fn assert_bit_identical(a: &Mat<f64>, b: &Mat<f64>, what: &str) {
     assert_eq!(a.shape(), b.shape(), "{what}");

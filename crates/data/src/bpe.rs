@@ -25,6 +25,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::tokenizer_json::parse_tagged;
 use crate::DataError;
 
 /// The `kind` tag of the JSON form ([`BpeTokenizer::to_json`]).
@@ -332,14 +333,8 @@ impl BpeTokenizer {
     /// names an id not defined before it.
     pub fn from_json(json: &str) -> Result<Self, DataError> {
         let bad = |message: String| DataError::Tokenizer { message };
-        let parsed: BpeJson = serde_json::from_str(json)
-            .map_err(|e| bad(format!("not the JSON of a BPE tokenizer ({e})")))?;
-        if parsed.kind != JSON_KIND {
-            return Err(bad(format!(
-                "kind is `{}`, expected `{JSON_KIND}`",
-                parsed.kind
-            )));
-        }
+        let parsed: BpeJson =
+            parse_tagged(json, "a BPE tokenizer", JSON_KIND, |j: &BpeJson| &j.kind)?;
         if parsed.alphabet.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("the alphabet is not strictly ascending".into()));
         }

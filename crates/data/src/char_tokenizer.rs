@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tokenizer_json::parse_tagged;
 use crate::DataError;
 
 /// The largest vocabulary a [`CharTokenizer`] may have, `<unk>` included.
@@ -182,14 +183,8 @@ impl CharTokenizer {
     /// `MAX_VOCAB − 1`.
     pub fn from_json(json: &str) -> Result<Self, DataError> {
         let bad = |message: String| DataError::Tokenizer { message };
-        let parsed: TokenizerJson = serde_json::from_str(json)
-            .map_err(|e| bad(format!("not the JSON of a tokenizer ({e})")))?;
-        if parsed.kind != JSON_KIND {
-            return Err(bad(format!(
-                "kind is `{}`, expected `{JSON_KIND}`",
-                parsed.kind
-            )));
-        }
+        let parsed: TokenizerJson =
+            parse_tagged(json, "a tokenizer", JSON_KIND, |j: &TokenizerJson| &j.kind)?;
         if parsed.unk_id != UNK_ID {
             return Err(bad(format!(
                 "unk_id is {}, expected {UNK_ID}",

@@ -22,6 +22,7 @@ mod read;
 pub mod shakespeare;
 pub mod svhn;
 pub mod token_stream;
+mod tokenizer_json;
 pub mod trigger;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::assert_mentions;
 use common::torch_files::write_pt_raw;
 use tensim_io::{read_tensor_sets, read_tensor_sets_with, Limits};
 
@@ -91,12 +92,6 @@ fn error(path: &Path) -> String {
     let file = path.file_name().unwrap().to_str().unwrap();
     assert!(err.contains(file), "{err}");
     err
-}
-
-fn assert_mentions(err: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(err.contains(n), "`{n}` missing from: {err}");
-    }
 }
 
 #[test]
@@ -322,30 +317,36 @@ fn broken_npy_headers_and_legacy_streams_are_errors() {
         zip.finish().unwrap();
         path
     };
-    let huge = npz(
-        "huge.npz",
-        "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }",
-        &[],
-    );
-    assert_mentions(&error(&huge), &["array `a`", "overflows"]);
-    let big = npz(
-        "big.npz",
-        "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776,), }",
-        &[0; 8],
-    );
-    assert_mentions(&error(&big), &["array `a`", "limit"]);
-    let short = npz(
-        "short.npz",
-        "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
-        &[0; 8],
-    );
-    assert_mentions(&error(&short), &["array `a`", "truncated"]);
-    let complex = npz(
-        "complex.npz",
-        "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
-        &[0; 8],
-    );
-    assert_mentions(&error(&complex), &["array `a`", "<c8"]);
+    // (file, npy header, data, what the error must name beside the array).
+    let cases: [(&str, &str, &[u8], &str); 4] = [
+        (
+            "huge.npz",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }",
+            &[],
+            "overflows",
+        ),
+        (
+            "big.npz",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776,), }",
+            &[0; 8],
+            "limit",
+        ),
+        (
+            "short.npz",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+            &[0; 8],
+            "truncated",
+        ),
+        (
+            "complex.npz",
+            "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 8],
+            "<c8",
+        ),
+    ];
+    for (name, header, data, defect) in cases {
+        assert_mentions(&error(&npz(name, header, data)), &["array `a`", defect]);
+    }
 
     // A legacy stream whose storage holds fewer elements than its tensor uses.
     let legacy = std::fs::read(fixture("legacy.pt")).unwrap();

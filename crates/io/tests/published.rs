@@ -203,11 +203,13 @@ fn load_error(edit: impl Fn(&mut serde_json::Value), state: Option<State>) -> (S
     (err, dir.path().display().to_string())
 }
 
+/// [`load_error`] for a `model` block whose `key` is set to `value`.
+fn error_with(key: &str, value: serde_json::Value) -> (String, String) {
+    load_error(|m| m[key] = value.clone(), None)
+}
+
 #[test]
 fn configs_that_disagree_with_the_tensors_are_refused() {
-    let set = |key: &'static str, value: serde_json::Value| {
-        move |m: &mut serde_json::Value| m[key] = value.clone()
-    };
     let cases: [(&str, serde_json::Value, &str); 5] = [
         (
             "d_model",
@@ -236,7 +238,7 @@ fn configs_that_disagree_with_the_tensors_are_refused() {
         ),
     ];
     for (key, value, expected) in cases {
-        let (err, dir) = load_error(set(key, value), None);
+        let (err, dir) = error_with(key, value);
         assert!(
             err.starts_with(&format!("{dir}/checkpoints/step_00100.pt: "))
                 && err.contains(expected)
@@ -248,9 +250,6 @@ fn configs_that_disagree_with_the_tensors_are_refused() {
 
 #[test]
 fn what_is_not_a_polynomial_is_refused_naming_the_config() {
-    let set = |key: &'static str, value: serde_json::Value| {
-        move |m: &mut serde_json::Value| m[key] = value.clone()
-    };
     let cases: [(&str, serde_json::Value, &str); 5] = [
         (
             "attn_type",
@@ -279,7 +278,7 @@ fn what_is_not_a_polynomial_is_refused_naming_the_config() {
         ),
     ];
     for (key, value, expected) in cases {
-        let (err, dir) = load_error(set(key, value), None);
+        let (err, dir) = error_with(key, value);
         assert!(
             err.starts_with(&format!("{dir}/config.json: ")) && err.contains(expected),
             "{key}: {err}"

@@ -24,7 +24,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use tensim_core::{LayerShape, Residual};
 
-use crate::network::Network;
+use crate::network::{bilinear_maps, Affine, Network};
 use crate::trainer::StepStats;
 use crate::Result;
 
@@ -34,22 +34,32 @@ enum Plan {
     Linear {
         input: usize,
         output: usize,
-        w: Range<usize>,
-        b: Option<Range<usize>>,
+        map: Affine<Range<usize>>,
     },
-    Bilinear {
-        input: usize,
-        hidden: usize,
-        output: usize,
-        l: Range<usize>,
-        lb: Option<Range<usize>>,
-        r: Range<usize>,
-        rb: Option<Range<usize>>,
-        d: Range<usize>,
-        db: Option<Range<usize>>,
-        /// `(keep, mix)` of the residual join, `None` without one.
-        residual: Option<(f32, f32)>,
-    },
+    Bilinear(BilinearPlan),
+}
+
+/// Where a bilinear block's left, right and down maps lie in the flat
+/// parameter vector, its sizes and its residual join.
+#[derive(Clone, Debug)]
+struct BilinearPlan {
+    input: usize,
+    hidden: usize,
+    output: usize,
+    left: Affine<Range<usize>>,
+    right: Affine<Range<usize>>,
+    down: Affine<Range<usize>>,
+    /// `(keep, mix)` of the residual join, `None` without one.
+    residual: Option<(f32, f32)>,
+}
+
+impl BilinearPlan {
+    /// The range of the stacked `[L̂; R̂]` when the left and right weights lie
+    /// next to each other (no left bias between them): one GEMM for both.
+    fn stacked_weights(&self) -> Option<Range<usize>> {
+        let (l, r) = (&self.left.weight, &self.right.weight);
+        (l.end == r.start).then_some(l.start..r.end)
+    }
 }
 
 /// AdamW's constants (candle's [`candle_nn::ParamsAdamW`] defaults but for
@@ -151,8 +161,7 @@ impl HostStep {
                 } => Plan::Linear {
                     input,
                     output,
-                    w: take(),
-                    b: bias.then(&mut take),
+                    map: Affine::take(&mut take, bias),
                 },
                 LayerShape::Bilinear {
                     input,
@@ -163,12 +172,8 @@ impl HostStep {
                     down_bias,
                     residual,
                 } => {
-                    let l = take();
-                    let lb = left_bias.then(&mut take);
-                    let r = take();
-                    let rb = right_bias.then(&mut take);
-                    let d = take();
-                    let db = down_bias.then(&mut take);
+                    let [left, right, down] =
+                        bilinear_maps(&mut take, [left_bias, right_bias, down_bias]);
                     let residual = match residual {
                         Residual::None => None,
                         _ => {
@@ -176,18 +181,15 @@ impl HostStep {
                             Some((keep as f32, mix as f32))
                         }
                     };
-                    Plan::Bilinear {
+                    Plan::Bilinear(BilinearPlan {
                         input,
                         hidden,
                         output,
-                        l,
-                        lb,
-                        r,
-                        rb,
-                        d,
-                        db,
+                        left,
+                        right,
+                        down,
                         residual,
-                    }
+                    })
                 }
             });
         }
@@ -228,17 +230,13 @@ impl HostStep {
         for (k, plan) in self.plans.iter().enumerate() {
             let (input, output) = match *plan {
                 Plan::Linear { input, output, .. } => (input, output),
-                Plan::Bilinear {
-                    input,
-                    hidden,
-                    output,
-                    ..
-                } => {
+                Plan::Bilinear(ref p) => {
+                    let hidden = p.hidden;
                     self.pre[k].resize(n * 2 * hidden, 0.0);
                     self.prod[k].resize(n * hidden, 0.0);
                     self.g_hidden
                         .resize(self.g_hidden.len().max(n * 2 * hidden), 0.0);
-                    (input, output)
+                    (p.input, p.output)
                 }
             };
             self.acts[k + 1].resize(n * output, 0.0);
@@ -267,58 +265,33 @@ impl HostStep {
             let (done, rest) = self.acts.split_at_mut(k + 1);
             let (x, y) = (&done[k], &mut rest[0]);
             match plan {
-                Plan::Linear {
-                    input,
-                    output,
-                    w,
-                    b,
-                } => {
-                    let w = rows(&self.theta[w.clone()], *output, *input);
+                Plan::Linear { input, output, map } => {
+                    let w = rows(&self.theta[map.weight.clone()], *output, *input);
                     product_t(rows_mut(y, n, *output), rows(x, n, *input), w, false, par);
-                    if let Some(b) = b {
+                    if let Some(b) = &map.bias {
                         add_bias(y, *output, 0, &self.theta[b.clone()]);
                     }
                 }
-                Plan::Bilinear {
-                    input,
-                    hidden,
-                    output,
-                    l,
-                    lb,
-                    r,
-                    rb,
-                    d,
-                    db,
-                    residual,
-                } => {
-                    let (h, pre, prod) = (*hidden, &mut self.pre[k], &mut self.prod[k]);
-                    let x_rows = rows(x, n, *input);
-                    if l.end == r.start {
+                Plan::Bilinear(p) => {
+                    let (h, pre, prod) = (p.hidden, &mut self.pre[k], &mut self.prod[k]);
+                    let (input, output) = (p.input, p.output);
+                    let x_rows = rows(x, n, input);
+                    if let Some(lr) = p.stacked_weights() {
                         // L̂ and R̂ adjacent: one GEMM against the stacked [L̂; R̂].
-                        let lr = rows(&self.theta[l.start..r.end], 2 * h, *input);
+                        let lr = rows(&self.theta[lr], 2 * h, input);
                         product_t(rows_mut(pre, n, 2 * h), x_rows, lr, false, par);
                     } else {
                         let out = rows_mut(pre, n, 2 * h);
                         let (left, right) = out.split_at_col_mut(h);
-                        product_t(
-                            left,
-                            x_rows,
-                            rows(&self.theta[l.clone()], h, *input),
-                            false,
-                            par,
-                        );
-                        product_t(
-                            right,
-                            x_rows,
-                            rows(&self.theta[r.clone()], h, *input),
-                            false,
-                            par,
-                        );
+                        let l = rows(&self.theta[p.left.weight.clone()], h, input);
+                        product_t(left, x_rows, l, false, par);
+                        let r = rows(&self.theta[p.right.weight.clone()], h, input);
+                        product_t(right, x_rows, r, false, par);
                     }
-                    if let Some(b) = lb {
+                    if let Some(b) = &p.left.bias {
                         add_bias(pre, 2 * h, 0, &self.theta[b.clone()]);
                     }
-                    if let Some(b) = rb {
+                    if let Some(b) = &p.right.bias {
                         add_bias(pre, 2 * h, h, &self.theta[b.clone()]);
                     }
                     for (p, ac) in prod.chunks_exact_mut(h).zip(pre.chunks_exact(2 * h)) {
@@ -327,12 +300,12 @@ impl HostStep {
                             *p = a * c;
                         }
                     }
-                    let d = rows(&self.theta[d.clone()], *output, h);
-                    product_t(rows_mut(y, n, *output), rows(prod, n, h), d, false, par);
-                    if let Some(b) = db {
-                        add_bias(y, *output, 0, &self.theta[b.clone()]);
+                    let d = rows(&self.theta[p.down.weight.clone()], output, h);
+                    product_t(rows_mut(y, n, output), rows(prod, n, h), d, false, par);
+                    if let Some(b) = &p.down.bias {
+                        add_bias(y, output, 0, &self.theta[b.clone()]);
                     }
-                    if let Some((keep, mix)) = *residual {
+                    if let Some((keep, mix)) = p.residual {
                         for (y, x) in y.iter_mut().zip(x) {
                             *y = keep * x + mix * *y;
                         }
@@ -389,14 +362,9 @@ impl HostStep {
             let x = &self.acts[k];
             let needs_input_grad = k > 0;
             match plan {
-                Plan::Linear {
-                    input,
-                    output,
-                    w,
-                    b,
-                } => {
+                Plan::Linear { input, output, map } => {
                     let g = rows(&self.g_out, n, *output);
-                    let dw = rows_mut(&mut self.grad[w.clone()], *output, *input);
+                    let dw = rows_mut(&mut self.grad[map.weight.clone()], *output, *input);
                     matmul(
                         dw,
                         Accum::Replace,
@@ -405,11 +373,11 @@ impl HostStep {
                         1.0,
                         par,
                     );
-                    if let Some(b) = b {
+                    if let Some(b) = &map.bias {
                         column_sums(&self.g_out, *output, 0, &mut self.grad[b.clone()]);
                     }
                     if needs_input_grad {
-                        let w = rows(&self.theta[w.clone()], *output, *input);
+                        let w = rows(&self.theta[map.weight.clone()], *output, *input);
                         matmul(
                             rows_mut(&mut self.g_in, n, *input),
                             Accum::Replace,
@@ -420,24 +388,13 @@ impl HostStep {
                         );
                     }
                 }
-                Plan::Bilinear {
-                    input,
-                    hidden,
-                    output,
-                    l,
-                    lb,
-                    r,
-                    rb,
-                    d,
-                    db,
-                    residual,
-                } => {
-                    let h = *hidden;
+                Plan::Bilinear(p) => {
+                    let (h, input, output) = (p.hidden, p.input, p.output);
                     // y = keep·x + mix·z: the down projection's output z has
                     // gradient mix·g, folded into the products' scale.
-                    let mix = residual.map_or(1.0, |(_, mix)| mix);
-                    let g = rows(&self.g_out, n, *output);
-                    let dd = rows_mut(&mut self.grad[d.clone()], *output, h);
+                    let mix = p.residual.map_or(1.0, |(_, mix)| mix);
+                    let g = rows(&self.g_out, n, output);
+                    let dd = rows_mut(&mut self.grad[p.down.weight.clone()], output, h);
                     matmul(
                         dd,
                         Accum::Replace,
@@ -446,13 +403,13 @@ impl HostStep {
                         mix,
                         par,
                     );
-                    if let Some(b) = db {
+                    if let Some(b) = &p.down.bias {
                         let db = &mut self.grad[b.clone()];
-                        column_sums(&self.g_out, *output, 0, db);
+                        column_sums(&self.g_out, output, 0, db);
                         db.iter_mut().for_each(|v| *v *= mix);
                     }
                     // dh = mix·g D̂, then [da | dc] = [dh ⊙ c | dh ⊙ a].
-                    let d = rows(&self.theta[d.clone()], *output, h);
+                    let d = rows(&self.theta[p.down.weight.clone()], output, h);
                     let gh = &mut self.g_hidden[..n * 2 * h];
                     {
                         let gh_rows = rows_mut(gh, n, 2 * h);
@@ -471,31 +428,31 @@ impl HostStep {
                         }
                     }
                     let gh = rows(&self.g_hidden, n, 2 * h);
-                    let x_rows = rows(x, n, *input);
-                    if l.end == r.start {
-                        let dlr = rows_mut(&mut self.grad[l.start..r.end], 2 * h, *input);
+                    let x_rows = rows(x, n, input);
+                    if let Some(lr) = p.stacked_weights() {
+                        let dlr = rows_mut(&mut self.grad[lr], 2 * h, input);
                         matmul(dlr, Accum::Replace, gh.transpose(), x_rows, 1.0, par);
                     } else {
                         let (gl, gr) = gh.split_at_col(h);
-                        let dl = rows_mut(&mut self.grad[l.clone()], h, *input);
+                        let dl = rows_mut(&mut self.grad[p.left.weight.clone()], h, input);
                         matmul(dl, Accum::Replace, gl.transpose(), x_rows, 1.0, par);
-                        let dr = rows_mut(&mut self.grad[r.clone()], h, *input);
+                        let dr = rows_mut(&mut self.grad[p.right.weight.clone()], h, input);
                         matmul(dr, Accum::Replace, gr.transpose(), x_rows, 1.0, par);
                     }
-                    if let Some(b) = lb {
+                    if let Some(b) = &p.left.bias {
                         column_sums(&self.g_hidden, 2 * h, 0, &mut self.grad[b.clone()]);
                     }
-                    if let Some(b) = rb {
+                    if let Some(b) = &p.right.bias {
                         column_sums(&self.g_hidden, 2 * h, h, &mut self.grad[b.clone()]);
                     }
                     if needs_input_grad {
                         let (gl, gr) = gh.split_at_col(h);
-                        let l = rows(&self.theta[l.clone()], h, *input);
-                        let r = rows(&self.theta[r.clone()], h, *input);
-                        let mut gx = rows_mut(&mut self.g_in, n, *input);
+                        let l = rows(&self.theta[p.left.weight.clone()], h, input);
+                        let r = rows(&self.theta[p.right.weight.clone()], h, input);
+                        let mut gx = rows_mut(&mut self.g_in, n, input);
                         matmul(gx.as_mut(), Accum::Replace, gl, l, 1.0, par);
                         matmul(gx.as_mut(), Accum::Add, gr, r, 1.0, par);
-                        if let Some((keep, _)) = *residual {
+                        if let Some((keep, _)) = p.residual {
                             // The carried input's share of the gradient.
                             for (gx, g) in self.g_in[..n * input].iter_mut().zip(&self.g_out) {
                                 *gx += keep * g;

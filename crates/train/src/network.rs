@@ -101,10 +101,7 @@ impl Network {
         let mut x = x.clone();
         for layer in &self.arch.layers {
             x = match *layer {
-                LayerShape::Linear { bias, .. } => {
-                    let w = next();
-                    affine(&x, w, bias.then(&mut next))?
-                }
+                LayerShape::Linear { bias, .. } => Affine::take(&mut next, bias).apply(&x)?,
                 LayerShape::Bilinear {
                     left_bias,
                     right_bias,
@@ -112,19 +109,47 @@ impl Network {
                     residual,
                     ..
                 } => {
-                    let l = next();
-                    let lb = left_bias.then(&mut next);
-                    let r = next();
-                    let rb = right_bias.then(&mut next);
-                    let d = next();
-                    let db = down_bias.then(&mut next);
-                    let hidden = (affine(&x, l, lb)? * affine(&x, r, rb)?)?;
-                    join_residual(&x, affine(&hidden, d, db)?, residual)?
+                    let [l, r, d] = bilinear_maps(&mut next, [left_bias, right_bias, down_bias]);
+                    let hidden = (l.apply(&x)? * r.apply(&x)?)?;
+                    join_residual(&x, d.apply(&hidden)?, residual)?
                 }
             };
         }
         Ok(x)
     }
+}
+
+/// An affine map's parameters in the order the architecture's specs list
+/// them: the weight, then the bias when the layer has one.
+#[derive(Clone, Debug)]
+pub(crate) struct Affine<T> {
+    pub weight: T,
+    pub bias: Option<T>,
+}
+
+impl<T> Affine<T> {
+    /// The map whose weight `next` hands out now, and its bias next when
+    /// `bias`.
+    pub(crate) fn take(next: &mut impl FnMut() -> T, bias: bool) -> Self {
+        let weight = next();
+        Affine {
+            weight,
+            bias: bias.then(next),
+        }
+    }
+}
+
+impl Affine<&Tensor> {
+    /// `x Wᵀ + b` ([`affine`]).
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        affine(x, self.weight, self.bias)
+    }
+}
+
+/// A bilinear block's left, right and down maps, taken from `next` in spec
+/// order, each with a bias where `biases` says so.
+pub(crate) fn bilinear_maps<T>(next: &mut impl FnMut() -> T, biases: [bool; 3]) -> [Affine<T>; 3] {
+    biases.map(|bias| Affine::take(next, bias))
 }
 
 /// `keep·x + mix·y` of a residual ([`Residual::coefficients`]); `y` itself

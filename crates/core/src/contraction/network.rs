@@ -177,12 +177,7 @@ fn run_steps(
 
 /// Sums out the labels `output` drops; the rest keep their order.
 fn finish(last: Tensor, output: &[Label]) -> Result<Tensor> {
-    let extra: Vec<Label> = last
-        .labels
-        .iter()
-        .copied()
-        .filter(|l| !output.contains(l))
-        .collect();
+    let extra = last.labels_except(output);
     let last = if extra.is_empty() {
         last
     } else {

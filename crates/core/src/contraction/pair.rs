@@ -37,23 +37,17 @@ impl MatrixViews {
             return None;
         }
         let stride = strides(t.dims);
-        let axis = |l: &Label| t.labels.iter().position(|x| x == l).expect("label present");
-        let inner = |group: &[Label]| group.last().map_or(0, |l| stride[axis(l)]);
+        let inner = |group: &[Label]| group.last().map_or(0, |&l| stride[t.axis(l)]);
         // An outer label this operand lacks repeats its matrix (stride 0).
         let steps: Vec<usize> = outer
             .iter()
-            .map(|l| {
-                t.labels
-                    .iter()
-                    .position(|x| x == l)
-                    .map_or(0, |a| stride[a])
-            })
+            .map(|&l| t.find_axis(l).map_or(0, |a| stride[a]))
             .collect();
         let offsets: Vec<usize> = strided_offsets(outer_dims, &steps).collect();
         let span = |group: &[Label]| -> usize {
             group
                 .iter()
-                .map(|l| (t.dims[axis(l)] - 1) * stride[axis(l)])
+                .map(|&l| (t.dims[t.axis(l)] - 1) * stride[t.axis(l)])
                 .sum()
         };
         let last = offsets.iter().max().copied().unwrap_or(0);
@@ -75,6 +69,19 @@ impl MatrixViews {
         }
     }
 
+    /// Where batch element `t`'s `rows × cols` matrix starts in a buffer of
+    /// `len` entries, and its row and column strides.
+    ///
+    /// # Panics
+    /// If a non-empty view could reach past `len`: every element
+    /// `start + i·row_stride + j·col_stride` (i < rows, j < cols) lies below
+    /// `extent`, so `extent ≤ len` is what keeps the views in bounds.
+    fn layout(&self, len: usize, t: usize, rows: usize, cols: usize) -> (usize, isize, isize) {
+        assert!(self.extent <= len || rows == 0 || cols == 0);
+        let start = self.offsets[t].min(len);
+        (start, self.row_stride as isize, self.col_stride as isize)
+    }
+
     /// The `rows × cols` matrix of batch element `t`, writable. The views
     /// of different batch elements of one tensor never overlap (its labels
     /// are distinct), and each lives only as long as its borrow of `data`.
@@ -85,37 +92,18 @@ impl MatrixViews {
         rows: usize,
         cols: usize,
     ) -> MatMut<'a, f64> {
-        assert!(self.extent <= data.len() || rows == 0 || cols == 0);
-        let offset = self.offsets[t];
-        // SAFETY: as for `matrix`; the view borrows `data` mutably and
-        // exclusively for its lifetime.
-        unsafe {
-            MatMut::from_raw_parts_mut(
-                data.as_mut_ptr().add(offset.min(data.len())),
-                rows,
-                cols,
-                self.row_stride as isize,
-                self.col_stride as isize,
-            )
-        }
+        let (start, rs, cs) = self.layout(data.len(), t, rows, cols);
+        // SAFETY: in bounds, checked by `layout`; the view borrows `data`
+        // mutably and exclusively for its lifetime.
+        unsafe { MatMut::from_raw_parts_mut(data.as_mut_ptr().add(start), rows, cols, rs, cs) }
     }
 
     /// The `rows × cols` matrix of batch element `t`.
     fn matrix<'a>(&self, data: &'a [f64], t: usize, rows: usize, cols: usize) -> MatRef<'a, f64> {
-        assert!(self.extent <= data.len() || rows == 0 || cols == 0);
-        let offset = self.offsets[t];
-        // SAFETY: every element `offset + i·row_stride + j·col_stride`
-        // (i < rows, j < cols) lies below `extent ≤ data.len()`, checked above,
-        // and the view borrows `data` for its lifetime.
-        unsafe {
-            MatRef::from_raw_parts(
-                data.as_ptr().add(offset.min(data.len())),
-                rows,
-                cols,
-                self.row_stride as isize,
-                self.col_stride as isize,
-            )
-        }
+        let (start, rs, cs) = self.layout(data.len(), t, rows, cols);
+        // SAFETY: in bounds, checked by `layout`; the view borrows `data`
+        // for its lifetime.
+        unsafe { MatRef::from_raw_parts(data.as_ptr().add(start), rows, cols, rs, cs) }
     }
 }
 
@@ -212,7 +200,7 @@ struct Product<'a> {
 impl<'a> Product<'a> {
     fn new(a: Parts<'a>, b: Parts<'a>, keep: &[Label]) -> Result<Self> {
         for l in a.labels {
-            if let Some(k) = b.labels.iter().position(|x| x == l) {
+            if let Some(k) = b.find_axis(*l) {
                 if b.dims[k] != a.dim_of(*l) {
                     return Err(Error::Invalid(format!(
                         "label {l} has dimension {} in one tensor and {} in the other",
@@ -412,9 +400,8 @@ fn small_products(
 /// Whether `group` (in this order) fuses into one strided axis of `t`.
 fn fuses(t: Parts<'_>, group: &[Label]) -> bool {
     let stride = strides(t.dims);
-    let axis = |l: &Label| t.labels.iter().position(|x| x == l).expect("label present");
     group.windows(2).all(|w| {
-        let (x, y) = (axis(&w[0]), axis(&w[1]));
+        let (x, y) = (t.axis(w[0]), t.axis(w[1]));
         stride[x] == stride[y] * t.dims[y]
     })
 }

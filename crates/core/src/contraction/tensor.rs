@@ -67,11 +67,16 @@ impl Tensor {
     }
 
     pub(crate) fn dim_of(&self, label: Label) -> usize {
-        self.dims[self
-            .labels
+        self.parts().dim_of(label)
+    }
+
+    /// The labels not in `set`, in axis order.
+    pub(crate) fn labels_except(&self, set: &[Label]) -> Vec<Label> {
+        self.labels
             .iter()
-            .position(|&l| l == label)
-            .expect("label present")]
+            .copied()
+            .filter(|l| !set.contains(l))
+            .collect()
     }
 
     /// The same values with axes in the order of `order` (a permutation of the labels).
@@ -149,12 +154,7 @@ impl Tensor {
         if labels.is_empty() {
             return self.clone();
         }
-        let keep: Vec<Label> = self
-            .labels
-            .iter()
-            .copied()
-            .filter(|l| !labels.contains(l))
-            .collect();
+        let keep = self.labels_except(labels);
         let mut order = keep.clone();
         order.extend_from_slice(labels);
         let p = self.permuted(&order);
@@ -183,12 +183,21 @@ pub(crate) struct Parts<'a> {
 }
 
 impl Parts<'_> {
+    /// The axis labelled `label`, if there is one.
+    pub fn find_axis(&self, label: Label) -> Option<usize> {
+        self.labels.iter().position(|&l| l == label)
+    }
+
+    /// The axis labelled `label`.
+    ///
+    /// # Panics
+    /// If no axis has that label.
+    pub fn axis(&self, label: Label) -> usize {
+        self.find_axis(label).expect("label present")
+    }
+
     pub fn dim_of(&self, label: Label) -> usize {
-        self.dims[self
-            .labels
-            .iter()
-            .position(|&l| l == label)
-            .expect("label present")]
+        self.dims[self.axis(label)]
     }
 
     pub fn to_tensor(self) -> Tensor {
@@ -201,15 +210,7 @@ impl Parts<'_> {
 
     /// The same values with axes in the order of `order` (a permutation of the labels).
     pub fn permuted(&self, order: &[Label]) -> Tensor {
-        let axes: Vec<usize> = order
-            .iter()
-            .map(|l| {
-                self.labels
-                    .iter()
-                    .position(|x| x == l)
-                    .expect("label present")
-            })
-            .collect();
+        let axes: Vec<usize> = order.iter().map(|&l| self.axis(l)).collect();
         let dims: Vec<usize> = axes.iter().map(|&a| self.dims[a]).collect();
         let src = strides(self.dims);
         let moved: Vec<usize> = axes.iter().map(|&a| src[a]).collect();

@@ -7,6 +7,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tensim_core::monte_carlo::Estimate;
+use tensim_core::network::Network;
+use tensim_core::transformer::TransformerShape;
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 
@@ -61,6 +63,25 @@ pub fn embed_blocks_head(
     }
     layers.push(linear(width, output, bias));
     layers
+}
+
+/// `n` sequential networks of one architecture (a biased embedding, a
+/// biased lerp block, a bias-free head), from the seeds `1..=n`.
+pub fn sequential(n: u64) -> Vec<Network> {
+    let layers = vec![
+        linear(6, 5, true),
+        bilinear(5, 7, 5, true, 0.4),
+        linear(5, 4, false),
+    ];
+    (1..=n).map(|s| model(layers.clone(), s).into()).collect()
+}
+
+/// `n` one-block benchmark transformers, from the seeds `0..n`.
+pub fn transformers(n: u64) -> Vec<Network> {
+    let shape = TransformerShape::benchmark(1);
+    (0..n)
+        .map(|s| shape.random_model(s).unwrap().into())
+        .collect()
 }
 
 /// `m` with every weight and bias multiplied by `factor`.
