@@ -103,7 +103,11 @@ impl Header {
             .split(['\'', '"'])
             .nth(1)
             .ok_or_else(|| format!("descr {descr} is not a quoted type string"))?;
-        let (order, code) = descr.split_at(descr.len().min(1));
+        // The byte-order mark is the first character (not byte: a mutated
+        // header may hold any text), the type code the rest.
+        let mut chars = descr.chars();
+        let order = chars.next();
+        let code = chars.as_str();
         let dtype = match code {
             "f2" => RawDtype::F16,
             "f4" => RawDtype::F32,
@@ -143,7 +147,7 @@ impl Header {
             .map_err(|_| format!("shape `({inner})` is not a tuple of sizes"))?;
         Ok(Header {
             dtype,
-            big_endian: order == ">",
+            big_endian: order == Some('>'),
             fortran_order,
             shape,
         })
