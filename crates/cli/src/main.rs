@@ -224,6 +224,11 @@ struct RunArgs {
     /// Overwrite an existing run directory.
     #[arg(long)]
     force: bool,
+    /// Continue the run that an interrupted (killed) earlier invocation left,
+    /// from its last checkpoint, with the results of an uninterrupted run;
+    /// starts one when there is none. Use the same flags as that run.
+    #[arg(long)]
+    resume: bool,
     /// Reduced run (seconds to a minute) for tests and a first look.
     #[arg(long)]
     quick: bool,
@@ -240,6 +245,7 @@ impl RunArgs {
         tensim_experiments::StepOptions {
             out,
             force: self.force,
+            resume: self.resume,
             quick: self.quick,
             steps,
             seed: self.seed,
@@ -328,6 +334,7 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
             let o = backdoor::run(&backdoor::Options {
                 out,
                 force: run.force,
+                resume: run.resume,
                 quick: run.quick,
                 data,
                 svhn_dir,
@@ -339,6 +346,7 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
             let o = forgetting::run(&forgetting::Options {
                 out,
                 force: run.force,
+                resume: run.resume,
                 quick: run.quick,
                 epochs,
                 seed: run.seed,
@@ -354,6 +362,7 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
             let o = language::run(&language::Options {
                 out,
                 force: run.force,
+                resume: run.resume,
                 quick: run.quick,
                 paper,
                 steps,

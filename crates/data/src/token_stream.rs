@@ -2,8 +2,8 @@
 //! split, random context windows for training and fixed windows for
 //! evaluation. Everything is plain `Vec<u32>`.
 
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 /// The share of the stream [`split_train_val`] holds out by default.
 pub const DEFAULT_VAL_FRACTION: f64 = 0.1;
@@ -67,13 +67,15 @@ impl Batch {
 }
 
 /// Draws training batches of random context windows from a token stream
-/// with a seeded [`StdRng`]: the same stream, context and seed give the
-/// same sequence of batches.
+/// with a seeded ChaCha12 generator (`rand`'s `StdRng`): the same stream,
+/// context and seed give the same sequence of batches, and a sampler rebuilt
+/// with [`BatchSampler::with_rng`] from a saved [`BatchSampler::rng`]
+/// continues where the saved one was.
 #[derive(Clone, Debug)]
 pub struct BatchSampler<'a> {
     tokens: &'a [u32],
     context: usize,
-    rng: StdRng,
+    rng: ChaCha12Rng,
 }
 
 impl<'a> BatchSampler<'a> {
@@ -84,6 +86,11 @@ impl<'a> BatchSampler<'a> {
     /// If `context` is 0 or `tokens` has fewer than `context + 1` tokens
     /// (one window and its last target).
     pub fn new(tokens: &'a [u32], context: usize, seed: u64) -> Self {
+        Self::with_rng(tokens, context, ChaCha12Rng::seed_from_u64(seed))
+    }
+
+    /// A sampler drawing from `rng` (as [`BatchSampler::new`], same panics).
+    pub fn with_rng(tokens: &'a [u32], context: usize, rng: ChaCha12Rng) -> Self {
         assert!(context > 0, "context must be at least 1 token");
         assert!(
             tokens.len() > context,
@@ -93,8 +100,13 @@ impl<'a> BatchSampler<'a> {
         BatchSampler {
             tokens,
             context,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
         }
+    }
+
+    /// The random stream, at the position of the next batch.
+    pub fn rng(&self) -> &ChaCha12Rng {
+        &self.rng
     }
 
     /// The window length.

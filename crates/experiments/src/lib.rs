@@ -29,6 +29,7 @@ pub mod language;
 mod markdown;
 pub mod progress;
 pub mod recorder;
+pub mod resume;
 pub mod run_dir;
 pub mod similarity_suite;
 
@@ -39,12 +40,49 @@ pub struct StepOptions {
     pub out: std::path::PathBuf,
     /// Overwrite an existing run directory.
     pub force: bool,
+    /// Continue the run a killed process left (else start one).
+    pub resume: bool,
     /// A reduced run for tests and a first look.
     pub quick: bool,
     /// Training steps (the experiment's default when `None`).
     pub steps: Option<u64>,
     /// Seed of data order and initialisation.
     pub seed: u64,
+}
+
+/// The run directory of an experiment, `settings` (JSON) written into it.
+/// With `resume`, the interrupted run beside `out` when there is one (said
+/// on stderr), refused if it was started with other settings; else a new
+/// run.
+pub fn start_run(
+    out: &std::path::Path,
+    force: bool,
+    resume: bool,
+    settings: &str,
+) -> anyhow::Result<run_dir::RunDir> {
+    if resume {
+        if let Some(partial) = run_dir::RunDir::abandoned(out)? {
+            let path = partial.join("settings.json");
+            let before = std::fs::read_to_string(&path).unwrap_or_default();
+            if before != settings {
+                anyhow::bail!(
+                    "the interrupted run of {} was started with other settings ({}); rerun it \
+                     with the same flags, or without --resume to start over",
+                    out.display(),
+                    path.display()
+                );
+            }
+            eprintln!("resuming the interrupted run of {}", out.display());
+            return run_dir::RunDir::take_over(out, &partial);
+        }
+        eprintln!(
+            "no interrupted run of {} to resume: starting one",
+            out.display()
+        );
+    }
+    let run = run_dir::RunDir::create(out, force)?;
+    run.write_text("settings.json", settings)?;
+    Ok(run)
 }
 
 /// The checkpoint steps of `schedule` over `steps` training steps; an

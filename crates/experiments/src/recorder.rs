@@ -2,19 +2,40 @@
 //! is saved under the run's `checkpoints/` (f32, as trained), `metrics.jsonl`
 //! is rewritten after every checkpoint (one record a line, the checkpoint's
 //! path last), and the trajectory (models and records) stays in memory for
-//! the analysis.
+//! the analysis. With [`Recorder::snapshot`] the trainer's state follows
+//! each checkpoint into `resume.safetensors` ([`crate::resume`]), and
+//! [`Recorder::reopen`] picks an interrupted run's checkpoints up again.
 
+use anyhow::Context;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tensim_core::network::Network;
-use tensim_io::{save_checkpoint, CheckpointMeta, StoredDtype};
-use tensim_train::TrainError;
+use tensim_core::transformer::Transformer;
+use tensim_core::Model;
+use tensim_io::{load_checkpoint, save_checkpoint, CheckpointMeta, StoredDtype};
+use tensim_train::{TrainError, TrainerState};
 
+use crate::resume::{self, Resumed};
 use crate::run_dir::RunDir;
 
-/// A model the recorder can save as a checkpoint: a network of either kind.
-pub trait Checkpoint: Clone + Into<Network> {}
+/// A model the recorder can save as a checkpoint and read back: a network
+/// of either kind.
+pub trait Checkpoint: Clone + Into<Network> {
+    /// The model a loaded checkpoint holds, if it is of this kind.
+    fn from_network(network: Network) -> Option<Self>;
+}
 
-impl<M: Clone + Into<Network>> Checkpoint for M {}
+impl Checkpoint for Model {
+    fn from_network(network: Network) -> Option<Self> {
+        network.into_sequential().ok()
+    }
+}
+
+impl Checkpoint for Transformer {
+    fn from_network(network: Network) -> Option<Self> {
+        network.into_transformer().ok()
+    }
+}
 
 /// One line of `metrics.jsonl`: the experiment's record, then its checkpoint.
 #[derive(Serialize)]
@@ -52,6 +73,8 @@ pub struct Recorder<'a, M, R> {
     /// Where the current series starts in `lines`.
     series_start: usize,
     models: Vec<M>,
+    /// The models of a reopened run's lines, handed to their series.
+    restored: Vec<Option<M>>,
 }
 
 impl<'a, M: Checkpoint, R: Serialize + Clone> Recorder<'a, M, R> {
@@ -63,15 +86,82 @@ impl<'a, M: Checkpoint, R: Serialize + Clone> Recorder<'a, M, R> {
             lines: Vec::new(),
             series_start: 0,
             models: Vec::new(),
+            restored: Vec::new(),
         }
+    }
+
+    /// The recorder of an interrupted run: its first `checkpoints` lines of
+    /// `metrics.jsonl` and their checkpoint files (lines a crash left after
+    /// the resume state are dropped; their files are written again).
+    pub fn reopen(run: &'a RunDir, checkpoints: usize) -> anyhow::Result<Self>
+    where
+        R: DeserializeOwned,
+    {
+        let path = run.path("metrics.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut recorder = Self::new(run);
+        for line in text.lines().take(checkpoints) {
+            let mut value: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: a line is not JSON", path.display()))?;
+            let file = value
+                .as_object_mut()
+                .and_then(|o| o.remove("checkpoint"))
+                .and_then(|f| f.as_str().map(str::to_string))
+                .with_context(|| format!("{}: a line names no checkpoint", path.display()))?;
+            let record: R = serde_json::from_value(value)
+                .with_context(|| format!("{}: a line is not a record", path.display()))?;
+            let network = load_checkpoint(&run.path(&file))?.network;
+            let model = M::from_network(network)
+                .with_context(|| format!("{file} holds another kind of network"))?;
+            recorder.lines.push((record, file));
+            recorder.restored.push(Some(model));
+        }
+        recorder.start_series("");
+        if recorder.lines.len() != checkpoints {
+            anyhow::bail!(
+                "{} has {} records, the resume state {checkpoints}",
+                path.display(),
+                recorder.lines.len()
+            );
+        }
+        Ok(recorder)
+    }
+
+    /// Saves the trainer's `state` and the experiment's `position` at the
+    /// checkpoint just recorded, for `--resume`.
+    pub fn snapshot<S: Serialize>(
+        &self,
+        state: &TrainerState,
+        position: &S,
+    ) -> tensim_train::Result<()> {
+        let resumed = Resumed {
+            checkpoints: self.lines.len(),
+            trainer: state.clone(),
+            position,
+        };
+        resume::save(self.run, &resumed).map_err(|e| TrainError::Invalid(format!("{e:#}")))
     }
 
     /// Starts a series whose files are `checkpoints/{prefix}step-NNNNNN.safetensors`;
     /// the previous series' models should have been taken with [`Self::take_series`].
+    /// A reopened run's checkpoints of this series are taken up again.
     pub fn start_series(&mut self, prefix: &str) {
         self.prefix = prefix.to_string();
-        self.series_start = self.lines.len();
-        self.models.clear();
+        let own = format!("checkpoints/{prefix}step-");
+        self.series_start = self
+            .lines
+            .iter()
+            .position(|(_, f)| f.starts_with(&own))
+            .unwrap_or(self.lines.len());
+        self.models = (self.series_start..self.lines.len())
+            .filter_map(|i| self.restored.get_mut(i).and_then(Option::take))
+            .collect();
+    }
+
+    /// The current series' last checkpoint (where a resumed run continues).
+    pub fn last(&self) -> Option<&M> {
+        self.models.last()
     }
 
     /// Saves `model` as the checkpoint of `step`, appends `record` to
@@ -125,4 +215,10 @@ impl<'a, M: Checkpoint, R: Serialize + Clone> Recorder<'a, M, R> {
             .map(|_| ())
             .map_err(|e| TrainError::Invalid(e.to_string()))
     }
+}
+
+/// Reads a number that was written from an `f64`: JSON has no NaN, so
+/// serde_json writes NaN as `null`, read back here as NaN.
+pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
 }

@@ -64,10 +64,53 @@ impl RunDir {
         })
     }
 
+    /// The partial directory of the newest run that a killed process left
+    /// beside `target` with a resume state ([`crate::resume`]), if any.
+    pub fn abandoned(target: &Path) -> Result<Option<PathBuf>> {
+        let (parent, name) = split(target)?;
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            return Ok(None);
+        };
+        let prefix = format!(".{name}.partial-");
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let pid = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let state = entry.path().join(crate::resume::FILE);
+            if pid.is_some_and(|pid| !process_alive(pid)) && state.is_file() {
+                found.push((state.metadata()?.modified()?, entry.path()));
+            }
+        }
+        Ok(found.into_iter().max().map(|(_, path)| path))
+    }
+
+    /// Continues the abandoned run in `partial` (from [`RunDir::abandoned`]):
+    /// this process takes the directory over, other abandoned ones go.
+    pub fn take_over(target: &Path, partial: &Path) -> Result<Self> {
+        let (parent, name) = split(target)?;
+        let root = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        std::fs::rename(partial, &root)
+            .with_context(|| format!("taking over {}", partial.display()))?;
+        remove_abandoned(&parent, &name);
+        Ok(RunDir {
+            root,
+            target: target.to_path_buf(),
+            finished: false,
+        })
+    }
+
     /// Moves the complete run into place (replacing an earlier run) and
     /// returns where it is.
     pub fn finish(mut self) -> Result<PathBuf> {
         let (parent, name) = split(&self.target)?;
+        let resume = self.path(crate::resume::FILE);
+        if resume.exists() {
+            std::fs::remove_file(&resume)
+                .with_context(|| format!("removing {}", resume.display()))?;
+        }
         let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
         let had_old = self.target.exists();
         if had_old {
@@ -150,10 +193,20 @@ fn remove_abandoned(parent: &Path, name: &str) {
     }
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie (a
+/// killed process stays listed until its parent reaps it). Outside Linux
+/// every process counts as running.
 fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
+    if !cfg!(target_os = "linux") {
+        return true;
     }
+    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
+    else {
+        return false;
+    };
+    // `pid (name) state …`: the name may hold spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X'))
 }

@@ -93,6 +93,7 @@ fn short_forgetting_run_through_the_library() {
     let opts = forgetting::Options {
         out: out.clone(),
         force: false,
+        resume: false,
         quick: true,
         epochs: Some(0.05),
         seed: 7,

@@ -19,7 +19,7 @@
 //! against the declared shape and rejects NaN/Inf, naming the file and the
 //! tensor.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -348,14 +348,49 @@ pub(crate) fn write_file(
             })?;
         views.push((spec.name.clone(), view));
     }
-    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| CheckpointError {
-        path: path.to_path_buf(),
-        reason: format!("cannot serialise: {e}"),
-    })?;
+    let bytes = safetensors::serialize(views, Some(info))
+        .map_err(|e| e.to_string())
+        .and_then(canonical_header)
+        .map_err(|e| CheckpointError {
+            path: path.to_path_buf(),
+            reason: format!("cannot serialise: {e}"),
+        })?;
     write_atomic(path, |w| w.write_all(&bytes)).map_err(|e| CheckpointError {
         path: path.to_path_buf(),
         reason: format!("cannot write: {e}"),
     })
+}
+
+/// `file` (safetensors) with its header's keys in sorted order, so that the
+/// same network and metadata always give the same bytes (safetensors
+/// writes the metadata map in a hash order that changes from process to
+/// process). Data offsets are relative to the data, so only the header
+/// changes: re-serialised, padded with spaces to 8 bytes as safetensors does.
+fn canonical_header(file: Vec<u8>) -> Result<Vec<u8>, String> {
+    let n = u64::from_le_bytes(file[..8].try_into().expect("8 bytes")) as usize;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&file[8..8 + n]).map_err(|e| e.to_string())?;
+    let sorted: BTreeMap<&String, serde_json::Value> =
+        header.iter().map(|(k, v)| (k, sort_keys(v))).collect();
+    let mut text = serde_json::to_vec(&sorted).map_err(|e| e.to_string())?;
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + file.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&file[8 + n..]);
+    Ok(out)
+}
+
+/// `value` with every object's keys in sorted order.
+fn sort_keys(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<&String, serde_json::Value> =
+                map.iter().map(|(k, v)| (k, sort_keys(v))).collect();
+            serde_json::to_value(sorted).expect("a map of JSON values")
+        }
+        other => other.clone(),
+    }
 }
 
 /// Saves a network of either kind as a self-describing safetensors file,

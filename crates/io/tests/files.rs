@@ -8,11 +8,14 @@ use common::{
 };
 use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
+use tensim_core::network::{Network, NetworkShape};
+use tensim_core::transformer::TransformerShape;
 use tensim_core::Residual;
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_io::shape_json::{architecture_from_json, architecture_to_json};
 use tensim_io::{
-    read_matrix, save_checkpoint, write_matrix, write_table, CheckpointMeta, StoredDtype,
+    load_checkpoint, read_matrix, save_checkpoint, write_matrix, write_table, CheckpointMeta,
+    StoredDtype,
 };
 
 fn deep_model() -> Model {
@@ -248,4 +251,30 @@ fn tables_have_one_field_per_column_on_every_line() {
         err.contains("3 row and 3 column labels for a 3×5 matrix"),
         "{err}"
     );
+}
+
+/// The same network and metadata give the same file bytes every time
+/// (safetensors writes its metadata map in a random hash order; tensim
+/// sorts the header), so checkpoints of resumed and repeated runs compare
+/// byte for byte.
+#[test]
+fn saving_is_deterministic_to_the_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let network: Network = NetworkShape::Transformer(TransformerShape::benchmark(1))
+        .random(3)
+        .unwrap();
+    let meta = CheckpointMeta {
+        step: Some(7),
+        phase: Some("B".into()),
+        label: Some("step 7".into()),
+    };
+    let bytes: Vec<Vec<u8>> = (0..6)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.safetensors"));
+            save_checkpoint(&path, &network, &meta, StoredDtype::F32).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    assert!(bytes.windows(2).all(|w| w[0] == w[1]));
+    load_checkpoint(&dir.path().join("0.safetensors")).unwrap();
 }

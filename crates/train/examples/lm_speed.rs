@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let b = sampler.next_batch(64);
             (b.inputs, b.targets)
         },
-        |_, _| Ok(()),
+        |_, _, _| Ok(()),
         |step, stats| {
             if step == warm_up {
                 timer = Instant::now();

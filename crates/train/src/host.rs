@@ -25,8 +25,9 @@ use faer::{Accum, MatMut, MatRef, Par};
 use tensim_core::{LayerShape, Residual};
 
 use crate::network::{bilinear_maps, Affine, Network};
+use crate::snapshot::AdamState;
 use crate::trainer::StepStats;
-use crate::Result;
+use crate::{Result, TrainError};
 
 /// Where one layer's tensors lie in the flat parameter vector, and its sizes.
 #[derive(Clone, Debug)]
@@ -494,6 +495,34 @@ impl HostStep {
             let update = (*m * scale_m) / ((*v * scale_v).sqrt() + eps);
             *theta = *theta * decay - lr * update;
         }
+    }
+
+    /// AdamW's step count and moments, per variable in the network's order.
+    pub(crate) fn adam_state(&self) -> AdamState {
+        let split = |flat: &[f32]| {
+            self.ranges
+                .iter()
+                .map(|r| flat[r.clone()].to_vec())
+                .collect()
+        };
+        AdamState {
+            t: self.t as u64,
+            first: split(&self.m),
+            second: split(&self.v),
+        }
+    }
+
+    /// Continues AdamW from `state` (taken from a step of the same network).
+    pub(crate) fn restore_adam(&mut self, state: &AdamState) -> Result<()> {
+        let sizes: Vec<usize> = self.ranges.iter().map(|r| r.len()).collect();
+        state.check(&sizes)?;
+        for (k, range) in self.ranges.iter().enumerate() {
+            self.m[range.clone()].copy_from_slice(&state.first[k]);
+            self.v[range.clone()].copy_from_slice(&state.second[k]);
+        }
+        self.t = i32::try_from(state.t)
+            .map_err(|_| TrainError::Invalid(format!("AdamW step {} is too large", state.t)))?;
+        Ok(())
     }
 
     /// Copies the parameters into the network's variables.

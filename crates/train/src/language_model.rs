@@ -7,8 +7,9 @@
 //! `targets[r]` the same window shifted by one (the layout of
 //! `tensim_data::Batch`, from `BatchSampler` or `eval_windows`).
 
+use crate::optim::{AdamW, ParamsAdamW};
+use crate::snapshot::TrainerState;
 use candle_core::{DType, Tensor, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use crate::transformer::{check_rows, Ids, TransformerNetwork};
 use crate::{Result, TrainError};
@@ -233,6 +234,26 @@ impl LmTrainer {
         self.step
     }
 
+    /// The step count and AdamW's moments (the batches come from the
+    /// caller's sampler, whose state the caller saves).
+    pub fn state(&self) -> Result<TrainerState> {
+        Ok(TrainerState {
+            step: self.step,
+            rng: None,
+            adam: self.optimiser.state()?,
+        })
+    }
+
+    /// A trainer that continues from `state`, taken by [`LmTrainer::state`]
+    /// at a checkpoint whose weights `net` holds.
+    pub fn resume(net: TransformerNetwork, config: LmConfig, state: &TrainerState) -> Result<Self> {
+        let mut trainer = Self::new(net, config)?;
+        trainer.optimiser.restore(&state.adam)?;
+        trainer.step = state.step;
+        trainer.last_checkpoint = Some(state.step);
+        Ok(trainer)
+    }
+
     /// One optimiser step on a batch at learning rate `lr`. A non-finite
     /// loss is an error, and the weights stay those before the step.
     pub fn step(
@@ -280,30 +301,52 @@ impl LmTrainer {
     /// Runs `steps` steps of one stage at the configured schedule. `sample`
     /// draws each batch as `(inputs, targets)`; at every global step in
     /// `checkpoints` (before the step is taken, and after the last one; never
-    /// twice for the same step) `on_checkpoint` sees the network; `progress`
-    /// sees every step. Stops with an error when the loss is not finite.
+    /// twice for the same step) `on_checkpoint` sees the network and the
+    /// trainer's state; `progress` sees every step. Stops with an error when
+    /// the loss is not finite.
     pub fn run_stage(
         &mut self,
         steps: u64,
         checkpoints: &[u64],
+        sample: impl FnMut() -> (Vec<Vec<u32>>, Vec<Vec<u32>>),
+        on_checkpoint: impl FnMut(u64, &TransformerNetwork, &TrainerState) -> Result<()>,
+        progress: impl FnMut(u64, LmStepStats),
+    ) -> Result<()> {
+        self.run_stage_from(0, steps, checkpoints, sample, on_checkpoint, progress)
+    }
+
+    /// [`LmTrainer::run_stage`] entered at step `first` of the stage (a
+    /// resumed run).
+    pub fn run_stage_from(
+        &mut self,
+        first: u64,
+        steps: u64,
+        checkpoints: &[u64],
         mut sample: impl FnMut() -> (Vec<Vec<u32>>, Vec<Vec<u32>>),
-        mut on_checkpoint: impl FnMut(u64, &TransformerNetwork) -> Result<()>,
+        mut on_checkpoint: impl FnMut(u64, &TransformerNetwork, &TrainerState) -> Result<()>,
         mut progress: impl FnMut(u64, LmStepStats),
     ) -> Result<()> {
-        let end = self.step + steps;
-        for t in 0..steps {
-            if checkpoints.contains(&self.step) && self.last_checkpoint != Some(self.step) {
-                on_checkpoint(self.step, &self.net)?;
-                self.last_checkpoint = Some(self.step);
-            }
+        for t in first..steps {
+            self.checkpoint(checkpoints, &mut on_checkpoint)?;
             let lr = self.config.learning_rate_at(t, steps);
             let (inputs, targets) = sample();
             let stats = self.step(&inputs, &targets, lr)?;
             progress(self.step, stats);
         }
-        if checkpoints.contains(&end) && self.last_checkpoint != Some(end) {
-            on_checkpoint(end, &self.net)?;
-            self.last_checkpoint = Some(end);
+        self.checkpoint(checkpoints, &mut on_checkpoint)
+    }
+
+    /// Hands the network and state to `on_checkpoint` if the current step
+    /// is in `checkpoints` and was not handed over already.
+    fn checkpoint(
+        &mut self,
+        checkpoints: &[u64],
+        on_checkpoint: &mut impl FnMut(u64, &TransformerNetwork, &TrainerState) -> Result<()>,
+    ) -> Result<()> {
+        if checkpoints.contains(&self.step) && self.last_checkpoint != Some(self.step) {
+            let state = self.state()?;
+            on_checkpoint(self.step, &self.net, &state)?;
+            self.last_checkpoint = Some(self.step);
         }
         Ok(())
     }

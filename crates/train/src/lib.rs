@@ -12,6 +12,8 @@
 //! * [`language_model`]: next-token training, held-out loss and logits of a
 //!   transformer;
 //! * [`trainer`]: AdamW with weight decay, cosine decay, input noise, seeds;
+//! * [`snapshot`], [`optim`]: the state a run resumes from, and AdamW
+//!   whose moments can be saved;
 //! * [`schedule`]: checkpoint steps (every k, a list, power- or log-spaced);
 //! * [`evaluate`]: batched loss, accuracy and logits on a data set.
 
@@ -20,7 +22,9 @@ pub mod evaluate;
 mod host;
 pub mod language_model;
 pub mod network;
+pub mod optim;
 pub mod schedule;
+pub mod snapshot;
 pub mod trainer;
 pub mod transformer;
 
@@ -28,6 +32,7 @@ pub use candle_core::{Device, Tensor};
 pub use language_model::{LmConfig, LmStepStats, LmTrainer};
 pub use network::Network;
 pub use schedule::Schedule;
+pub use snapshot::{run_rng, AdamState, RngState, RunRng, TrainerState};
 pub use trainer::{Batch, TrainConfig, Trainer};
 pub use transformer::TransformerNetwork;
 

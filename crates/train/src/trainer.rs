@@ -2,17 +2,18 @@
 //! rate decay within a stage, additive Gaussian input noise, seeded sampling.
 
 use candle_core::Tensor;
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use faer::Par;
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::host::{self, HostStep};
 use crate::network::Network;
+use crate::optim::{AdamW, ParamsAdamW};
+use crate::snapshot::{run_rng, RngState, RunRng, TrainerState};
 use crate::{Result, TrainError};
 
 /// Optimiser and batch settings of a run.
@@ -67,8 +68,9 @@ impl Batch {
     }
 }
 
-/// Visits `0..n` in a fresh random order every epoch.
-#[derive(Clone, Debug)]
+/// Visits `0..n` in a fresh random order every epoch; its state is saved
+/// with a run's resume state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Shuffler {
     order: Vec<usize>,
     position: usize,
@@ -83,7 +85,7 @@ impl Shuffler {
     }
 
     /// The next `count` indices (reshuffling at each epoch boundary).
-    pub fn next_indices(&mut self, count: usize, rng: &mut StdRng) -> Vec<usize> {
+    pub fn next_indices(&mut self, count: usize, rng: &mut RunRng) -> Vec<usize> {
         let mut out = Vec::with_capacity(count);
         while out.len() < count && !self.order.is_empty() {
             if self.position == self.order.len() {
@@ -107,7 +109,7 @@ pub struct StepStats {
 /// How a step computes gradients and updates the parameters.
 enum Engine {
     /// candle's autograd and AdamW on the network's device (CUDA).
-    Autograd(AdamW),
+    Autograd(Box<AdamW>),
     /// The hand-written backward pass and fused AdamW on host vectors
     /// ([`crate::host`]); the network's variables are written after every
     /// step. The CPU's engine: about twice candle's steps per second.
@@ -119,7 +121,7 @@ pub struct Trainer {
     net: Network,
     engine: Engine,
     config: TrainConfig,
-    rng: StdRng,
+    rng: RunRng,
     step: u64,
     /// The last step handed to a checkpoint callback (a stage's start is the
     /// previous stage's end: it is saved once).
@@ -146,7 +148,7 @@ impl Trainer {
             ..ParamsAdamW::default()
         };
         let engine = if autograd {
-            Engine::Autograd(AdamW::new(net.vars(), params)?)
+            Engine::Autograd(Box::new(AdamW::new(net.vars(), params)?))
         } else {
             let adam = host::AdamW {
                 beta1: params.beta1,
@@ -156,7 +158,7 @@ impl Trainer {
             };
             Engine::Host(Box::new(HostStep::new(&net, adam, Par::rayon(0))?))
         };
-        let rng = StdRng::seed_from_u64(config.seed);
+        let rng = run_rng(config.seed);
         Ok(Trainer {
             net,
             engine,
@@ -181,8 +183,50 @@ impl Trainer {
     }
 
     /// The run's random stream (for batch sampling, poisoning, …).
-    pub fn rng(&mut self) -> &mut StdRng {
+    pub fn rng(&mut self) -> &mut RunRng {
         &mut self.rng
+    }
+
+    /// Everything besides the weights that the next step depends on.
+    pub fn state(&self) -> Result<TrainerState> {
+        let adam = match &self.engine {
+            Engine::Host(host) => host.adam_state(),
+            Engine::Autograd(optimiser) => optimiser.state()?,
+        };
+        Ok(TrainerState {
+            step: self.step,
+            rng: Some(RngState::of(&self.rng)),
+            adam,
+        })
+    }
+
+    /// A trainer that continues from `state`, taken by [`Trainer::state`] at
+    /// a checkpoint whose weights `net` holds: its next steps are those the
+    /// interrupted trainer would have taken.
+    pub fn resume(net: Network, config: TrainConfig, state: &TrainerState) -> Result<Self> {
+        let autograd = !net.device().is_cpu();
+        Self::resume_with_engine(net, config, state, autograd)
+    }
+
+    fn resume_with_engine(
+        net: Network,
+        config: TrainConfig,
+        state: &TrainerState,
+        autograd: bool,
+    ) -> Result<Self> {
+        let mut trainer = Self::with_engine(net, config, autograd)?;
+        match &mut trainer.engine {
+            Engine::Host(host) => host.restore_adam(&state.adam)?,
+            Engine::Autograd(optimiser) => optimiser.restore(&state.adam)?,
+        }
+        let rng = state
+            .rng
+            .as_ref()
+            .ok_or_else(|| TrainError::Invalid("the saved state has no random stream".into()))?;
+        trainer.rng = rng.rng()?;
+        trainer.step = state.step;
+        trainer.last_checkpoint = Some(state.step);
+        Ok(trainer)
     }
 
     /// One optimiser step on a batch at learning rate `lr`.
@@ -215,22 +259,33 @@ impl Trainer {
     /// Runs `steps` steps of one stage. `sample` draws each batch; at every
     /// global step in `checkpoints` (before the step is taken, and after the
     /// last one; never twice for the same step) `on_checkpoint` sees the
-    /// network; `progress` sees every step.
+    /// network and the trainer's state; `progress` sees every step.
     pub fn run_stage(
         &mut self,
         steps: u64,
         checkpoints: &[u64],
-        mut sample: impl FnMut(&mut StdRng) -> Batch,
-        mut on_checkpoint: impl FnMut(u64, &Network) -> Result<()>,
+        sample: impl FnMut(&mut RunRng) -> Batch,
+        on_checkpoint: impl FnMut(u64, &Network, &TrainerState) -> Result<()>,
+        progress: impl FnMut(u64, StepStats),
+    ) -> Result<()> {
+        self.run_stage_from(0, steps, checkpoints, sample, on_checkpoint, progress)
+    }
+
+    /// [`Trainer::run_stage`] entered at step `first` of the stage (a
+    /// resumed run): the learning-rate schedule is the stage's, the steps
+    /// before `first` are not taken again.
+    pub fn run_stage_from(
+        &mut self,
+        first: u64,
+        steps: u64,
+        checkpoints: &[u64],
+        mut sample: impl FnMut(&mut RunRng) -> Batch,
+        mut on_checkpoint: impl FnMut(u64, &Network, &TrainerState) -> Result<()>,
         mut progress: impl FnMut(u64, StepStats),
     ) -> Result<()> {
-        let start = self.step;
-        let end = start + steps;
-        for t in 0..steps {
-            if checkpoints.contains(&self.step) && self.last_checkpoint != Some(self.step) {
-                on_checkpoint(self.step, &self.net)?;
-                self.last_checkpoint = Some(self.step);
-            }
+        let end = self.step + steps.saturating_sub(first);
+        for t in first..steps {
+            self.checkpoint(checkpoints, &mut on_checkpoint)?;
             let lr = if self.config.cosine_decay {
                 self.config.learning_rate
                     * 0.5
@@ -249,9 +304,20 @@ impl Trainer {
             progress(self.step, stats);
         }
         debug_assert_eq!(self.step, end);
-        if checkpoints.contains(&end) && self.last_checkpoint != Some(end) {
-            on_checkpoint(end, &self.net)?;
-            self.last_checkpoint = Some(end);
+        self.checkpoint(checkpoints, &mut on_checkpoint)
+    }
+
+    /// Hands the network and state to `on_checkpoint` if the current step
+    /// is in `checkpoints` and was not handed over already.
+    fn checkpoint(
+        &mut self,
+        checkpoints: &[u64],
+        on_checkpoint: &mut impl FnMut(u64, &Network, &TrainerState) -> Result<()>,
+    ) -> Result<()> {
+        if checkpoints.contains(&self.step) && self.last_checkpoint != Some(self.step) {
+            let state = self.state()?;
+            on_checkpoint(self.step, &self.net, &state)?;
+            self.last_checkpoint = Some(self.step);
         }
         Ok(())
     }
@@ -267,7 +333,7 @@ const NOISE_CHUNK: usize = 1 << 14;
 /// seed from `rng` per step, and chunk `i` of [`NOISE_CHUNK`] entries draws
 /// from its own Xoshiro256++ generator seeded with `seed + i` (statistical
 /// quality ample for input noise, a fraction of ChaCha's cost per draw).
-fn noisy_inputs(out: &mut Vec<f32>, batch: &Batch, noise: Option<Normal<f32>>, rng: &mut StdRng) {
+fn noisy_inputs(out: &mut Vec<f32>, batch: &Batch, noise: Option<Normal<f32>>, rng: &mut RunRng) {
     out.clear();
     out.extend_from_slice(&batch.inputs);
     if let Some(noise) = noise {
@@ -315,6 +381,7 @@ fn autograd_step(
 mod tests {
     use super::*;
     use candle_core::Device;
+    use rand::rngs::StdRng;
     use rand::Rng;
     use tensim_core::{Architecture, LayerShape, Residual};
 
@@ -390,6 +457,82 @@ mod tests {
             for (a, b) in host.iter().flatten().zip(candle.iter().flatten()) {
                 assert!((a - b).abs() < 1e-5, "parameter {a} vs {b}");
             }
+        }
+    }
+
+    /// Training stopped at a checkpoint and resumed from its saved weights
+    /// (through the f64 model, as checkpoints store them), state and
+    /// shuffler takes exactly the steps of the uninterrupted run, on both
+    /// engines: same losses, same final weights, bit for bit.
+    #[test]
+    fn a_resumed_stage_takes_the_steps_of_the_uninterrupted_one() {
+        let arch = &architectures()[1];
+        let dim = arch.layers[0].input();
+        let mut data = StdRng::seed_from_u64(4);
+        let inputs: Vec<f32> = (0..200 * dim)
+            .map(|_| data.random_range(-1.0..1.0))
+            .collect();
+        let labels: Vec<u32> = (0..200).map(|_| data.random_range(0..3)).collect();
+        let batch = |shuffler: &mut Shuffler, rng: &mut RunRng| {
+            let idx = shuffler.next_indices(16, rng);
+            Batch {
+                inputs: idx
+                    .iter()
+                    .flat_map(|&i| inputs[i * dim..(i + 1) * dim].to_vec())
+                    .collect(),
+                labels: idx.iter().map(|&i| labels[i]).collect(),
+                dim,
+            }
+        };
+        let config = TrainConfig {
+            input_noise: 0.2,
+            ..TrainConfig::noiseless(1e-2, 1e-2, 16, 9).cosine()
+        };
+        for autograd in [false, true] {
+            let net = Network::init(arch, 3, &Device::Cpu).unwrap();
+            let mut whole = Trainer::with_engine(net, config.clone(), autograd).unwrap();
+            let shuffler = std::cell::RefCell::new(Shuffler::new(200));
+            let mut saved = None;
+            let mut losses = Vec::new();
+            whole
+                .run_stage(
+                    30,
+                    &[0, 12, 30],
+                    |rng| batch(&mut shuffler.borrow_mut(), rng),
+                    |step, net, state| {
+                        if step == 12 {
+                            let model = net.to_model()?;
+                            saved = Some((model, state.clone(), shuffler.borrow().clone()));
+                        }
+                        Ok(())
+                    },
+                    |step, st| losses.push((step, st)),
+                )
+                .unwrap();
+            let (model, state, mut shuffler) = saved.unwrap();
+            let net = Network::from_model(&model, &Device::Cpu).unwrap();
+            let mut resumed =
+                Trainer::resume_with_engine(net, config.clone(), &state, autograd).unwrap();
+            let mut again = Vec::new();
+            resumed
+                .run_stage_from(
+                    12,
+                    30,
+                    &[0, 12, 30],
+                    |rng| batch(&mut shuffler, rng),
+                    |step, _, _| {
+                        assert_eq!(step, 30, "the resumed step is not saved again");
+                        Ok(())
+                    },
+                    |step, st| again.push((step, st)),
+                )
+                .unwrap();
+            assert_eq!(again, losses[12..], "autograd {autograd}");
+            assert_eq!(
+                resumed.network().to_model().unwrap().parameters(),
+                whole.network().to_model().unwrap().parameters(),
+                "autograd {autograd}"
+            );
         }
     }
 }

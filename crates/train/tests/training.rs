@@ -67,7 +67,7 @@ fn train_on_xor(
     (x, y): (&[f32], &[u32]),
     steps: u64,
     checkpoints: &[u64],
-    on_checkpoint: impl FnMut(u64, &Network) -> tensim_train::Result<()>,
+    mut on_checkpoint: impl FnMut(u64, &Network) -> tensim_train::Result<()>,
 ) {
     let batch_size = trainer.config().batch_size;
     let mut shuffler = tensim_train::trainer::Shuffler::new(y.len());
@@ -76,7 +76,7 @@ fn train_on_xor(
             steps,
             checkpoints,
             |rng| xor_batch(x, y, &shuffler.next_indices(batch_size, rng)),
-            on_checkpoint,
+            |step, net, _| on_checkpoint(step, net),
             |_, _| {},
         )
         .unwrap();

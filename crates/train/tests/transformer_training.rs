@@ -210,7 +210,7 @@ fn loss_decreases_on_a_repeating_sequence() {
             30,
             &[0, 10, 30],
             || cyclic_batch(32, 6, 7, &mut rng),
-            |step, _| {
+            |step, _, _| {
                 saved.push(step);
                 Ok(())
             },
@@ -349,4 +349,71 @@ fn checkpoint_of_a_trained_network_loads_as_the_same_transformer() {
     let again = TransformerNetwork::from_transformer(&loaded, &Device::Cpu).unwrap();
     let rows = vec![vec![3u32, 1, 4, 1, 5, 9]];
     assert_eq!(logits(&net, &rows).unwrap(), logits(&again, &rows).unwrap());
+}
+
+/// A language-model stage stopped at a checkpoint and resumed from the saved
+/// weights, optimiser state and sampler stream takes the uninterrupted
+/// run's steps, bit for bit.
+#[test]
+fn a_resumed_language_model_takes_the_steps_of_the_uninterrupted_one() {
+    let tokens: Vec<u32> = (0..400u32).map(|i| (i * 7 + i / 3) % 11).collect();
+    let config = LmConfig {
+        learning_rate: 2e-2,
+        weight_decay: 0.1,
+        cosine_decay: true,
+        warmup_steps: 4,
+        grad_clip: Some(1.0),
+    };
+    let net = TransformerNetwork::init(&family_shape_full_vocab(), 8, &Device::Cpu).unwrap();
+    let sampler = std::cell::RefCell::new(tensim_data::BatchSampler::new(&tokens, 6, 5));
+    let mut whole = LmTrainer::new(net, config.clone()).unwrap();
+    let mut saved = None;
+    let mut losses = Vec::new();
+    whole
+        .run_stage(
+            20,
+            &[0, 9, 20],
+            || {
+                let b = sampler.borrow_mut().next_batch(8);
+                (b.inputs, b.targets)
+            },
+            |step, net, state| {
+                if step == 9 {
+                    let rng = sampler.borrow().rng().clone();
+                    saved = Some((net.to_transformer()?, state.clone(), rng));
+                }
+                Ok(())
+            },
+            |_, st| losses.push(st.loss),
+        )
+        .unwrap();
+    let (model, state, rng) = saved.unwrap();
+    let net = TransformerNetwork::from_transformer(&model, &Device::Cpu).unwrap();
+    let mut resumed = LmTrainer::resume(net, config, &state).unwrap();
+    let mut sampler = tensim_data::BatchSampler::with_rng(&tokens, 6, rng);
+    let mut again = Vec::new();
+    resumed
+        .run_stage_from(
+            9,
+            20,
+            &[0, 9, 20],
+            || {
+                let b = sampler.next_batch(8);
+                (b.inputs, b.targets)
+            },
+            |_, _, _| Ok(()),
+            |_, st| again.push(st.loss),
+        )
+        .unwrap();
+    assert_eq!(again, losses[9..]);
+    let parameters = |t: &LmTrainer| t.network().to_transformer().unwrap().parameters();
+    assert_eq!(parameters(&resumed), parameters(&whole));
+}
+
+/// [`family_shape`] with one logit per vocabulary entry (a language model).
+fn family_shape_full_vocab() -> TransformerShape {
+    TransformerShape {
+        outputs: 11,
+        ..family_shape()
+    }
 }

@@ -16,15 +16,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tensim_data::Split;
-
-use crate::run_dir::RunDir;
 
 /// What the caller chooses (the CLI's flags).
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
+    /// Continue the run a killed process left (else start one).
+    pub resume: bool,
     pub quick: bool,
     pub data: String,
     pub svhn_dir: Option<PathBuf>,
@@ -73,10 +73,10 @@ impl Settings {
 }
 
 /// One checkpoint's line in `metrics.jsonl` (the recorder appends the file).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
     step: u64,
-    phase: &'static str,
+    phase: String,
     train_loss: f64,
     train_accuracy: f64,
     test_loss: f64,
@@ -115,8 +115,8 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let s = Settings::new(opts.quick, opts.seed, &data.name);
     let sets = data::EvalSets::new(&data, &s)?;
     // Every input is checked above (the trigger fits, the data loaded): only now create the run.
-    let run = RunDir::create(&opts.out, opts.force)?;
-    run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
+    let settings = serde_json::to_string_pretty(&s)?;
+    let run = crate::start_run(&opts.out, opts.force, opts.resume, &settings)?;
 
     let trained = train::train(&run, &data, &sets, &s)?;
     let records = &trained.trajectory.records;

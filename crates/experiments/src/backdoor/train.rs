@@ -4,19 +4,22 @@
 
 use std::time::Instant;
 
+use std::cell::RefCell;
+
 use anyhow::{Context, Result};
-use rand::rngs::StdRng;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_data::Split;
 use tensim_train::evaluate::{evaluate, predictions};
 use tensim_train::trainer::Shuffler;
-use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
+use tensim_train::{Batch, Network, RunRng, Schedule, TrainConfig, Trainer};
 
 use super::data::{gather, labels_u32, EvalSets};
 use super::{Record, Settings};
 use crate::progress;
 use crate::recorder::{Recorder, Trajectory};
+use crate::resume;
 use crate::run_dir::RunDir;
 
 /// The recorded checkpoints and the training time.
@@ -49,7 +52,7 @@ fn config(s: &Settings) -> TrainConfig {
 /// trigger and the target label.
 fn sample(
     shuffler: &mut Shuffler,
-    rng: &mut StdRng,
+    rng: &mut RunRng,
     data: &Split,
     trigger: f32,
     s: &Settings,
@@ -101,7 +104,7 @@ fn measure(
         .count();
     Ok(Record {
         step,
-        phase: if step <= s.steps_clean { "A" } else { "B" },
+        phase: if step <= s.steps_clean { "A" } else { "B" }.into(),
         train_loss: train.loss,
         train_accuracy: train.accuracy,
         test_loss: test.loss,
@@ -110,39 +113,63 @@ fn measure(
     })
 }
 
-/// Trains both phases, recording every `checkpoint_every` steps into `run`.
+/// Where the run stands besides the trainer: the data order.
+#[derive(Serialize, Deserialize)]
+struct Position {
+    shuffler: Shuffler,
+}
+
+/// The trainer, recorder and data order to train with: fresh, or those of
+/// the interrupted run in `run` (its resume state).
+fn start<'a>(
+    run: &'a RunDir,
+    data: &Split,
+    s: &Settings,
+) -> Result<(Trainer, Recorder<'a, Model, Record>, Shuffler)> {
+    let device = tensim_train::default_device();
+    if let Some(r) = resume::load::<Position>(run)? {
+        let recorder = Recorder::reopen(run, r.checkpoints)?;
+        let last = recorder
+            .last()
+            .context("the resume state has no checkpoint")?;
+        let net = Network::from_model(last, &device)?;
+        let trainer = Trainer::resume(net, config(s), &r.trainer)?;
+        return Ok((trainer, recorder, r.position.shuffler));
+    }
+    let net = Network::init(&architecture(data.train.dim(), s), s.seed, &device)?;
+    let shuffler = Shuffler::new(data.train.len());
+    Ok((Trainer::new(net, config(s))?, Recorder::new(run), shuffler))
+}
+
+/// Trains both phases, recording every `checkpoint_every` steps into `run`
+/// (continuing an interrupted run where it stopped).
 pub(super) fn train(run: &RunDir, data: &Split, sets: &EvalSets, s: &Settings) -> Result<Trained> {
-    let net = Network::init(
-        &architecture(data.train.dim(), s),
-        s.seed,
-        &tensim_train::default_device(),
-    )?;
-    let mut trainer = Trainer::new(net, config(s))?;
+    let (mut trainer, mut recorder, shuffler) = start(run, data, s)?;
+    let shuffler = RefCell::new(shuffler);
     let total = s.steps_clean + s.steps_poisoned;
     let schedule = Schedule::Every(s.checkpoint_every).steps(total)?;
-    let mut recorder: Recorder<Model, Record> = Recorder::new(run);
     let bar = progress::bar(total, "training");
-    let mut shuffler = Shuffler::new(data.train.len());
+    bar.inc(trainer.step_count());
     let start = Instant::now();
+    let mut phase_start = 0;
     for (phase, steps, rate) in [
         ("A", s.steps_clean, 0.0),
         ("B", s.steps_poisoned, s.poison_rate),
     ] {
+        let first = trainer.step_count().saturating_sub(phase_start).min(steps);
         trainer
-            .run_stage(
+            .run_stage_from(
+                first,
                 steps,
                 &schedule,
-                |rng| sample(&mut shuffler, rng, data, sets.trigger, s, rate),
-                |step, net| {
+                |rng| sample(&mut shuffler.borrow_mut(), rng, data, sets.trigger, s, rate),
+                |step, net, state| {
                     let record = measure(net, step, data, sets, s)?;
-                    let phase = record.phase.to_string();
-                    recorder.record(
-                        net.to_model()?,
-                        step,
-                        Some(phase),
-                        format!("step {step}"),
-                        record,
-                    )
+                    let phase = Some(record.phase.clone());
+                    let label = format!("step {step}");
+                    recorder.record(net.to_model()?, step, phase, label, record)?;
+                    let shuffler = shuffler.borrow().clone();
+                    recorder.snapshot(state, &Position { shuffler })
                 },
                 |_, st| {
                     bar.inc(1);
@@ -153,6 +180,7 @@ pub(super) fn train(run: &RunDir, data: &Split, sets: &EvalSets, s: &Settings) -
                 },
             )
             .with_context(|| format!("training phase {phase}"))?;
+        phase_start += steps;
     }
     bar.finish_and_clear();
     Ok(Trained {

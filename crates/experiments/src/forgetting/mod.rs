@@ -16,14 +16,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
-
-use crate::run_dir::RunDir;
+use serde::{Deserialize, Serialize};
 
 /// What the caller chooses (the CLI's flags).
 pub struct Options {
     pub out: PathBuf,
     pub force: bool,
+    /// Continue the run a killed process left (else start one).
+    pub resume: bool,
     pub quick: bool,
     pub epochs: Option<f64>,
     pub seed: u64,
@@ -90,7 +90,7 @@ impl Settings {
 }
 
 /// One checkpoint's line in `metrics.jsonl` (the recorder appends the file).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
     step: u64,
     stage: usize,
@@ -130,9 +130,9 @@ pub struct Outcome {
 pub fn run(opts: &Options) -> Result<Outcome> {
     let started = Instant::now();
     let data = tensim_data::load_dataset("mnist", None)?;
-    let run = RunDir::create(&opts.out, opts.force)?;
     let s = Settings::new(opts, data.train.len());
-    run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
+    let settings = serde_json::to_string_pretty(&s)?;
+    let run = crate::start_run(&opts.out, opts.force, opts.resume, &settings)?;
 
     let trained = train::train(&run, &data, &s)?;
     let found = analysis::analyse(&run, &data, &s, &trained)?;

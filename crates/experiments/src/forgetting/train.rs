@@ -4,18 +4,21 @@
 
 use std::time::Instant;
 
+use std::cell::RefCell;
+
 use anyhow::{Context, Result};
-use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_data::{ImageSet, Split};
 use tensim_train::curriculum::{class_incremental, Stage};
 use tensim_train::evaluate::predictions;
 use tensim_train::trainer::Shuffler;
-use tensim_train::{Batch, Network, Schedule, TrainConfig, Trainer};
+use tensim_train::{Batch, Network, RunRng, Schedule, TrainConfig, Trainer, TrainerState};
 
 use super::{Record, Settings};
 use crate::progress;
 use crate::recorder::{Recorder, Trajectory};
+use crate::resume::{self, Resumed};
 use crate::run_dir::RunDir;
 
 /// The recorded curriculum.
@@ -64,7 +67,7 @@ fn config(s: &Settings) -> TrainConfig {
 }
 
 /// A batch from one stage's training set.
-fn sample(set: &ImageSet, shuffler: &mut Shuffler, rng: &mut StdRng, s: &Settings) -> Batch {
+fn sample(set: &ImageSet, shuffler: &mut Shuffler, rng: &mut RunRng, s: &Settings) -> Batch {
     let dim = set.dim();
     let idx = shuffler.next_indices(s.batch_size, rng);
     let mut inputs = Vec::with_capacity(idx.len() * dim);
@@ -118,7 +121,59 @@ fn stage_schedule(k: usize, steps: u64, every: u64) -> Result<Vec<u64>> {
     Ok(schedule)
 }
 
-/// Trains through every stage of the curriculum, recording into `run`.
+/// Where the run stands besides the trainer: the stage (each stage trains
+/// with its own trainer, whose steps count from 0) and its data order.
+#[derive(Serialize, Deserialize)]
+struct Position {
+    stage: usize,
+    shuffler: Shuffler,
+}
+
+/// The recorder, the weights to continue from and the resume state.
+type Start<'a> = (
+    Recorder<'a, Model, Record>,
+    Network,
+    Option<Resumed<Position>>,
+);
+
+/// The recorder, and the weights and resume state to continue from: fresh,
+/// or those of the interrupted run in `run`.
+fn start<'a>(run: &'a RunDir, arch: &Architecture, s: &Settings) -> Result<Start<'a>> {
+    let device = tensim_train::default_device();
+    if let Some(r) = resume::load::<Position>(run)? {
+        let recorder = Recorder::reopen(run, r.checkpoints)?;
+        let last = recorder
+            .last()
+            .context("the resume state has no checkpoint")?;
+        let net = Network::from_model(last, &device)?;
+        return Ok((recorder, net, Some(r)));
+    }
+    let net = Network::init(arch, s.seed, &device)?;
+    Ok((Recorder::new(run), net, None))
+}
+
+/// Stage `k`'s trainer, data order and first step: fresh (every stage
+/// starts a new AdamW, moments zero, and cosine schedule from the previous
+/// stage's weights, as the paper's script does), or the interrupted run's.
+fn stage_trainer(
+    k: usize,
+    net: Network,
+    set: &ImageSet,
+    resumed: &Option<Resumed<Position>>,
+    s: &Settings,
+) -> Result<(Trainer, Shuffler, u64)> {
+    match resumed {
+        Some(r) if r.position.stage == k => {
+            let state: &TrainerState = &r.trainer;
+            let trainer = Trainer::resume(net, config(s), state)?;
+            Ok((trainer, r.position.shuffler.clone(), state.step))
+        }
+        _ => Ok((Trainer::new(net, config(s))?, Shuffler::new(set.len()), 0)),
+    }
+}
+
+/// Trains through every stage of the curriculum, recording into `run`
+/// (continuing an interrupted run where it stopped).
 pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained> {
     let train_all = match s.train_images {
         Some(n) => data.train.first(n),
@@ -126,7 +181,7 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
     };
     let arch = architecture(train_all.dim(), s);
     let device = tensim_train::default_device();
-    let mut net = Network::init(&arch, s.seed, &device)?;
+    let (mut recorder, mut net, resumed) = start(run, &arch, s)?;
     let stages = class_incremental();
     let stage_sets: Vec<ImageSet> = stages
         .iter()
@@ -144,32 +199,35 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
         let spread = s.checkpoints.saturating_sub(stages.len() as u64).max(1);
         total.div_ceil(spread).max(1)
     });
-    let mut recorder: Recorder<Model, Record> = Recorder::new(run);
-    let mut stage_first: Vec<usize> = Vec::new();
-    let mut recorded = 0usize;
+    let first_stage = resumed.as_ref().map_or(0, |r| r.position.stage);
     let bar = progress::bar(total, "training");
     let start = Instant::now();
     let mut offset = 0u64;
     for (k, (stage, set)) in stages.iter().zip(&stage_sets).enumerate() {
         let steps = stage_steps[k];
-        // Every stage starts a fresh AdamW (moments zero) and cosine schedule
-        // from the previous stage's weights, as the paper's script does.
+        if k < first_stage {
+            bar.inc(steps);
+            offset += steps;
+            continue;
+        }
         let schedule = stage_schedule(k, steps, every)?;
-        stage_first.push(recorded);
-        let mut trainer = Trainer::new(net, config(s))?;
-        let mut shuffler = Shuffler::new(set.len());
+        let (mut trainer, shuffler, first) = stage_trainer(k, net, set, &resumed, s)?;
+        bar.inc(first);
+        let shuffler = RefCell::new(shuffler);
         trainer
-            .run_stage(
+            .run_stage_from(
+                first,
                 steps,
                 &schedule,
-                |rng| sample(set, &mut shuffler, rng, s),
-                |local, net| {
+                |rng| sample(set, &mut shuffler.borrow_mut(), rng, s),
+                |local, net, state| {
                     let step = offset + local;
                     let record = measure(net, &data.test, step, k, stage)?;
-                    recorded += 1;
                     let label = format!("{} @{step}", stage.name);
                     let phase = Some(stage.name.clone());
-                    recorder.record(net.to_model()?, step, phase, label, record)
+                    recorder.record(net.to_model()?, step, phase, label, record)?;
+                    let shuffler = shuffler.borrow().clone();
+                    recorder.snapshot(state, &Position { stage: k, shuffler })
                 },
                 |_, st| {
                     bar.inc(1);
@@ -181,9 +239,16 @@ pub(super) fn train(run: &RunDir, data: &Split, s: &Settings) -> Result<Trained>
         offset += steps;
     }
     bar.finish_and_clear();
+    let trajectory = recorder.take_series();
+    let stage_first = (0..stages.len())
+        .map(|k| {
+            let first = trajectory.records.iter().position(|r| r.stage >= k);
+            first.unwrap_or(trajectory.len())
+        })
+        .collect();
     Ok(Trained {
         seconds: start.elapsed().as_secs_f64(),
-        trajectory: recorder.take_series(),
+        trajectory,
         stages,
         stage_first,
         stage_steps,

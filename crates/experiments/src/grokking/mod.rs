@@ -15,10 +15,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tensim_train::Schedule;
-
-use crate::run_dir::RunDir;
 
 /// What the caller chooses (the CLI's flags).
 pub type Options = crate::StepOptions;
@@ -61,7 +59,7 @@ impl Settings {
 }
 
 /// One checkpoint's line in `metrics.jsonl` (the recorder appends the file).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
     step: u64,
     train_loss: f64,
@@ -106,8 +104,8 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         },
         s.steps,
     )?;
-    let run = RunDir::create(&opts.out, opts.force)?;
-    run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
+    let settings = serde_json::to_string_pretty(&s)?;
+    let run = crate::start_run(&opts.out, opts.force, opts.resume, &settings)?;
 
     let trained = train::train(&run, &s, &schedule)?;
     let records = &trained.trajectory.records;

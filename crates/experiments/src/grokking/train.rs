@@ -3,18 +3,22 @@
 
 use std::time::Instant;
 
+use std::cell::RefCell;
+
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 use tensim_core::{Architecture, LayerShape, Model};
 use tensim_train::evaluate::evaluate;
 use tensim_train::trainer::Shuffler;
-use tensim_train::{Batch, Network, TrainConfig, Trainer};
+use tensim_train::{Batch, Network, RunRng, TrainConfig, Trainer};
 
 use super::{Record, Settings};
 use crate::progress;
 use crate::recorder::{Recorder, Trajectory};
+use crate::resume;
 use crate::run_dir::RunDir;
 
 /// The recorded checkpoints and the training time.
@@ -65,7 +69,7 @@ fn config(s: &Settings) -> TrainConfig {
 }
 
 /// A batch of training pairs.
-fn sample(train: &Encoded, shuffler: &mut Shuffler, rng: &mut StdRng, s: &Settings) -> Batch {
+fn sample(train: &Encoded, shuffler: &mut Shuffler, rng: &mut RunRng, s: &Settings) -> Batch {
     let dim = 2 * s.modulus;
     let idx = shuffler.next_indices(s.batch_size, rng);
     let mut inputs = Vec::with_capacity(idx.len() * dim);
@@ -79,22 +83,51 @@ fn sample(train: &Encoded, shuffler: &mut Shuffler, rng: &mut StdRng, s: &Settin
     }
 }
 
-/// Trains for `s.steps`, recording at the `schedule` steps into `run`.
+/// Where the run stands besides the trainer: the data order.
+#[derive(Serialize, Deserialize)]
+struct Position {
+    shuffler: Shuffler,
+}
+
+/// The trainer, recorder and data order to train with: fresh, or those of
+/// the interrupted run in `run` (its resume state).
+fn start<'a>(
+    run: &'a RunDir,
+    s: &Settings,
+    examples: usize,
+) -> Result<(Trainer, Recorder<'a, Model, Record>, Shuffler)> {
+    let device = tensim_train::default_device();
+    if let Some(r) = resume::load::<Position>(run)? {
+        let recorder = Recorder::reopen(run, r.checkpoints)?;
+        let last = recorder
+            .last()
+            .context("the resume state has no checkpoint")?;
+        let net = Network::from_model(last, &device)?;
+        let trainer = Trainer::resume(net, config(s), &r.trainer)?;
+        return Ok((trainer, recorder, r.position.shuffler));
+    }
+    let net = Network::init(&architecture(s), s.seed, &device)?;
+    let shuffler = Shuffler::new(examples);
+    Ok((Trainer::new(net, config(s))?, Recorder::new(run), shuffler))
+}
+
+/// Trains for `s.steps`, recording at the `schedule` steps into `run`
+/// (continuing an interrupted run where it stopped).
 pub(super) fn train(run: &RunDir, s: &Settings, schedule: &[u64]) -> Result<Trained> {
     let (train, val) = split(s);
     let dim = 2 * s.modulus;
-    let net = Network::init(&architecture(s), s.seed, &tensim_train::default_device())?;
-    let mut trainer = Trainer::new(net, config(s))?;
-    let mut recorder: Recorder<Model, Record> = Recorder::new(run);
-    let mut shuffler = Shuffler::new(train.y.len());
+    let (mut trainer, mut recorder, shuffler) = start(run, s, train.y.len())?;
+    let shuffler = RefCell::new(shuffler);
     let bar = progress::bar(s.steps, "training");
+    bar.inc(trainer.step_count());
     let start = Instant::now();
     trainer
-        .run_stage(
+        .run_stage_from(
+            trainer.step_count().min(s.steps),
             s.steps,
             schedule,
-            |rng| sample(&train, &mut shuffler, rng, s),
-            |step, net| {
+            |rng| sample(&train, &mut shuffler.borrow_mut(), rng, s),
+            |step, net, state| {
                 let t = evaluate(net, &train.x, &train.y, dim)?;
                 let v = evaluate(net, &val.x, &val.y, dim)?;
                 let record = Record {
@@ -104,7 +137,9 @@ pub(super) fn train(run: &RunDir, s: &Settings, schedule: &[u64]) -> Result<Trai
                     validation_loss: v.loss,
                     validation_accuracy: v.accuracy,
                 };
-                recorder.record(net.to_model()?, step, None, format!("step {step}"), record)
+                recorder.record(net.to_model()?, step, None, format!("step {step}"), record)?;
+                let shuffler = shuffler.borrow().clone();
+                recorder.snapshot(state, &Position { shuffler })
             },
             |_, st| {
                 bar.inc(1);

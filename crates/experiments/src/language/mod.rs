@@ -23,13 +23,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tensim_core::transformer::Transformer;
 use tensim_data::{load_text_dataset, BpeTokenizer, DEFAULT_VAL_FRACTION};
 use tensim_train::Schedule;
 
 use crate::recorder::Recorder;
-use crate::run_dir::RunDir;
+use crate::resume;
 
 /// What the caller chooses (the CLI's flags).
 #[derive(Clone, Debug)]
@@ -38,6 +38,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Overwrite an existing run directory.
     pub force: bool,
+    /// Continue the run a killed process left (else start one).
+    pub resume: bool,
     /// A reduced run for tests and a first look.
     pub quick: bool,
     /// The paper's model size (EXPERIMENTS §4), for machines that can afford it.
@@ -186,10 +188,12 @@ impl Settings {
 }
 
 /// One checkpoint's line in `metrics.jsonl` (the recorder appends the file).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
     layers: usize,
     step: u64,
+    /// The last training step's loss (NaN, written `null`, at step 0).
+    #[serde(deserialize_with = "crate::recorder::null_as_nan")]
     train_loss: f64,
     /// Held-out loss from position `n − 2` for the n-gram order `n` = 2, 3, 4.
     heldout_loss: [f64; 3],
@@ -251,7 +255,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let started = Instant::now();
     let mut s = Settings::new(opts);
     let schedule = crate::checkpoint_steps(Schedule::List(s.schedule()), s.steps)?;
-    let run = RunDir::create(&opts.out, opts.force)?;
     let text =
         load_text_dataset("shakespeare").context("loading the bundled Shakespeare corpus")?;
     // The last 10% of the text is held out; the merges are learnt on the rest.
@@ -263,16 +266,28 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     );
     let tokenizer = BpeTokenizer::train_with_alphabet(train_text, &text, s.bpe_vocab);
     s.vocab = tokenizer.vocab_size();
-    run.write_text("settings.json", &serde_json::to_string_pretty(&s)?)?;
+    let settings = serde_json::to_string_pretty(&s)?;
+    let run = crate::start_run(&opts.out, opts.force, opts.resume, &settings)?;
     run.write_text("tokenizer.json", &tokenizer.to_json())?;
     let train_tokens = tokenizer.encode(train_text)?;
     let val_tokens = tokenizer.encode(val_text)?;
 
     let inputs = inputs::Inputs::new(train_tokens, &val_tokens, &s);
-    let mut recorder: Recorder<Transformer, Record> = Recorder::new(&run);
+    let resumed = resume::load::<train::Position>(&run)?;
+    let mut recorder: Recorder<Transformer, Record> = match &resumed {
+        Some(r) => Recorder::reopen(&run, r.checkpoints)?,
+        None => Recorder::new(&run),
+    };
     let mut outcomes = Vec::new();
     for &layers in &s.layers {
-        let trained = train::train(&mut recorder, &s, &schedule, &inputs, layers)?;
+        let trained = train::train(
+            &mut recorder,
+            &s,
+            &schedule,
+            &inputs,
+            layers,
+            resumed.as_ref(),
+        )?;
         let start = Instant::now();
         let found = analysis::analyse(&run, &s, &inputs, &trained)?;
         figures::render(&run, &inputs, &trained, &found)?;
@@ -310,6 +325,7 @@ mod tests {
         Options {
             out: PathBuf::from("unused"),
             force: false,
+            resume: false,
             quick,
             paper,
             steps: None,
