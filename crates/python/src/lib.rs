@@ -1,4 +1,6 @@
-//! `import tensim`: tensor similarity of bilinear networks from Python.
+//! `tensim._tensim`, the native half of `import tensim`: tensor similarity
+//! of bilinear networks from Python (the package `python/tensim` re-exports
+//! it).
 //!
 //! Models are built from arrays (numpy, PyTorch tensors, anything with
 //! `__array__`; PyTorch layout `[out, in]`) or loaded
@@ -531,6 +533,7 @@ fn matrix<'py>(
 }
 
 #[pymodule]
+#[pyo3(name = "_tensim")]
 fn tensim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(bilinear_classifier, m)?)?;
