@@ -4,14 +4,19 @@ Models are built from arrays (numpy, PyTorch tensors, anything with
 ``__array__``; PyTorch layout ``[out, in]``) or loaded from files (tensim
 safetensors; PyTorch, npz or safetensors with an architecture spec).
 Similarities run in Rust (``tensim._tensim``) with the GIL released.
+
+``matrix_pairs`` and ``assemble`` compute a matrix in blocks of pairs, for
+executors that spread one matrix over processes or machines.
 """
 
 from tensim._tensim import (
     Model,
+    assemble,
     bilinear_classifier,
     from_state_dict,
     load,
     matrix,
+    matrix_pairs,
     model,
     similarity,
     slices,
@@ -19,10 +24,12 @@ from tensim._tensim import (
 
 __all__ = [
     "Model",
+    "assemble",
     "bilinear_classifier",
     "from_state_dict",
     "load",
     "matrix",
+    "matrix_pairs",
     "model",
     "similarity",
     "slices",
