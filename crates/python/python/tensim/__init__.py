@@ -6,7 +6,9 @@ safetensors; PyTorch, npz or safetensors with an architecture spec).
 Similarities run in Rust (``tensim._tensim``) with the GIL released.
 
 ``matrix_pairs`` and ``assemble`` compute a matrix in blocks of pairs, for
-executors that spread one matrix over processes or machines.
+executors that spread one matrix over processes or machines;
+``tensim.ray.matrix`` is one, on Ray (``pip install tensim[ray]``). Importing
+``tensim`` does not import Ray.
 """
 
 from tensim._tensim import (
