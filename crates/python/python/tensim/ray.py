@@ -33,7 +33,10 @@ __all__ = ["matrix"]
 # before returning its values, as a crashed machine would.
 CRASH_ONCE_ENV = "TENSIM_RAY_CRASH_ONCE"
 
-BLOCKS_PER_CPU = 4
+# Default split: the fewest blocks with at least this many per CPU. Every
+# model is prepared once per block of its rows or columns, so fewer blocks
+# prepare less; more blocks keep every CPU busy until the end.
+BLOCKS_PER_CPU = 2
 
 
 def matrix(
@@ -62,8 +65,10 @@ def matrix(
     ``monte-carlo``) and ``positions`` (transformers) are those of
     ``tensim.matrix``, and so is the result, bit for bit.
 
-    ``block``: rows (and columns) per block; by default about four blocks per
-    CPU of the cluster. ``max_retries``: how often a block is run again when
+    ``block``: rows (and columns) per block; by default the fewest blocks
+    that give every CPU of the cluster two (``BLOCKS_PER_CPU``). Each model
+    is prepared once in every block of its rows or columns: larger blocks
+    prepare less, smaller ones balance better. ``max_retries``: how often a block is run again when
     its worker dies (a killed process, a lost node); an error the computation
     raises (a missing or corrupt file, models that do not match) is raised at
     once, naming the file, and the other blocks are cancelled.
@@ -107,7 +112,7 @@ def _absolute_paths(paths):
 
 def _default_block(n, cpus):
     """Rows per block giving at least ``BLOCKS_PER_CPU`` blocks per CPU (so
-    that workers finishing early find more work), and no more than needed."""
+    that workers finishing early find more work), and no more blocks than that."""
     want = BLOCKS_PER_CPU * max(1, int(cpus))
     groups = 1
     while groups < n and groups * (groups + 1) // 2 < want:
