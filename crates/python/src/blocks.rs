@@ -27,15 +27,16 @@ use crate::{matrix_arg, parse_metric, to_numpy, value_error};
 type Block<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f64>>);
 
 /// The raw values of some pairs of the matrix over `paths`, one checkpoint
-/// per file (a file holding several, a step → state dict file, is an error:
-/// `tensim convert FILE -o DIR` splits it). Only the files the pairs touch
-/// are read; each model is prepared once; the pairs run in parallel with
-/// the GIL released, on `threads` threads (`None` or 0: every core).
+/// per file (a file holding several, a step → state dict file, is an
+/// error: `tensim convert FILE --arch SPEC -o DIR` splits it). Only the
+/// files the pairs touch are read; each model is prepared once; the pairs
+/// run in parallel with the GIL released, on `threads` threads (`None` or
+/// 0: every core).
 ///
 /// Returns `(pairs, values)`: the pairs `(i, j)` as an `int64` array
 /// `(k, 2)`, row by row, and their values `(k, m)`: raw inner products per
 /// output for `tensor`, `gaussian` and their slices, the metric's one value
-/// otherwise. [`assemble`] makes the matrix from the blocks of all pairs.
+/// otherwise. `assemble` makes the matrix from the blocks of all pairs.
 /// `metric`, `inputs`, `samples`, `seed` and `positions` are those of
 /// `tensim.matrix`; `arch` is a TOML spec for foreign checkpoints, as for
 /// `tensim.load`. With no pairs nothing is read: only the metric and the
@@ -166,7 +167,7 @@ fn load_one(path: &Path, spec: Option<&ArchSpec>) -> Result<Network, String> {
     if all.len() != 1 {
         return Err(format!(
             "{}: holds {} checkpoints (a step → state dict file); give one checkpoint per path \
-             (`tensim convert {} -o DIR` writes one file per step)",
+             (`tensim convert {} --arch SPEC -o DIR` writes one file per step)",
             path.display(),
             all.len(),
             path.display()
@@ -209,7 +210,7 @@ fn block_arrays<'py>(
 }
 
 /// The N×N matrix of `metric` over `n` models from blocks of
-/// [`matrix_pairs`] (its `(pairs, values)` tuples) that together hold every
+/// `matrix_pairs` (its `(pairs, values)` tuples) that together hold every
 /// pair `i ≤ j < n` exactly once: bit for bit the matrix `tensim.matrix`
 /// computes from the same models and options.
 #[pyfunction]

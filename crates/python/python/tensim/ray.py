@@ -56,8 +56,8 @@ def matrix(
 
     ``paths``: one checkpoint per file (tensim safetensors, or with ``arch``, a
     TOML architecture spec, a PyTorch, npz or safetensors file); a file that
-    holds several checkpoints is an error (``tensim convert FILE -o DIR``
-    writes one file per step). Paths are made absolute here, so on a cluster
+    holds several checkpoints is an error (``tensim convert FILE --arch SPEC
+    -o DIR`` writes one file per step). Paths are made absolute here, so on a cluster
     they must name the same files on every node (a shared file system).
 
     ``metric``, ``inputs`` (``n × d_in`` for ``output-cosine`` and ``cka``,
