@@ -88,7 +88,7 @@ def single_process(paths, metric, **options):
 def test_sequential_matrices_equal_the_single_process_bit_for_bit(cluster, classifiers, metric):
     options = {"samples": 500, "seed": 3} if metric == "monte-carlo" else {}
     expected = single_process(classifiers, metric, **options)
-    for block in (None, 3):  # the default split (4 rows), and uneven 3-row blocks of 11 models
+    for block in (None, 3):  # the default split (6 rows), and uneven 3-row blocks of 11 models
         got = tensim.ray.matrix(classifiers, metric, block=block, progress=False, **options)
         assert got.dtype == np.float64 and got.shape == (11, 11)
         assert np.array_equal(got, expected), (metric, block)
@@ -159,7 +159,8 @@ def test_blocks_cover_every_pair_once():
             assert sorted(pairs) == [(i, j) for i in range(n) for j in range(i, n)]
             assert all(len({i for i, _ in b}) <= size and len({j for _, j in b}) <= size
                        for b in tensim.ray._blocks(n, size))
-    assert tensim.ray._default_block(50, 2) == 17  # 3 groups of rows: 6 blocks for 2 CPUs
+    assert tensim.ray._default_block(50, 2) == 25  # 2 groups of rows: 3 blocks for 2 CPUs
+    assert tensim.ray._default_block(50, 16) == 8  # 7 groups: 28 blocks for 16 CPUs
     assert tensim.ray._default_block(3, 64) == 1  # never more blocks than pairs
 
 

@@ -10,6 +10,7 @@ and assembles the matrix: the same numpy array, bit for bit, as
 Ray is an optional dependency: ``pip install tensim[ray]``.
 """
 
+import math
 import os
 import signal
 import sys
@@ -35,8 +36,10 @@ CRASH_ONCE_ENV = "TENSIM_RAY_CRASH_ONCE"
 
 # Default split: the fewest blocks with at least this many per CPU. Every
 # model is prepared once per block of its rows or columns, so fewer blocks
-# prepare less; more blocks keep every CPU busy until the end.
-BLOCKS_PER_CPU = 2
+# prepare less; more blocks keep every CPU busy until the end. On 2 CPUs this
+# gives 2 row groups (3 blocks, which 2 CPUs share evenly: the off-diagonal
+# block has as many pairs as the two triangles).
+BLOCKS_PER_CPU = 1.5
 
 
 def matrix(
@@ -66,7 +69,7 @@ def matrix(
     ``tensim.matrix``, and so is the result, bit for bit.
 
     ``block``: rows (and columns) per block; by default the fewest blocks
-    that give every CPU of the cluster two (``BLOCKS_PER_CPU``). Each model
+    that give every CPU of the cluster one and a half (``BLOCKS_PER_CPU``). Each model
     is prepared once in every block of its rows or columns: larger blocks
     prepare less, smaller ones balance better. ``max_retries``: how often a block is run again when
     its worker dies (a killed process, a lost node); an error the computation
@@ -113,7 +116,7 @@ def _absolute_paths(paths):
 def _default_block(n, cpus):
     """Rows per block giving at least ``BLOCKS_PER_CPU`` blocks per CPU (so
     that workers finishing early find more work), and no more blocks than that."""
-    want = BLOCKS_PER_CPU * max(1, int(cpus))
+    want = math.ceil(BLOCKS_PER_CPU * max(1, int(cpus)))
     groups = 1
     while groups < n and groups * (groups + 1) // 2 < want:
         groups += 1
