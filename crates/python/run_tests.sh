@@ -3,7 +3,8 @@
 #   bash crates/python/run_tests.sh
 # 1. a throwaway virtual environment with maturin, pytest and numpy;
 # 2. `maturin build` (debug profile, extension-module feature from
-#    pyproject.toml) and install of the wheel;
+#    pyproject.toml) and install of the wheel with its `ray` extra (the
+#    tests of tensim.ray start a local 2-CPU Ray cluster);
 # 3. `cargo build -p tensim` for the CLI the tests compare against;
 # 4. pytest with TENSIM_BIN pointing at that CLI.
 # Honours CARGO_TARGET_DIR. Exits non-zero on the first failure.
@@ -24,7 +25,8 @@ echo "== wheel"
 "$work/venv/bin/maturin" build --quiet \
     --manifest-path "$root/crates/python/Cargo.toml" \
     --interpreter "$py" --out "$work/wheels"
-"$py" -m pip install --quiet --disable-pip-version-check "$work"/wheels/tensim-*.whl
+wheel="$(ls "$work"/wheels/tensim-*.whl)"
+"$py" -m pip install --quiet --disable-pip-version-check "$wheel[ray]"
 
 echo "== CLI"
 cargo build --quiet -p tensim --manifest-path "$root/Cargo.toml"

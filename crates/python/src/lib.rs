@@ -1,9 +1,13 @@
-//! `import tensim`: tensor similarity of bilinear networks from Python.
+//! `tensim._tensim`, the native half of `import tensim`: tensor similarity
+//! of bilinear networks from Python (the package `python/tensim` re-exports
+//! it and adds `tensim.ray`).
 //!
 //! Models are built from arrays (numpy, PyTorch tensors, anything with
 //! `__array__`; PyTorch layout `[out, in]`) or loaded
 //! from files (tensim safetensors; PyTorch, npz or safetensors with an
 //! architecture spec). Similarities run in Rust with the GIL released.
+
+mod blocks;
 
 use std::path::PathBuf;
 
@@ -531,6 +535,7 @@ fn matrix<'py>(
 }
 
 #[pymodule]
+#[pyo3(name = "_tensim")]
 fn tensim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(bilinear_classifier, m)?)?;
@@ -540,5 +545,7 @@ fn tensim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(similarity_of, m)?)?;
     m.add_function(wrap_pyfunction!(slices, m)?)?;
     m.add_function(wrap_pyfunction!(matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(blocks::matrix_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(blocks::assemble, m)?)?;
     Ok(())
 }
