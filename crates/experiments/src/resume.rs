@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tensim_io::atomic::write_atomic;
 use tensim_train::{AdamState, RngState, TrainerState};
 
+use crate::recorder::Recorder;
 use crate::run_dir::RunDir;
 
 /// The file, relative to the run directory.
@@ -120,4 +121,34 @@ pub fn load<S: DeserializeOwned>(run: &RunDir) -> Result<Option<Resumed<S>>> {
     read()
         .map(Some)
         .with_context(|| format!("{} is not a resume state", path.display()))
+}
+
+/// An interrupted run of a sequential model, reopened: its recorder, its
+/// resume state and the network of its last checkpoint on the training
+/// device (where training continues).
+pub struct Reopened<'a, R, P> {
+    pub recorder: Recorder<'a, tensim_core::Model, R>,
+    pub resumed: Resumed<P>,
+    pub network: tensim_train::Network,
+}
+
+/// The interrupted run in `run`, if it has a resume state.
+pub fn reopen<'a, R, P>(run: &'a RunDir) -> Result<Option<Reopened<'a, R, P>>>
+where
+    R: Serialize + DeserializeOwned + Clone,
+    P: DeserializeOwned,
+{
+    let Some(resumed) = load::<P>(run)? else {
+        return Ok(None);
+    };
+    let recorder = Recorder::reopen(run, resumed.checkpoints)?;
+    let last = recorder
+        .last()
+        .context("the resume state has no checkpoint")?;
+    let network = tensim_train::Network::from_model(last, &tensim_train::default_device())?;
+    Ok(Some(Reopened {
+        recorder,
+        resumed,
+        network,
+    }))
 }

@@ -172,34 +172,30 @@ fn pytorch_zip() -> Target {
     ];
     let mut seeds: Vec<Vec<u8>> = names.iter().map(|n| read(&fixture(n))).collect();
     seeds.push(read(&corpus("pt/published.pt")));
-    Target {
-        name: "pt",
-        extension: "pt",
-        form: Form::Zip,
-        seeds,
-        load: Box::new(|path| load_foreign(path, None)),
-    }
+    foreign("pt", "pt", Form::Zip, seeds)
 }
 
 fn pytorch_legacy() -> Target {
-    Target {
-        name: "pt-legacy",
-        extension: "pt",
-        form: Form::Bytes,
-        seeds: vec![read(&fixture("legacy.pt"))],
-        load: Box::new(|path| load_foreign(path, None)),
-    }
+    foreign(
+        "pt-legacy",
+        "pt",
+        Form::Bytes,
+        vec![read(&fixture("legacy.pt"))],
+    )
 }
 
 fn npz() -> Target {
+    let seeds = ["classifier.npz", "compressed.npz"].map(|n| read(&fixture(n)));
+    foreign("npz", "npz", Form::Zip, seeds.to_vec())
+}
+
+/// A target that reads a foreign file's tensors (no spec).
+fn foreign(name: &'static str, extension: &'static str, form: Form, seeds: Vec<Vec<u8>>) -> Target {
     Target {
-        name: "npz",
-        extension: "npz",
-        form: Form::Zip,
-        seeds: vec![
-            read(&fixture("classifier.npz")),
-            read(&fixture("compressed.npz")),
-        ],
+        name,
+        extension,
+        form,
+        seeds,
         load: Box::new(|path| load_foreign(path, None)),
     }
 }

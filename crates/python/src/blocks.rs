@@ -17,7 +17,6 @@ use rayon::prelude::*;
 use tensim_core::metric::{Metric, MetricError, MetricOptions};
 use tensim_core::network::Network;
 use tensim_core::pair_plan::{PairPlan, PairValues};
-use tensim_core::Mat;
 use tensim_io::ArchSpec;
 
 use crate::{matrix_arg, parse_metric, to_numpy, value_error};
@@ -75,13 +74,7 @@ pub fn matrix_pairs<'py>(
         return block_arrays(py, &PairValues::new(), &[]);
     }
     let files: Vec<&Path> = touched.models.iter().map(|&g| paths[g].as_path()).collect();
-    let options = MetricOptions {
-        inputs: inputs.as_ref().map(Mat::as_ref),
-        samples,
-        seed,
-        positions,
-        ..MetricOptions::default()
-    };
+    let options = crate::matrix_options(inputs.as_ref(), samples, seed, positions);
     let values = py
         .detach(|| {
             in_pool(threads, || {

@@ -431,6 +431,23 @@ fn parse_metric(text: &str) -> PyResult<Metric> {
     text.parse().map_err(value_error)
 }
 
+/// The options of a matrix: `inputs` for `output-cosine` and `cka`,
+/// `samples` and `seed` for `monte-carlo`, `positions` for transformers.
+pub(crate) fn matrix_options(
+    inputs: Option<&Mat<f64>>,
+    samples: usize,
+    seed: u64,
+    positions: Option<usize>,
+) -> MetricOptions<'_> {
+    MetricOptions {
+        inputs: inputs.map(Mat::as_ref),
+        samples,
+        seed,
+        positions,
+        ..MetricOptions::default()
+    }
+}
+
 /// Total (or slice) value and per-output values of one pair: per class or
 /// token for the inner-product metrics, per layer for a sequential
 /// `matrix-cosine` (one value for a transformer's).
@@ -521,13 +538,7 @@ fn matrix<'py>(
     }
     let inputs = inputs.map(|x| matrix_arg(&x, "inputs")).transpose()?;
     let networks: Vec<&Network> = models.iter().map(|m| &m.inner).collect();
-    let options = MetricOptions {
-        inputs: inputs.as_ref().map(Mat::as_ref),
-        samples,
-        seed,
-        positions,
-        ..MetricOptions::default()
-    };
+    let options = matrix_options(inputs.as_ref(), samples, seed, positions);
     let m = py
         .detach(|| metric.job(&networks, options)?.run(&()))
         .map_err(value_error)?;

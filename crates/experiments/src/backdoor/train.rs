@@ -126,16 +126,11 @@ fn start<'a>(
     data: &Split,
     s: &Settings,
 ) -> Result<(Trainer, Recorder<'a, Model, Record>, Shuffler)> {
-    let device = tensim_train::default_device();
-    if let Some(r) = resume::load::<Position>(run)? {
-        let recorder = Recorder::reopen(run, r.checkpoints)?;
-        let last = recorder
-            .last()
-            .context("the resume state has no checkpoint")?;
-        let net = Network::from_model(last, &device)?;
-        let trainer = Trainer::resume(net, config(s), &r.trainer)?;
-        return Ok((trainer, recorder, r.position.shuffler));
+    if let Some(r) = resume::reopen::<Record, Position>(run)? {
+        let trainer = Trainer::resume(r.network, config(s), &r.resumed.trainer)?;
+        return Ok((trainer, r.recorder, r.resumed.position.shuffler));
     }
+    let device = tensim_train::default_device();
     let net = Network::init(&architecture(data.train.dim(), s), s.seed, &device)?;
     let shuffler = Shuffler::new(data.train.len());
     Ok((Trainer::new(net, config(s))?, Recorder::new(run), shuffler))

@@ -139,16 +139,10 @@ type Start<'a> = (
 /// The recorder, and the weights and resume state to continue from: fresh,
 /// or those of the interrupted run in `run`.
 fn start<'a>(run: &'a RunDir, arch: &Architecture, s: &Settings) -> Result<Start<'a>> {
-    let device = tensim_train::default_device();
-    if let Some(r) = resume::load::<Position>(run)? {
-        let recorder = Recorder::reopen(run, r.checkpoints)?;
-        let last = recorder
-            .last()
-            .context("the resume state has no checkpoint")?;
-        let net = Network::from_model(last, &device)?;
-        return Ok((recorder, net, Some(r)));
+    if let Some(r) = resume::reopen::<Record, Position>(run)? {
+        return Ok((r.recorder, r.network, Some(r.resumed)));
     }
-    let net = Network::init(arch, s.seed, &device)?;
+    let net = Network::init(arch, s.seed, &tensim_train::default_device())?;
     Ok((Recorder::new(run), net, None))
 }
 
