@@ -149,12 +149,11 @@ impl<'a, M: Checkpoint, R: Serialize + Clone> Recorder<'a, M, R> {
     pub fn start_series(&mut self, prefix: &str) {
         self.prefix = prefix.to_string();
         let own = format!("checkpoints/{prefix}step-");
-        self.series_start = self
-            .lines
-            .iter()
-            .position(|(_, f)| f.starts_with(&own))
-            .unwrap_or(self.lines.len());
-        self.models = (self.series_start..self.lines.len())
+        let mine = |i: usize| self.lines[i].1.starts_with(&own);
+        let n = self.lines.len();
+        self.series_start = (0..n).find(|&i| mine(i)).unwrap_or(n);
+        let end = (self.series_start..n).find(|&i| !mine(i)).unwrap_or(n);
+        self.models = (self.series_start..end)
             .filter_map(|i| self.restored.get_mut(i).and_then(Option::take))
             .collect();
     }
@@ -190,7 +189,7 @@ impl<'a, M: Checkpoint, R: Serialize + Clone> Recorder<'a, M, R> {
 
     /// The current series' trajectory; its records stay in `metrics.jsonl`.
     pub fn take_series(&mut self) -> Trajectory<M, R> {
-        let own = &self.lines[self.series_start..];
+        let own = &self.lines[self.series_start..self.series_start + self.models.len()];
         let trajectory = Trajectory {
             models: std::mem::take(&mut self.models),
             records: own.iter().map(|(r, _)| r.clone()).collect(),

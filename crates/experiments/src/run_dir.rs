@@ -22,6 +22,9 @@ pub struct RunDir {
     /// Where the run goes when it completes.
     target: PathBuf,
     finished: bool,
+    /// Kept when the run does not finish (a resumed run: its earlier part
+    /// is not lost).
+    keep: bool,
 }
 
 impl RunDir {
@@ -61,6 +64,7 @@ impl RunDir {
             root,
             target: target.to_path_buf(),
             finished: false,
+            keep: false,
         })
     }
 
@@ -95,10 +99,12 @@ impl RunDir {
         std::fs::rename(partial, &root)
             .with_context(|| format!("taking over {}", partial.display()))?;
         remove_abandoned(&parent, &name);
+        // A resumed run that fails is left to resume again, not removed.
         Ok(RunDir {
             root,
             target: target.to_path_buf(),
             finished: false,
+            keep: true,
         })
     }
 
@@ -151,7 +157,7 @@ impl RunDir {
 impl Drop for RunDir {
     /// A run that did not finish leaves nothing behind.
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && !self.keep {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
