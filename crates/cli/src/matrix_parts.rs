@@ -4,14 +4,13 @@
 //! `tensim merge` (the parts checked and assembled). Every path gives the
 //! uninterrupted run's matrix bit for bit (core's [`tensim_core::pair_plan`]).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tensim_core::metric::{MatrixJob, Metric};
 use tensim_core::pair_plan::{assemble, shard_pairs, PairPlan, PairValues};
 use tensim_core::Mat;
-use tensim_io::pairs_file::{read_pairs, write_pairs, PairsHeader, PairsWriter};
+use tensim_io::pairs_file::{self, read_pairs, write_pairs, InputsHasher, PairsHeader};
 
 use crate::progress::JobBars;
 
@@ -38,43 +37,6 @@ impl std::str::FromStr for Shard {
     }
 }
 
-/// FNV-1a, 64 bits: enough to tell whether two runs had the same inputs.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        for &x in b {
-            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    /// A length-prefixed field, so that fields cannot run into each other.
-    fn field(&mut self, b: &[u8]) {
-        self.bytes(&(b.len() as u64).to_le_bytes());
-        self.bytes(b);
-    }
-    fn file(&mut self, path: &Path) -> Result<()> {
-        let mut f = std::fs::File::open(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f
-                .read(&mut buf)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            self.bytes(&buf[..n]);
-            total += n as u64;
-        }
-        self.bytes(&total.to_le_bytes());
-        Ok(())
-    }
-}
-
 /// What the matrix's numbers depend on: every checkpoint's bytes, the
 /// spec, the metric and the options it reads.
 pub struct Inputs<'a> {
@@ -86,7 +48,7 @@ pub struct Inputs<'a> {
 
 /// The hash of `inputs`, as 16 hex digits.
 pub fn inputs_hash(inputs: &Inputs<'_>) -> Result<String> {
-    let mut h = Fnv::new();
+    let mut h = InputsHasher::default();
     h.field(b"tensim matrix inputs 1");
     for p in inputs.checkpoints {
         h.file(p)?;
@@ -95,7 +57,7 @@ pub fn inputs_hash(inputs: &Inputs<'_>) -> Result<String> {
         h.file(p)?;
     }
     h.field(inputs.options.as_bytes());
-    Ok(format!("{:016x}", h.0))
+    Ok(h.finish())
 }
 
 /// The progress file of a run writing `out`.
@@ -114,28 +76,16 @@ fn with_progress_file(
     plan: PairPlan<'_>,
     bars: &JobBars,
 ) -> Result<PairValues> {
-    let (known, writer) = if progress.exists() {
-        let (found, values) = read_pairs(progress)?;
-        if &found != header {
-            bail!(
-                "{}: a progress file of another computation (different checkpoints, metric or options); \
-                 remove it to start afresh",
+    pairs_file::with_progress_file(progress, header, plan, |plan| {
+        if plan.known_count() > 0 {
+            eprintln!(
+                "resuming: {} pairs already in {}",
+                plan.known_count(),
                 progress.display()
             );
         }
-        eprintln!(
-            "resuming: {} pairs already in {}",
-            values.len(),
-            progress.display()
-        );
-        (values, PairsWriter::append_to(progress)?)
-    } else {
-        (PairValues::new(), PairsWriter::create(progress, header)?)
-    };
-    let record = |i: usize, j: usize, v: &[f64]| writer.append(i, j, v);
-    let values = job.pair_values(bars, &plan.known(known).on_pair(&record))?;
-    writer.finish()?;
-    Ok(values)
+        Ok(job.pair_values(bars, plan)?)
+    })
 }
 
 /// The whole matrix, its finished pairs kept in `OUT.progress` until `out`

@@ -664,13 +664,23 @@ impl MatrixJob<'_> {
     /// inner-product metrics (`tensor`, `gaussian` and their slices) read
     /// their cosines from, and what update similarity needs.
     pub fn gram(&self, progress: &dyn MatrixProgress) -> Result<GramMatrices, MetricError> {
+        self.gram_planned(progress, &PairPlan::all())
+    }
+
+    /// [`Self::gram`] through `plan`, which must cover every pair: known
+    /// pairs are taken as they are, new ones recorded (a resumable run).
+    pub fn gram_planned(
+        &self,
+        progress: &dyn MatrixProgress,
+        plan: &PairPlan<'_>,
+    ) -> Result<GramMatrices, MetricError> {
         if !self.metric.is_inner_product() {
             return Err(Error::NotInnerProduct {
                 metric: self.metric.to_string(),
             }
             .into());
         }
-        let (values, log_scales) = self.inner_values(progress, &PairPlan::all())?;
+        let (values, log_scales) = self.inner_values(progress, plan)?;
         Ok(GramMatrices {
             raw: values.matrices(self.networks.len())?,
             log_scales,

@@ -18,6 +18,7 @@ use faer::Mat;
 use crate::error::Error;
 use crate::metric::{Metric, MetricError};
 use crate::pairwise::{checked_pair, GramMatrices, PairError};
+use crate::similarity::{canonical_raw_inner, InnerProductSpace};
 use rayon::prelude::*;
 
 /// Called with every newly computed pair `(i, j, values)`, from worker
@@ -62,6 +63,11 @@ impl<'a> PairPlan<'a> {
             .into_iter()
             .filter(|p| self.only.as_ref().is_none_or(|o| o.contains(p)))
             .collect()
+    }
+
+    /// How many pairs are known already.
+    pub fn known_count(&self) -> usize {
+        self.known.len()
     }
 
     /// The known values of `pair`, if any.
@@ -202,6 +208,25 @@ impl PairValues {
             }
         }
         Ok(out)
+    }
+}
+
+impl GramMatrices {
+    /// [`GramMatrices::compute`] through a plan that covers every pair:
+    /// known pairs are taken as they are and new ones recorded, so a killed
+    /// computation continues where it stopped and gives the same matrices
+    /// bit for bit. `progress` hears of every pair, known or new.
+    pub fn planned<P: InnerProductSpace + Sync>(
+        prepared: &[P],
+        plan: &PairPlan<'_>,
+        progress: &(dyn Fn() + Sync),
+    ) -> Result<Self, MetricError> {
+        let raw = |a: &P, b: &P| canonical_raw_inner(a, b, faer::Par::Seq);
+        let values = planned_values(prepared, raw, plan, progress)?;
+        Ok(GramMatrices {
+            raw: values.matrices(prepared.len())?,
+            log_scales: prepared.iter().map(InnerProductSpace::log_scale).collect(),
+        })
     }
 }
 

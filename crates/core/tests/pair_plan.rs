@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use tensim_core::metric::{Metric, MetricError, MetricOptions};
 use tensim_core::network::Network;
 use tensim_core::pair_plan::{all_pairs, assemble, shard_pairs, PairPlan, PairValues};
 use tensim_core::pairwise::GramMatrices;
+use tensim_core::sequence::{SequenceGeometry, SequencePrepared};
 use tensim_core::{Error, Mat, TensorPrepared};
 
 fn assert_bit_identical(a: &Mat<f64>, b: &Mat<f64>, what: &str) {
@@ -142,6 +143,41 @@ fn a_job_equals_the_gram_matrices_of_its_prepared_models() {
         &gram.cosine_total().unwrap(),
         "tensor",
     );
+}
+
+/// The planned Gram matrices (what the experiments resume through) are
+/// [`GramMatrices::compute`]'s, whole and resumed from a third of the pairs,
+/// for models through attention.
+#[test]
+fn planned_gram_matrices_equal_the_computed_ones_bit_for_bit() {
+    let nets = transformers(4);
+    let first = nets[0].as_transformer().unwrap();
+    let geometry = Arc::new(SequenceGeometry::new(&first.shape(), 2).unwrap());
+    let prepared: Vec<SequencePrepared> = nets
+        .iter()
+        .map(|n| SequencePrepared::new(n.as_transformer().unwrap(), geometry.clone()).unwrap())
+        .collect();
+    let computed = GramMatrices::compute(&prepared, &|| {}).unwrap();
+    let whole = GramMatrices::planned(&prepared, &PairPlan::all(), &|| {}).unwrap();
+    let heard = Mutex::new(PairValues::new());
+    let listener = listening(&heard);
+    let first_third = all_pairs(4).into_iter().take(3);
+    GramMatrices::planned(
+        &prepared,
+        &PairPlan::all().only(first_third).on_pair(&listener),
+        &|| {},
+    )
+    .unwrap_err(); // a plan that leaves pairs out makes no matrices
+    drop(listener);
+    let known = heard.into_inner().unwrap();
+    assert_eq!(known.len(), 3);
+    let resumed = GramMatrices::planned(&prepared, &PairPlan::all().known(known), &|| {}).unwrap();
+    for gram in [&whole, &resumed] {
+        assert_eq!(gram.log_scales, computed.log_scales);
+        for (a, b) in gram.raw.iter().zip(&computed.raw) {
+            assert_bit_identical(a, b, "raw inner products");
+        }
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! The shared pieces: [`run_dir`] (the run directory), [`recorder`]
 //! (checkpoints, `metrics.jsonl` and the in-memory trajectory of every
 //! experiment), [`similarity_suite`] (the matrices over checkpoints),
+//! [`pair_progress`] (their finished pairs, for `--resume`),
 //! [`figures`] (common panels) and [`progress`] (progress bars on stderr).
 //! Errors are [`anyhow::Error`]s: the experiments are top-level orchestration
 //! over the other crates' concrete errors.
@@ -27,6 +28,7 @@ pub mod forgetting;
 pub mod grokking;
 pub mod language;
 mod markdown;
+pub mod pair_progress;
 pub mod progress;
 pub mod recorder;
 pub mod resume;

@@ -117,6 +117,11 @@ impl RunDir {
             std::fs::remove_file(&resume)
                 .with_context(|| format!("removing {}", resume.display()))?;
         }
+        let pairs = self.path(crate::pair_progress::DIR);
+        if pairs.exists() {
+            std::fs::remove_dir_all(&pairs)
+                .with_context(|| format!("removing {}", pairs.display()))?;
+        }
         let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
         let had_old = self.target.exists();
         if had_old {

@@ -1,6 +1,6 @@
 //! The matrices every checkpoint experiment computes, with timing and a
 //! progress bar: tensor similarity (total and all class slices from one pass),
-//! Gaussian similarity, matrix cosine (all three through the core's metric
+//! Gaussian similarity (those two resumable pair by pair), matrix cosine (all three through the core's metric
 //! vocabulary, as `tensim matrix` computes them), output cosine on named
 //! input sets, CKA.
 
@@ -12,6 +12,9 @@ use tensim_core::network::Network;
 use tensim_core::output_cosine::mean_row_cosine;
 use tensim_core::pairwise::{pairwise_values, GramMatrices};
 use tensim_core::{Centring, Mat, Model, Par};
+
+use crate::pair_progress;
+use crate::run_dir::RunDir;
 
 /// A pairs bar as a metric job's progress.
 struct PairBar<'a>(&'a ProgressBar);
@@ -33,8 +36,21 @@ fn with_job<T>(
     work(metric.job(&refs, MetricOptions::default())?)
 }
 
-fn job_gram(metric: Metric, models: &[Model], bar: &ProgressBar) -> Result<GramMatrices> {
-    with_job(metric, models, |job| Ok(job.gram(&PairBar(bar))?))
+/// The Gram matrices of `metric` over `models`, resumable pair by pair
+/// through the run's progress file `name` ([`crate::pair_progress`]).
+fn job_gram(
+    run: &RunDir,
+    name: &str,
+    metric: Metric,
+    models: &[Model],
+    bar: &ProgressBar,
+) -> Result<GramMatrices> {
+    let parameters = models.iter().map(Model::parameters);
+    pair_progress::resumable(run, name, &metric.to_string(), parameters, |plan| {
+        with_job(metric, models, |job| {
+            Ok(job.gram_planned(&PairBar(bar), plan)?)
+        })
+    })
 }
 
 /// All class slices and the total of an inner-product metric.
@@ -52,15 +68,26 @@ fn sliced(gram: &GramMatrices) -> Result<SlicedMatrices> {
     })
 }
 
-/// Tensor similarity (weight space) in f64, with its Gram matrices kept for update similarity.
-pub fn tensor(models: &[Model], bar: &ProgressBar) -> Result<(SlicedMatrices, GramMatrices)> {
-    let gram = job_gram(Metric::Tensor, models, bar)?;
+/// Tensor similarity (weight space) in f64, with its Gram matrices kept for
+/// update similarity; its pairs resume from the run's `progress/tensor.pairs`.
+pub fn tensor(
+    run: &RunDir,
+    models: &[Model],
+    bar: &ProgressBar,
+) -> Result<(SlicedMatrices, GramMatrices)> {
+    let gram = job_gram(run, "tensor", Metric::Tensor, models, bar)?;
     Ok((sliced(&gram)?, gram))
 }
 
-/// Gaussian functional similarity (uncentred, moment propagation) in f64.
-pub fn gaussian(models: &[Model], bar: &ProgressBar) -> Result<(SlicedMatrices, GramMatrices)> {
-    let gram = job_gram(Metric::Gaussian(Centring::Uncentred), models, bar)?;
+/// Gaussian functional similarity (uncentred, moment propagation) in f64;
+/// its pairs resume from the run's `progress/gaussian.pairs`.
+pub fn gaussian(
+    run: &RunDir,
+    models: &[Model],
+    bar: &ProgressBar,
+) -> Result<(SlicedMatrices, GramMatrices)> {
+    let metric = Metric::Gaussian(Centring::Uncentred);
+    let gram = job_gram(run, "gaussian", metric, models, bar)?;
     Ok((sliced(&gram)?, gram))
 }
 

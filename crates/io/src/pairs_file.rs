@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tensim_core::pair_plan::PairValues;
+use tensim_core::pair_plan::{PairPlan, PairValues};
 
 const MAGIC: &str = "tensim-pairs 1";
 
@@ -232,4 +232,93 @@ fn parse_pair(line: &str, n: usize) -> Option<(usize, usize, Vec<f64>)> {
         })
         .collect();
     values.filter(|v| !v.is_empty()).map(|v| (i, j, v))
+}
+
+/// Computes through `plan` with the progress file at `path`: the pairs a
+/// killed run left there are passed on as known (when its header is
+/// `header`; a file of another computation is refused, nothing touched),
+/// every new pair is appended, and the file is created when there is none.
+/// The plan tells `compute` how many pairs were known
+/// ([`PairPlan::known_count`]). The caller removes the file once the result is safely written.
+pub fn with_progress_file<T, E: From<PairsFileError>>(
+    path: &Path,
+    header: &PairsHeader,
+    plan: PairPlan<'_>,
+    compute: impl FnOnce(&PairPlan<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let (known, writer) = if path.exists() {
+        let (found, values) = read_pairs(path)?;
+        if &found != header {
+            return Err(fail(
+                path,
+                "a progress file of another computation (different checkpoints, metric or options); \
+                 remove it to start afresh",
+            )
+            .into());
+        }
+        (values, PairsWriter::append_to(path)?)
+    } else {
+        (PairValues::new(), PairsWriter::create(path, header)?)
+    };
+    let record = |i: usize, j: usize, v: &[f64]| writer.append(i, j, v);
+    let out = compute(&plan.known(known).on_pair(&record))?;
+    writer.finish()?;
+    Ok(out)
+}
+
+/// FNV-1a, 64 bits, over length-prefixed fields: enough to tell whether two
+/// runs had the same inputs (the hash a pairs file's header carries).
+pub struct InputsHasher(u64);
+
+impl Default for InputsHasher {
+    fn default() -> Self {
+        InputsHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl InputsHasher {
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// A length-prefixed field, so that fields cannot run into each other.
+    pub fn field(&mut self, b: &[u8]) {
+        self.bytes(&(b.len() as u64).to_le_bytes());
+        self.bytes(b);
+    }
+
+    /// Numbers, bit for bit, with their count.
+    pub fn numbers(&mut self, values: &[f64]) {
+        self.bytes(&(values.len() as u64).to_le_bytes());
+        for v in values {
+            self.bytes(&v.to_bits().to_le_bytes());
+        }
+    }
+
+    /// A file's bytes, read in pieces, with their count.
+    pub fn file(&mut self, path: &Path) -> Result<(), PairsFileError> {
+        use std::io::Read;
+        let mut f = File::open(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| fail(path, format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            self.bytes(&buf[..n]);
+            total += n as u64;
+        }
+        self.bytes(&total.to_le_bytes());
+        Ok(())
+    }
+
+    /// The hash as 16 hex digits.
+    pub fn finish(&self) -> String {
+        format!("{:016x}", self.0)
+    }
 }

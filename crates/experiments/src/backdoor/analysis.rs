@@ -115,12 +115,13 @@ fn output_sets(models: &[Model], data: &Split, sets: &EvalSets) -> Result<Vec<Ou
 /// Tensor similarity (total and slices), matrix cosine, the output cosines
 /// and CKA of logits, in the order of the report.
 fn matrices(
+    run: &RunDir,
     models: &[Model],
     data: &Split,
     sets: &EvalSets,
     bar: &ProgressBar,
 ) -> Result<(SlicedMatrices, Named)> {
-    let (tensor, _) = suite::tensor(models, bar)?;
+    let (tensor, _) = suite::tensor(run, models, bar)?;
     let weights = suite::matrix_cosine(models, bar)?;
     let outputs = output_sets(models, data, sets)?;
     let mut named: Named = vec![
@@ -166,7 +167,7 @@ pub(super) fn analyse(
     let b_start = records.iter().filter(|r| r.phase == "A").count();
     let pairs = (n * (n + 1) / 2) as u64;
     let bar = progress::bar(pairs * 9, "matrices");
-    let (tensor, named) = matrices(models, data, sets, &bar)?;
+    let (tensor, named) = matrices(run, models, data, sets, &bar)?;
     bar.finish_and_clear();
     let labels: Vec<String> = records.iter().map(|r| format!("step {}", r.step)).collect();
     for (key, _, m) in &named {

@@ -34,6 +34,7 @@ pub(super) struct Analysis {
 /// Gaussian similarity with its Gram matrices, matrix cosine and CKA of
 /// logits on the first `cka_images` test images.
 fn matrices(
+    run: &RunDir,
     t: &Trained,
     data: &Split,
     s: &Settings,
@@ -42,7 +43,7 @@ fn matrices(
     let n = models.len();
     let pairs = (n * (n + 1) / 2) as u64;
     let bar = progress::bar(pairs * 3, "matrices");
-    let (gaussian, gram) = suite::gaussian(models, &bar)?;
+    let (gaussian, gram) = suite::gaussian(run, models, &bar)?;
     let weights = suite::matrix_cosine(models, &bar)?;
     let cka_set = data.test.first(s.cka_images);
     let dim = cka_set.dim();
@@ -89,7 +90,7 @@ fn update_matrix(t: &Trained, gram: &GramMatrices) -> Result<Mat<f64>> {
 /// Computes and writes the matrices and the stage comparisons.
 pub(super) fn analyse(run: &RunDir, data: &Split, s: &Settings, t: &Trained) -> Result<Analysis> {
     let start = Instant::now();
-    let (gaussian, gram, weights, cka) = matrices(t, data, s)?;
+    let (gaussian, gram, weights, cka) = matrices(run, t, data, s)?;
     let labels: Vec<String> = t
         .trajectory
         .records

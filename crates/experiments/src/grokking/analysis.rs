@@ -43,7 +43,7 @@ pub(super) fn analyse(
             spectrum
         })
         .collect::<Result<_, _>>()?;
-    let (tensor, _) = suite::tensor(models, &bar)?;
+    let (tensor, _) = suite::tensor(run, models, &bar)?;
     bar.finish_and_clear();
     let labels: Vec<String> = records.iter().map(|r| format!("step {}", r.step)).collect();
     run.write_matrix("tensor", &labels, &tensor.total)?;

@@ -21,6 +21,7 @@ use tensim_core::Mat;
 use super::inputs::Inputs;
 use super::train::Trained;
 use super::{MetricSummary, Settings};
+use crate::pair_progress;
 use crate::progress;
 use crate::run_dir::RunDir;
 
@@ -238,8 +239,14 @@ fn cosines(v: &[Vec<f64>], bar: &ProgressBar) -> Result<Mat<f64>> {
     Ok(m.into_iter().next().expect("one matrix"))
 }
 
-/// Exact Gaussian similarity through attention, with its exactness.
-fn gaussian(t: &Trained, s: &Settings, bar: &ProgressBar) -> Result<(Mat<f64>, String)> {
+/// Exact Gaussian similarity through attention, with its exactness; its
+/// pairs resume from the run's `progress/L-layer-gaussian.pairs`.
+fn gaussian(
+    run: &RunDir,
+    t: &Trained,
+    s: &Settings,
+    bar: &ProgressBar,
+) -> Result<(Mat<f64>, String)> {
     let geometry = Arc::new(SequenceGeometry::new(&t.shape, s.gaussian_positions)?);
     let prepared: Vec<SequencePrepared> = t
         .trajectory
@@ -252,10 +259,12 @@ fn gaussian(t: &Trained, s: &Settings, bar: &ProgressBar) -> Result<(Mat<f64>, S
         })
         .collect::<Result<_, _>>()?;
     let exactness = prepared[0].exactness().describe();
-    let gaussian = GramMatrices::compute(&prepared, &|| bar.inc(1))
-        .map_err(|e| anyhow!("{e}"))?
-        .cosine_total()
-        .map_err(|e| anyhow!("{e}"))?;
+    let name = format!("{}-layer-gaussian", t.layers);
+    let parameters = t.trajectory.models.iter().map(Transformer::parameters);
+    let gram = pair_progress::resumable(run, &name, "gaussian", parameters, |plan| {
+        GramMatrices::planned(&prepared, plan, &|| bar.inc(1)).map_err(|e| anyhow!("{e}"))
+    })?;
+    let gaussian = gram.cosine_total().map_err(|e| anyhow!("{e}"))?;
     Ok((gaussian, exactness))
 }
 
@@ -298,7 +307,12 @@ fn output_cosines(
 }
 
 /// All five matrices, with the Gaussian metric's exactness.
-fn matrices(t: &Trained, s: &Settings, inputs: &Inputs) -> Result<(Matrices, String)> {
+fn matrices(
+    run: &RunDir,
+    t: &Trained,
+    s: &Settings,
+    inputs: &Inputs,
+) -> Result<(Matrices, String)> {
     let models = &t.trajectory.models;
     let n = models.len();
     let pairs = (n * (n + 1) / 2) as u64;
@@ -306,7 +320,7 @@ fn matrices(t: &Trained, s: &Settings, inputs: &Inputs) -> Result<(Matrices, Str
         n as u64 + 4 * pairs,
         &format!("{}-layer matrices", t.layers),
     );
-    let (gaussian, exactness) = gaussian(t, s, &bar)?;
+    let (gaussian, exactness) = gaussian(run, t, s, &bar)?;
     let text = output_cosines(models, &inputs.text, |m, x| m.forward(x.as_ref()))?;
     bar.inc(pairs);
     let gaussian_output = output_cosines(models, &inputs.gaussian, |m, x| m.forward(x.as_ref()))?;
@@ -346,7 +360,7 @@ pub(super) fn analyse(
     inputs: &Inputs,
     t: &Trained,
 ) -> Result<Analysis> {
-    let (matrices, exactness) = matrices(t, s, inputs)?;
+    let (matrices, exactness) = matrices(run, t, s, inputs)?;
     let records = &t.trajectory.records;
     let labels: Vec<String> = records.iter().map(|r| format!("step {}", r.step)).collect();
     let steps: Vec<u64> = records.iter().map(|r| r.step).collect();
