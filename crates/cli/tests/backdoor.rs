@@ -122,6 +122,21 @@ fn bad_data_arguments_fail_clearly_and_write_nothing() {
     assert!(!r.status.success() && e.contains("does not fit"), "{e}");
     let r = tensim(&["experiment", "grokking", "--steps", "1", "--out", out_s]);
     assert!(stderr(&r).contains("too few"));
+    let forgetting_with = |data: &str| {
+        tensim(&[
+            "experiment",
+            "forgetting",
+            "--quick",
+            "--data",
+            data,
+            "--out",
+            out_s,
+        ])
+    };
+    let r = forgetting_with("svhn");
+    assert!(!r.status.success() && stderr(&r).contains("--svhn-dir"));
+    let r = forgetting_with("cifar");
+    assert_mentions(&stderr(&r), &["cifar", "mnist"]);
     assert!(!Path::new(&out).exists(), "nothing written on bad input");
 }
 
@@ -144,6 +159,18 @@ fn quick_forgetting_and_grokking_runs_write_their_reports() {
     );
     let (_, g) = read_matrix(&f.join("matrices/gaussian.npy")).unwrap();
     assert_eq!(g.nrows(), o["checkpoints"].as_u64().unwrap() as usize);
+    let settings = std::fs::read_to_string(f.join("settings.json")).unwrap();
+    assert_mentions(&settings, &["\"dataset\": \"mnist\"", "\"inputs\": 784"]);
+
+    // The same curriculum on the bundled 8×8 digits (64 inputs).
+    let d = dir.path().join("forgetting-digits");
+    let o = experiment_json(&["forgetting", "--quick", "--data", "digits"], &d);
+    assert_eq!(o["remove9_class_change"].as_array().unwrap().len(), 10);
+    let report = std::fs::read_to_string(d.join("report.md")).unwrap();
+    assert_mentions(
+        &report,
+        &["embed 64→128", "8×8 digits", "capped at 2 % per step"],
+    );
 
     let k = dir.path().join("grokking");
     let o = experiment_json(&["grokking", "--quick", "--steps", "600"], &k);

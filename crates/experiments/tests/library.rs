@@ -96,6 +96,9 @@ fn short_forgetting_run_through_the_library() {
         resume: false,
         quick: true,
         epochs: Some(0.05),
+        weight_decay: None,
+        data: "mnist".into(),
+        svhn_dir: None,
         seed: 7,
     };
     let o = forgetting::run(&opts).unwrap();

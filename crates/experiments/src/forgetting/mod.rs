@@ -26,18 +26,32 @@ pub struct Options {
     pub resume: bool,
     pub quick: bool,
     pub epochs: Option<f64>,
+    /// AdamW weight decay (default: the paper's, scaled to the stage length).
+    pub weight_decay: Option<f64>,
+    /// `mnist` (bundled), `digits` (bundled) or `svhn` (from `svhn_dir`, the paper's data).
+    pub data: String,
+    /// Folder with SVHN's `train_32x32.mat` and `test_32x32.mat`.
+    pub svhn_dir: Option<PathBuf>,
     pub seed: u64,
 }
 
 /// The run's settings, written to `settings.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
+    /// The dataset trained on (`mnist`, `digits` or `svhn`).
+    pub dataset: String,
+    /// Pixels per image.
+    pub inputs: usize,
     pub epochs_per_stage: f64,
     pub batch_size: usize,
     pub learning_rate: f64,
-    /// AdamW's decoupled weight decay, scaled so that a stage shrinks the
-    /// weights as much as a stage of the paper's run did ([`paper_matched_decay`]).
+    /// AdamW's decoupled weight decay: by default the paper's per-stage
+    /// decay times the dataset's regime factor ([`default_decay`]).
     pub weight_decay: f64,
+    /// The decay that gives this run's stages the paper's per-stage shrinking.
+    pub paper_matched_decay: f64,
+    /// Whether `weight_decay` is the default (else set by the caller).
+    pub default_decay: bool,
     /// Batches between checkpoints; `None`: spaced so that the run has about
     /// `checkpoints` of them.
     pub checkpoint_every: Option<u64>,
@@ -67,17 +81,68 @@ pub fn paper_matched_decay(epochs: f64, train_images: usize) -> f64 {
     PAPER_WEIGHT_DECAY * PAPER_EPOCHS * PAPER_TRAIN_IMAGES / (epochs * train_images as f64)
 }
 
+/// How much stronger than the paper's per-stage decay the bundled datasets
+/// train with: the paper's SVHN model underfits (85 % training accuracy at
+/// the end), so the data pin its solution and "remove 9" returns to "add
+/// 8"; an MNIST model at the paper's per-stage decay fits its training data
+/// (98 % test accuracy) and its class slices drift from stage to stage along
+/// directions the data leave free. Four times the decay puts it in the
+/// paper's regime (89 % test accuracy); docs/EXPERIMENTS.md §2 has the
+/// measurements. SVHN, the paper's data, keeps the paper's decay.
+pub fn regime_factor(dataset: &str) -> f64 {
+    if dataset == "svhn" {
+        1.0
+    } else {
+        4.0
+    }
+}
+
+/// The largest default decay per step (`lr · wd`): stages of a few steps
+/// (`--quick`) would otherwise shrink the weights to nothing at each step.
+const MAX_DECAY_PER_STEP: f64 = 0.02;
+
+/// The default weight decay of a run: the paper's per-stage decay
+/// ([`paper_matched_decay`]) times [`regime_factor`], at most
+/// [`MAX_DECAY_PER_STEP`] per step.
+pub fn default_decay(dataset: &str, epochs: f64, train_images: usize, lr: f64) -> f64 {
+    let decay = regime_factor(dataset) * paper_matched_decay(epochs, train_images);
+    decay.min(MAX_DECAY_PER_STEP / lr)
+}
+
+/// Epochs per stage by default: 5 on MNIST (the paper's 20 do not fit the
+/// CPU budget), 100 on the 1,437 images of the 8×8 digits, the paper's 20
+/// on SVHN; a quarter epoch (of 12,000 images) with `--quick`.
+fn default_epochs(dataset: &str, quick: bool) -> f64 {
+    match (quick, dataset) {
+        (true, "digits") => 10.0,
+        (true, _) => 0.25,
+        (false, "digits") => 100.0,
+        (false, "svhn") => PAPER_EPOCHS,
+        (false, _) => 5.0,
+    }
+}
+
 impl Settings {
-    /// The defaults (5 epochs per stage) or the reduced `--quick` ones.
-    pub fn new(opts: &Options, available_images: usize) -> Self {
-        let epochs_per_stage = opts.epochs.unwrap_or(if opts.quick { 0.25 } else { 5.0 });
+    /// The defaults or the reduced `--quick` ones, for the dataset `data`.
+    pub fn new(opts: &Options, data: &tensim_data::Split) -> Self {
+        let available_images = data.train.len();
+        let epochs_per_stage = opts
+            .epochs
+            .unwrap_or_else(|| default_epochs(&data.name, opts.quick));
         let train_images = if opts.quick { Some(12_000) } else { None };
         let images = train_images.map_or(available_images, |n| n.min(available_images));
+        let learning_rate = 1e-3;
         Settings {
+            dataset: data.name.clone(),
+            inputs: data.train.dim(),
             epochs_per_stage,
             batch_size: 248,
-            learning_rate: 1e-3,
-            weight_decay: paper_matched_decay(epochs_per_stage, images),
+            learning_rate,
+            weight_decay: opts.weight_decay.unwrap_or_else(|| {
+                default_decay(&data.name, epochs_per_stage, images, learning_rate)
+            }),
+            paper_matched_decay: paper_matched_decay(epochs_per_stage, images),
+            default_decay: opts.weight_decay.is_none(),
             checkpoint_every: opts.quick.then_some(25),
             checkpoints: 80,
             embed: 128,
@@ -129,8 +194,8 @@ pub struct Outcome {
 /// figures and `report.md`.
 pub fn run(opts: &Options) -> Result<Outcome> {
     let started = Instant::now();
-    let data = tensim_data::load_dataset("mnist", None)?;
-    let s = Settings::new(opts, data.train.len());
+    let data = tensim_data::load_dataset(&opts.data, opts.svhn_dir.as_deref())?;
+    let s = Settings::new(opts, &data);
     let settings = serde_json::to_string_pretty(&s)?;
     let run = crate::start_run(&opts.out, opts.force, opts.resume, &settings)?;
 
@@ -187,8 +252,13 @@ mod tests {
     #[test]
     fn matched_decay_is_the_papers_at_its_setting_and_scales_with_stage_length() {
         assert!((paper_matched_decay(20.0, 73_257) - 0.5).abs() < 1e-12);
-        let default = paper_matched_decay(5.0, 60_000);
-        assert!((default - 2.442).abs() < 1e-3, "{default}");
+        let matched = paper_matched_decay(5.0, 60_000);
+        assert!((matched - 2.442).abs() < 1e-3, "{matched}");
+        let default = default_decay("mnist", 5.0, 60_000, 1e-3);
+        assert!((default - 4.0 * matched).abs() < 1e-12, "{default}");
+        assert_eq!(default_decay("svhn", 20.0, 73_257, 1e-3), 0.5);
+        // A quick run's few steps per stage are capped at 2 % decay per step.
+        assert!((default_decay("mnist", 0.25, 12_000, 1e-3) - 20.0).abs() < 1e-9);
         // wd × epochs × images, hence the per-stage decay exp(−wd·Σlr), is kept.
         let product = |e: f64, n: usize| paper_matched_decay(e, n) * e * n as f64;
         assert!((product(5.0, 60_000) - product(20.0, 73_257)).abs() < 1e-6);
