@@ -239,6 +239,17 @@ struct RunArgs {
     json: bool,
 }
 
+/// The image data of the vision experiments.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// mnist (bundled), digits (bundled) or svhn (the paper's data; needs --svhn-dir).
+    #[arg(long, default_value = "mnist")]
+    data: String,
+    /// Folder with SVHN's train_32x32.mat and test_32x32.mat.
+    #[arg(long)]
+    svhn_dir: Option<PathBuf>,
+}
+
 impl RunArgs {
     /// The options of an experiment trained for `steps` into `out`.
     fn with_steps(&self, out: PathBuf, steps: Option<u64>) -> tensim_experiments::StepOptions {
@@ -260,12 +271,8 @@ enum ExperimentCommand {
         /// Run directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/backdoor")]
         out: PathBuf,
-        /// mnist (bundled), digits (bundled) or svhn (needs --svhn-dir).
-        #[arg(long, default_value = "mnist")]
-        data: String,
-        /// Folder with SVHN's train_32x32.mat and test_32x32.mat.
-        #[arg(long)]
-        svhn_dir: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -281,12 +288,8 @@ enum ExperimentCommand {
         /// bundled data to match the paper's underfitting regime; EXPERIMENTS §2).
         #[arg(long)]
         weight_decay: Option<f64>,
-        /// mnist (bundled), digits (bundled) or svhn (the paper's data; needs --svhn-dir).
-        #[arg(long, default_value = "mnist")]
-        data: String,
-        /// Folder with SVHN's train_32x32.mat and test_32x32.mat.
-        #[arg(long)]
-        svhn_dir: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -335,19 +338,14 @@ fn print_outcome<T: serde::Serialize>(
 /// Runs an experiment through the library and prints its outcome.
 fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
     match command {
-        ExperimentCommand::Backdoor {
-            out,
-            data,
-            svhn_dir,
-            run,
-        } => {
+        ExperimentCommand::Backdoor { out, data, run } => {
             let o = backdoor::run(&backdoor::Options {
                 out,
                 force: run.force,
                 resume: run.resume,
                 quick: run.quick,
-                data,
-                svhn_dir,
+                data: data.data,
+                svhn_dir: data.svhn_dir,
                 seed: run.seed,
             })?;
             print_outcome(run.json, &o, || backdoor_summary(&o))
@@ -357,7 +355,6 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
             epochs,
             weight_decay,
             data,
-            svhn_dir,
             run,
         } => {
             let o = forgetting::run(&forgetting::Options {
@@ -367,8 +364,8 @@ fn run_experiment(command: ExperimentCommand) -> anyhow::Result<()> {
                 quick: run.quick,
                 epochs,
                 weight_decay,
-                data,
-                svhn_dir,
+                data: data.data,
+                svhn_dir: data.svhn_dir,
                 seed: run.seed,
             })?;
             print_outcome(run.json, &o, || forgetting_summary(&o))
