@@ -239,7 +239,8 @@ fn parse_pair(line: &str, n: usize) -> Option<(usize, usize, Vec<f64>)> {
 /// `header`; a file of another computation is refused, nothing touched),
 /// every new pair is appended, and the file is created when there is none.
 /// The plan tells `compute` how many pairs were known
-/// ([`PairPlan::known_count`]). The caller removes the file once the result is safely written.
+/// ([`PairPlan::known_count`]). The caller removes the file once the result
+/// is safely written.
 pub fn with_progress_file<T, E: From<PairsFileError>>(
     path: &Path,
     header: &PairsHeader,

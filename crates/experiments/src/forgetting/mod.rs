@@ -26,7 +26,8 @@ pub struct Options {
     pub resume: bool,
     pub quick: bool,
     pub epochs: Option<f64>,
-    /// AdamW weight decay (default: the paper's, scaled to the stage length).
+    /// AdamW weight decay (default: [`default_decay`], the paper's per-stage
+    /// decay, four times on the bundled data).
     pub weight_decay: Option<f64>,
     /// `mnist` (bundled), `digits` (bundled) or `svhn` (from `svhn_dir`, the paper's data).
     pub data: String,
