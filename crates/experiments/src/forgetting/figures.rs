@@ -67,10 +67,17 @@ fn matrix_panels(run: &RunDir, a: &Analysis, b: &Blocks) -> Result<Vec<Panel>> {
 fn accuracy_panel(t: &Trained) -> Panel {
     let records = &t.trajectory.records;
     let xs: Vec<f64> = records.iter().map(|r| r.step as f64).collect();
-    let stage_lines: Vec<(f64, String)> = t.stage_first[1..]
+    // Each line at the step its stage starts (the previous stage's last
+    // checkpoint), not at the stage's first checkpoint after it.
+    let stage_lines: Vec<(f64, String)> = t.stages[1..]
         .iter()
-        .zip(&t.stages[1..])
-        .map(|(&i, st)| (records[i].step as f64, st.name.clone()))
+        .enumerate()
+        .map(|(k, st)| {
+            (
+                t.stage_steps[..=k].iter().sum::<u64>() as f64,
+                st.name.clone(),
+            )
+        })
         .collect();
     let digit_series = (0..10)
         .map(|d| {
