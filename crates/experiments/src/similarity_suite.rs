@@ -1,8 +1,8 @@
 //! The matrices every checkpoint experiment computes, with timing and a
 //! progress bar: tensor similarity (total and all class slices from one pass),
-//! Gaussian similarity (those two resumable pair by pair), matrix cosine (all three through the core's metric
-//! vocabulary, as `tensim matrix` computes them), output cosine on named
-//! input sets, CKA.
+//! Gaussian similarity (those two resumable pair by pair), matrix cosine (all
+//! three through the core's metric vocabulary, as `tensim matrix` computes
+//! them), output cosine on named input sets, CKA.
 
 use anyhow::Result;
 use indicatif::ProgressBar;
