@@ -56,13 +56,11 @@ use crate::model::Model;
 use crate::monte_carlo::{gaussian_inputs, sequence_monte_carlo};
 use crate::network::{Network, NetworkKind};
 use crate::output_cosine::mean_row_cosine;
-use crate::pair_plan::{assemble, planned_values, PairPlan, PairValues};
+use crate::pair_plan::{assemble, planned_values, scaled_values, PairPlan, PairValues};
 use crate::pairwise::{GramMatrices, PairError};
 use crate::scalar::Scalar;
 use crate::sequence::{exactness_of, SequenceGeometry, SequencePrepared};
-use crate::similarity::{
-    canonical_raw_inner, similarity, CosineSums, InnerProductSpace, Similarity,
-};
+use crate::similarity::{similarity, CosineSums, Similarity};
 use crate::tensor::TensorPrepared;
 use crate::transformer::Transformer;
 use crate::weight_cosine::{parameter_cosine, weight_cosine};
@@ -514,22 +512,6 @@ fn prepare_each<'n, N: Sync + ?Sized, P: Send>(
             Ok(p)
         })
         .collect()
-}
-
-/// Raw inner products per output of the planned pairs of prepared models
-/// (each pair's GEMMs run sequentially: the pairs run in parallel), and
-/// each model's log-scale.
-fn scaled_values<P: InnerProductSpace + Sync>(
-    prepared: &[P],
-    plan: &PairPlan<'_>,
-    tick: &(dyn Fn() + Sync),
-) -> Result<(PairValues, Vec<f64>), PairError> {
-    let raw = |a: &P, b: &P| canonical_raw_inner(a, b, faer::Par::Seq);
-    let values = planned_values(prepared, raw, plan, tick)?;
-    Ok((
-        values,
-        prepared.iter().map(InnerProductSpace::log_scale).collect(),
-    ))
 }
 
 /// `⟨a, b⟩ / (‖a‖ ‖b‖)` of two outputs flattened (Monte-Carlo samples).

@@ -211,6 +211,22 @@ impl PairValues {
     }
 }
 
+/// Raw inner products per output of the planned pairs of prepared models
+/// (each pair's GEMMs run sequentially: the pairs run in parallel), and
+/// each model's log-scale.
+pub(crate) fn scaled_values<P: InnerProductSpace + Sync>(
+    prepared: &[P],
+    plan: &PairPlan<'_>,
+    tick: &(dyn Fn() + Sync),
+) -> Result<(PairValues, Vec<f64>), PairError> {
+    let raw = |a: &P, b: &P| canonical_raw_inner(a, b, faer::Par::Seq);
+    let values = planned_values(prepared, raw, plan, tick)?;
+    Ok((
+        values,
+        prepared.iter().map(InnerProductSpace::log_scale).collect(),
+    ))
+}
+
 impl GramMatrices {
     /// [`GramMatrices::compute`] through a plan that covers every pair:
     /// known pairs are taken as they are and new ones recorded, so a killed
@@ -221,11 +237,10 @@ impl GramMatrices {
         plan: &PairPlan<'_>,
         progress: &(dyn Fn() + Sync),
     ) -> Result<Self, MetricError> {
-        let raw = |a: &P, b: &P| canonical_raw_inner(a, b, faer::Par::Seq);
-        let values = planned_values(prepared, raw, plan, progress)?;
+        let (values, log_scales) = scaled_values(prepared, plan, progress)?;
         Ok(GramMatrices {
             raw: values.matrices(prepared.len())?,
-            log_scales: prepared.iter().map(InnerProductSpace::log_scale).collect(),
+            log_scales,
         })
     }
 }
